@@ -1,0 +1,1 @@
+"""Hookline's background work: Dramatiq actors, the scheduler, and their broker."""

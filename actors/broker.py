@@ -1,0 +1,139 @@
+"""Builds the broker from `Settings`, declares the actors, publishes with confirms.
+
+RabbitMQ when `HOOKLINE_BROKER_URL` is set; otherwise dramatiq's in-process
+`StubBroker`, for the embedded single-process mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import dramatiq
+import pika
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import (
+    AgeLimit,
+    AsyncIO,
+    CurrentMessage,
+    Middleware,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+
+from engine.settings import Settings
+
+FAN_OUT_QUEUE = "hookline.fan_out"
+DELIVER_QUEUE = "hookline.deliver"
+QUARANTINE_QUEUE = "hookline.quarantine"
+
+
+def connection_url(settings: Settings, *, publisher: bool) -> str:
+    """The broker URL with heartbeat, blocked-publisher and connect bounds added."""
+    assert settings.broker_url is not None
+    parts = urlsplit(settings.broker_url)
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("heartbeat", str(settings.broker_heartbeat_s))
+    query.setdefault("blocked_connection_timeout", str(settings.broker_blocked_timeout_s))
+    query.setdefault("connection_attempts", "1" if publisher else "3")
+    query.setdefault("retry_delay", "1")
+    query.setdefault("socket_timeout", "5")
+    query.setdefault("stack_timeout", "10")
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def build_broker(settings: Settings, middleware: list[Middleware]) -> dramatiq.Broker:
+    """A broker for this process; set as dramatiq's global broker too."""
+    broker: dramatiq.Broker
+    if settings.broker_url is None:
+        broker = StubBroker(middleware=middleware)
+        broker.emit_after("process_boot")
+    else:
+        broker = RabbitmqBroker(
+            url=connection_url(settings, publisher=False),
+            confirm_delivery=True,
+            middleware=middleware,
+        )
+    dramatiq.set_broker(broker)
+    return broker
+
+
+def worker_middleware(settings: Settings, extra: list[Middleware]) -> list[Middleware]:
+    """The middleware of a process that runs actors, in order."""
+    return [
+        AgeLimit(),
+        TimeLimit(time_limit=int((settings.request_timeout_s + 60) * 1000)),
+        ShutdownNotifications(),
+        # Short, in-process retries for transient faults (the database restarting); the
+        # scheduler's lease sweep is the backstop for anything these cannot save.
+        Retries(max_retries=5, min_backoff=500, max_backoff=30_000),
+        CurrentMessage(),
+        AsyncIO(),
+        *extra,
+    ]
+
+
+@dataclass(frozen=True)
+class Actors:
+    """The actors of one broker."""
+
+    fan_out: dramatiq.Actor[Any, Any]
+    deliver: dramatiq.Actor[Any, Any]
+
+
+def declare_actors(broker: dramatiq.Broker) -> Actors:
+    """Declare Hookline's actors on a broker."""
+    from actors import delivery
+
+    return Actors(
+        fan_out=dramatiq.actor(
+            delivery.fan_out, broker=broker, actor_name="fan_out", queue_name=FAN_OUT_QUEUE
+        ),
+        deliver=dramatiq.actor(
+            delivery.deliver, broker=broker, actor_name="deliver", queue_name=DELIVER_QUEUE
+        ),
+    )
+
+
+class Publisher:
+    """Publishes actor messages (ids only) and answers whether the broker confirmed."""
+
+    def __init__(self, broker: dramatiq.Broker, actors: Actors, settings: Settings) -> None:
+        self.broker = broker
+        self.actors = actors
+        self.settings = settings
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Publisher:
+        """A publish-only broker (no worker middleware), as the API uses."""
+        if settings.broker_url is None:
+            raise RuntimeError("the API needs HOOKLINE_BROKER_URL; `hookline up` runs embedded")
+        broker = RabbitmqBroker(
+            url=connection_url(settings, publisher=True), confirm_delivery=True, middleware=[]
+        )
+        return cls(broker, declare_actors(broker), settings)
+
+    def enqueue(self, kind: str, ident: str) -> bool:
+        """Publish `kind(ident)`; True once the broker confirmed it."""
+        actor = self.actors.fan_out if kind == "fan_out" else self.actors.deliver
+        actor.send(ident)
+        return True
+
+    def enqueue_many(self, kind: str, idents: list[str]) -> int:
+        """Publish several; stop at the first failure and answer how many were confirmed."""
+        for count, ident in enumerate(idents):
+            try:
+                self.enqueue(kind, ident)
+            except Exception:  # noqa: BLE001 - the caller's lease covers the rest
+                return count
+        return len(idents)
+
+    def ping(self) -> None:
+        """Raise unless the broker accepts a connection now."""
+        if self.settings.broker_url is None:
+            return
+        params = pika.URLParameters(connection_url(self.settings, publisher=True))
+        pika.BlockingConnection(params).close()

@@ -1,0 +1,107 @@
+"""What the actors of one process share: settings, publisher, HTTP client.
+
+Set once per process by `actors.worker.setup` (or the embedded runner); the
+HTTP client is opened on the AsyncIO middleware's event loop after boot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import dramatiq
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.middleware import Middleware
+
+from engine import __version__
+from engine.delivery import ClientOptions, DeliveryClient, open_session
+from engine.settings import Settings
+from engine.ssrf import AddressPolicy
+
+if TYPE_CHECKING:
+    from actors.broker import Publisher
+
+USER_AGENT = f"Hookline/{__version__}"
+
+
+@dataclass
+class Runtime:
+    """The per-process collaborators of the actors."""
+
+    settings: Settings
+    database: Any
+    publisher: Publisher
+    client: DeliveryClient | None = field(default=None)
+
+
+_runtime: Runtime | None = None
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    """Install the collaborators for this process."""
+    global _runtime
+    _runtime = runtime
+
+
+def current() -> Runtime:
+    """The installed collaborators.
+
+    Raises:
+        RuntimeError: the process was not set up.
+    """
+    if _runtime is None:
+        raise RuntimeError("actors.runtime is not set up in this process")
+    return _runtime
+
+
+def client_options(settings: Settings) -> ClientOptions:
+    """The delivery client's limits from the settings."""
+    return ClientOptions(
+        connect_timeout_s=settings.connect_timeout_s,
+        request_timeout_s=settings.request_timeout_s,
+        max_response_bytes=settings.max_response_bytes,
+        max_connections=max(settings.worker_threads, 16),
+        max_connections_per_host=settings.max_connections_per_host,
+        policy=AddressPolicy(
+            allow_private=settings.dangerous_allow_private_networks,
+            allow_cidrs=settings.allowed_cidrs,
+        ),
+    )
+
+
+class HttpClient(Middleware):
+    """Opens the process's one aiohttp session after boot and closes it at shutdown."""
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        runtime = current()
+        options = client_options(runtime.settings)
+
+        async def open_client() -> DeliveryClient:
+            return DeliveryClient(open_session(options), options)
+
+        loop_thread = get_event_loop_thread()
+        assert loop_thread is not None, "the AsyncIO middleware must come first"
+        runtime.client = loop_thread.run_coroutine(open_client())
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        runtime = _runtime
+        loop_thread = get_event_loop_thread()
+        if runtime is None or runtime.client is None or loop_thread is None:
+            return
+        session = runtime.client.session
+
+        async def close() -> None:
+            await session.close()
+            await asyncio.sleep(0)
+
+        loop_thread.run_coroutine(close())
+        runtime.client = None
+
+
+class DatabaseConnections(Middleware):
+    """Drops the parent's database connections in each forked worker process."""
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        if _runtime is not None and hasattr(_runtime.database, "dispose"):
+            _runtime.database.dispose()

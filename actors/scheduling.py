@@ -1,0 +1,107 @@
+"""The scheduler: publishes what is due, and finds again whatever was lost.
+
+Exactly one is active: it holds a PostgreSQL advisory lock on its own
+connection, and a standby polls for the lock and takes over within a pass or
+two if the leader dies. Rows are taken with `FOR UPDATE SKIP LOCKED`, so even
+two active schedulers would never publish the same row twice in one pass.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import structlog
+
+from actors.broker import Publisher
+from engine import scheduling
+from engine.database import UNAVAILABLE_ERRORS
+from engine.settings import Settings
+
+log = structlog.get_logger("hookline.scheduler")
+
+
+class Scheduler:
+    """One scheduler loop; `run` until `stop` is set."""
+
+    def __init__(self, settings: Settings, database: Any, publisher: Publisher) -> None:
+        self.settings = settings
+        self.database = database
+        self.publisher = publisher
+        self.leading = False
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        """Pass after pass until stopped; database outages are waited out."""
+        log.info("scheduler_started", interval_s=self.settings.scheduler_interval_s)
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                busy = self.run_once()
+            except UNAVAILABLE_ERRORS as exc:
+                self._lose_connection(exc)
+                busy = False
+            except Exception:  # noqa: BLE001 - the loop must outlive any one bad pass
+                log.exception("scheduler_pass_failed")
+                self._lose_connection(None)
+                busy = False
+            if not busy:
+                elapsed = time.monotonic() - started
+                self.stop.wait(max(0.0, self.settings.scheduler_interval_s - elapsed))
+        self._resign()
+        log.info("scheduler_stopped")
+
+    def run_once(self) -> bool:
+        """One pass; True when a batch was full and another pass should follow at once."""
+        if not self.leading:
+            self.database.connect(reuse_if_open=True)
+            self.leading = scheduling.try_lead(self.database)
+            if not self.leading:
+                return False
+            log.info("scheduler_leading")
+        batch, lease = self.settings.scheduler_batch, self.settings.queue_lease_s
+        due = scheduling.take_due(batch=batch, lease_s=lease)
+        lost = scheduling.take_expired(batch=batch, lease_s=lease)
+        unfanned = scheduling.take_unfanned(batch=batch, lease_s=self.settings.fan_out_lease_s)
+        self._publish("deliver", due + lost)
+        self._publish("fan_out", unfanned)
+        if lost or unfanned:
+            log.info("scheduler_recovered", deliveries=len(lost), events=len(unfanned))
+        return max(len(due), len(lost), len(unfanned)) >= batch
+
+    def _publish(self, kind: str, idents: list[str]) -> None:
+        if not idents:
+            return
+        published = self.publisher.enqueue_many(kind, idents)
+        if published < len(idents):
+            log.warning("scheduler_publish_failed", kind=kind, unpublished=len(idents) - published)
+
+    def _lose_connection(self, exc: BaseException | None) -> None:
+        if self.leading:
+            log.warning("scheduler_lost_database", error=str(exc)[:200] if exc else None)
+        self.leading = False
+        _drop_connection(self.database)
+
+    def _resign(self) -> None:
+        if not self.leading:
+            return
+        try:
+            scheduling.resign(self.database)
+        except Exception:  # noqa: BLE001 - closing drops the lock anyway
+            pass
+        _drop_connection(self.database)
+        self.leading = False
+
+
+def _drop_connection(database: Any) -> None:
+    """Close the connection for good: a pooled one would keep the session's lock."""
+    try:
+        if database.is_closed():
+            return
+        if hasattr(database, "manual_close"):
+            database.manual_close()
+        else:
+            database.close()
+    except Exception:  # noqa: BLE001 - the connection is already gone
+        pass

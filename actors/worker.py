@@ -1,0 +1,27 @@
+"""Entry point of a Dramatiq worker process: `dramatiq actors.worker:setup`.
+
+`hookline worker` runs dramatiq's CLI with this callable; each worker process
+calls it once to read the settings, bind the database and build the broker.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+
+from actors import runtime
+from actors.broker import Publisher, build_broker, declare_actors, worker_middleware
+from engine import logs
+from engine.database import bind
+from engine.settings import Settings
+
+
+def setup(settings: Settings | None = None) -> dramatiq.Broker:
+    """Build this process's broker, actors and runtime."""
+    settings = settings or Settings.from_env()
+    logs.configure(settings.log_level, settings.log_format)
+    database = bind(settings)
+    extra = [runtime.DatabaseConnections(), runtime.HttpClient()]
+    broker = build_broker(settings, worker_middleware(settings, extra))
+    actors = declare_actors(broker)
+    runtime.set_runtime(runtime.Runtime(settings, database, Publisher(broker, actors, settings)))
+    return broker

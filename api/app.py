@@ -1,0 +1,86 @@
+"""The Falcon app: `create_app` from injected collaborators, `get_app` for gunicorn."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+import falcon.media
+
+from api import errors
+from api.middleware import Auth, Database, RequestContext
+from api.resources.deliveries import Deliveries
+from api.resources.endpoints import Endpoints
+from api.resources.events import Enqueue, Events
+from api.resources.health import Health, OpenApi, Readiness
+from api.resources.tenants import Tenants
+from engine.settings import Settings
+from engine.ssrf import AddressPolicy
+
+
+def address_policy(settings: Settings) -> AddressPolicy:
+    """The SSRF policy the settings ask for."""
+    return AddressPolicy(
+        allow_private=settings.dangerous_allow_private_networks,
+        allow_cidrs=settings.allowed_cidrs,
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    database: Any,
+    enqueue: Enqueue,
+    broker_check: Callable[[], None] = lambda: None,
+) -> falcon.App:
+    """Build the WSGI app; the database is bound and `enqueue` publishes `fan_out`."""
+    app = falcon.App(
+        media_type=falcon.MEDIA_JSON,
+        middleware=[RequestContext(), Database(database), Auth(settings)],
+    )
+    app.req_options.strip_url_path_trailing_slash = True
+    handler = falcon.media.JSONHandler(
+        dumps=functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":")),
+        loads=json.loads,
+    )
+    app.req_options.media_handlers.update({falcon.MEDIA_JSON: handler})
+    app.resp_options.media_handlers.update(
+        {falcon.MEDIA_JSON: handler, errors.PROBLEM_JSON: handler}
+    )
+    errors.install(app)
+
+    policy = address_policy(settings)
+    app.add_route("/healthz", Health())
+    app.add_route("/readyz", Readiness(database, broker_check))
+    app.add_route("/openapi.json", OpenApi())
+    app.add_route("/v1/tenants", Tenants(settings))
+    endpoints = Endpoints(settings, policy)
+    app.add_route("/v1/endpoints", endpoints)
+    app.add_route("/v1/endpoints/{endpoint_id}", endpoints, suffix="item")
+    app.add_route("/v1/endpoints/{endpoint_id}/secret", endpoints, suffix="secret")
+    events = Events(settings, enqueue)
+    app.add_route("/v1/events", events)
+    app.add_route("/v1/events/{event_id}", events, suffix="item")
+    deliveries = Deliveries()
+    app.add_route("/v1/deliveries", deliveries)
+    app.add_route("/v1/deliveries/{delivery_id}", deliveries, suffix="item")
+    app.add_route("/v1/deliveries/{delivery_id}/attempts", deliveries, suffix="attempts")
+    return app
+
+
+def get_app() -> falcon.App:
+    """The production app: settings from the environment, RabbitMQ as the broker."""
+    from actors.broker import Publisher  # the one place the API is wired to the actors
+    from engine import logs
+    from engine.database import bind
+
+    settings = Settings.from_env()
+    logs.configure(settings.log_level, settings.log_format)
+    database = bind(settings)
+    publisher = Publisher.from_settings(settings)
+    return create_app(
+        settings, database=database, enqueue=publisher.enqueue, broker_check=publisher.ping
+    )

@@ -1,0 +1,198 @@
+"""The `hookline` command: migrate, tenants, api, worker, scheduler, up."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from engine import __version__, logs
+from engine.database import bind
+from engine.errors import EngineError, SettingsError
+from engine.migrations import migrate
+from engine.settings import Settings
+
+GUNICORN_CONF = Path(__file__).resolve().parents[1] / "ops" / "gunicorn.conf.py"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; answer the process exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"hookline: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        return int(args.handler(settings, args) or 0)
+    except EngineError as exc:
+        print(f"hookline: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hookline", description="Hookline webhook delivery engine")
+    parser.add_argument("--version", action="version", version=f"hookline {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("migrate", help="create or upgrade the database schema").set_defaults(
+        handler=_migrate
+    )
+    tenants = commands.add_parser("tenants", help="manage tenants")
+    tenant_commands = tenants.add_subparsers(dest="tenant_command", required=True)
+    create = tenant_commands.add_parser("create", help="create a tenant and print its API key")
+    create.add_argument("name")
+    create.set_defaults(handler=_create_tenant)
+    commands.add_parser("api", help="serve the REST API (gunicorn)").set_defaults(handler=_api)
+    commands.add_parser("worker", help="run delivery workers (dramatiq)").set_defaults(
+        handler=_worker
+    )
+    commands.add_parser("scheduler", help="publish due and lost deliveries").set_defaults(
+        handler=_scheduler
+    )
+    commands.add_parser("up", help="run everything on this host").set_defaults(handler=_up)
+    return parser
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    applied = migrate(bind(settings))
+    print(json.dumps({"applied": applied}))
+    return 0
+
+
+def _create_tenant(settings: Settings, args: argparse.Namespace) -> int:
+    from api import views
+    from engine.tenants import create_tenant
+
+    name = args.name.strip()
+    if not 1 <= len(name) <= 128:
+        print("hookline: a tenant name is 1 to 128 characters", file=sys.stderr)
+        return 2
+    database = bind(settings)
+    migrate(database)
+    with database.connection_context():
+        tenant, api_key = create_tenant(name)
+    print(json.dumps(views.tenant(tenant, api_key)))
+    return 0
+
+
+def _api(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.broker_url is None or settings.database_url is None:
+        raise SettingsError(
+            "HOOKLINE_BROKER_URL", "`hookline api` needs PostgreSQL and RabbitMQ; `hookline up` "
+            "runs embedded"
+        )
+    command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF)]
+    os.execv(sys.executable, command)
+    return 0  # pragma: no cover
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.broker_url is None:
+        raise SettingsError("HOOKLINE_BROKER_URL", "`hookline worker` needs RabbitMQ")
+    # Dramatiq reads its own knobs from the environment: no message waits in worker RAM
+    # beyond what the threads can take.
+    os.environ["dramatiq_queue_prefetch"] = str(settings.worker_threads)
+    command = [
+        sys.executable, "-m", "dramatiq", "actors.worker:setup",
+        "--processes", str(settings.worker_processes),
+        "--threads", str(settings.worker_threads),
+        "--worker-shutdown-timeout", str(int((settings.request_timeout_s + 15) * 1000)),
+        "--skip-logging",
+    ]
+    os.execv(sys.executable, command)
+    return 0  # pragma: no cover
+
+
+def _scheduler(settings: Settings, args: argparse.Namespace) -> int:
+    from actors.broker import Publisher
+    from actors.scheduling import Scheduler
+
+    if settings.broker_url is None:
+        raise SettingsError("HOOKLINE_BROKER_URL", "`hookline scheduler` needs RabbitMQ")
+    scheduler = Scheduler(settings, bind(settings), Publisher.from_settings(settings))
+    _stop_on_signals(scheduler.stop.set)
+    scheduler.run()
+    return 0
+
+
+def _up(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.broker_url is None:
+        return _up_embedded(settings)
+    migrate(bind(settings))
+    children = [
+        subprocess.Popen([sys.executable, "-m", "api.cli", role])
+        for role in ("api", "worker", "scheduler")
+    ]
+    stopping = threading.Event()
+
+    def stop() -> None:
+        stopping.set()
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+
+    _stop_on_signals(stop)
+    while not stopping.is_set():
+        if any(child.poll() is not None for child in children):
+            stop()
+            break
+        stopping.wait(0.5)
+    return max(_wait(child) for child in children)
+
+
+def _wait(child: subprocess.Popen[Any]) -> int:
+    try:
+        return abs(child.wait(timeout=60))
+    except subprocess.TimeoutExpired:
+        child.kill()
+        return abs(child.wait())
+
+
+def _up_embedded(settings: Settings) -> int:
+    from api import embedded
+
+    hookline = embedded.start(settings)
+    database = settings.database_url and "PostgreSQL" or settings.effective_database_url
+    print(
+        f"Hookline {__version__} running embedded: database {database}, in-process broker, "
+        f"API, workers and scheduler in this process.\n"
+        f"API: {hookline.url}   (create a tenant: hookline tenants create NAME)\n"
+        "Set HOOKLINE_DATABASE_URL and HOOKLINE_BROKER_URL for PostgreSQL and RabbitMQ. "
+        "Ctrl-C stops.",
+        file=sys.stderr,
+        flush=True,
+    )
+    server = threading.Thread(target=hookline.serve_forever, name="api", daemon=True)
+    server.start()
+    stopped = threading.Event()
+    _stop_on_signals(stopped.set)
+    stopped.wait()
+    print("Hookline stopping…", file=sys.stderr, flush=True)
+    hookline.stop()
+    return 0
+
+
+def _stop_on_signals(callback: Any) -> None:
+    def handle(signum: int, frame: Any) -> None:
+        callback()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

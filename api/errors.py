@@ -1,0 +1,129 @@
+"""One mapping from every error to RFC 9457 problem details (application/problem+json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+import structlog
+
+from engine.database import UNAVAILABLE_ERRORS
+from engine.errors import ConflictError, InvalidInputError, NotFoundError, UnavailableError
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:hookline:problem:"
+RETRY_AFTER_S = "2"
+
+
+class Problem(falcon.HTTPError):
+    """An HTTP error with a stable `type` slug, a detail and optionally the field at fault."""
+
+    def __init__(
+        self,
+        status: str | int,
+        slug: str,
+        title: str,
+        detail: str,
+        *,
+        field: str | None = None,
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status, title=title, description=detail, headers=headers)
+        self.slug = slug
+        self.field = field
+        self.errors = errors
+
+    def to_dict(self, obj_type: Any = dict) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": TYPE_PREFIX + self.slug,
+            "title": self.title,
+            "status": self.status_code,
+            "detail": self.description,
+        }
+        if self.field is not None:
+            body["field"] = self.field
+        if self.errors:
+            body["errors"] = self.errors
+        return body
+
+
+# Falcon's own errors, by status, get a stable slug too.
+_SLUGS = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    406: "not-acceptable",
+    411: "length-required",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "validation",
+    429: "rate-limited",
+    431: "headers-too-large",
+    503: "unavailable",
+}
+
+
+def serialize(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    """Render any HTTPError as problem+json, whatever the client prefers."""
+    if isinstance(exc, Problem):
+        body = exc.to_dict()
+    else:
+        status = exc.status_code
+        body = {
+            "type": TYPE_PREFIX + _SLUGS.get(status, "http-error"),
+            "title": exc.title or falcon.code_to_http_status(status)[4:],
+            "status": status,
+            "detail": exc.description or exc.title or "",
+        }
+    body["instance"] = req.path
+    resp.content_type = PROBLEM_JSON
+    resp.media = body
+
+
+def _not_found(req: falcon.Request, resp: falcon.Response, exc: NotFoundError, params: Any) -> None:
+    raise Problem(404, "not-found", "Not found", str(exc))
+
+
+def _invalid(
+    req: falcon.Request, resp: falcon.Response, exc: InvalidInputError, params: Any
+) -> None:
+    raise Problem(
+        422, "validation", "Invalid request", str(exc), field=exc.field,
+        errors=[{"field": exc.field, "message": exc.message}],
+    )
+
+
+def _conflict(req: falcon.Request, resp: falcon.Response, exc: ConflictError, params: Any) -> None:
+    raise Problem(409, "conflict", "Conflict", str(exc))
+
+
+def _unavailable(req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any) -> None:
+    log.warning("database_unavailable", error=str(exc).strip()[:300])
+    raise Problem(
+        503, "unavailable", "Service unavailable",
+        "The database cannot be reached; nothing was stored. Retry later.",
+        headers={"Retry-After": RETRY_AFTER_S},
+    )
+
+
+def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any) -> None:
+    log.exception("unhandled_error", path=req.path, method=req.method)
+    raise Problem(500, "internal", "Internal error", "An unexpected error occurred.")
+
+
+def install(app: falcon.App) -> None:
+    """Wire the mapping into an app; the most specific handler wins."""
+    app.resp_options.xml_error_serialization = False
+    app.set_error_serializer(serialize)
+    app.add_error_handler(Exception, _unexpected)
+    app.add_error_handler(NotFoundError, _not_found)
+    app.add_error_handler(InvalidInputError, _invalid)
+    app.add_error_handler(ConflictError, _conflict)
+    app.add_error_handler(UnavailableError, _unavailable)
+    for error in UNAVAILABLE_ERRORS:
+        app.add_error_handler(error, _unavailable)

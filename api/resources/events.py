@@ -1,0 +1,79 @@
+"""`/v1/events`: producers hand Hookline their events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import falcon
+import structlog
+
+from api import views
+from api.errors import Problem
+from api.resources import paging, principal
+from api.validation import read_json, text_param
+from engine import events
+from engine.settings import Settings
+
+log = structlog.get_logger("hookline.api")
+
+# Publishes `fan_out(event_id)`; answers False (or raises) when the broker did not confirm.
+Enqueue = Callable[[str, str], bool]
+
+
+class Events:
+    """The collection (`on_get`, `on_post`) and each item (`on_get_item`)."""
+
+    def __init__(self, settings: Settings, enqueue: Enqueue) -> None:
+        self.settings = settings
+        self.enqueue = enqueue
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = read_json(req, "event_create", self.settings.max_body_bytes)
+        key = _idempotency_key(req, body)
+        event, created = events.ingest_event(
+            principal(req).tenant_id, body["event_type"], body["payload"], key,
+            fan_out_lease_s=self.settings.fan_out_lease_s,
+        )
+        if created:
+            self._publish(event.id)
+        resp.status = falcon.HTTP_202 if created else falcon.HTTP_200
+        resp.media = views.event(event)
+
+    def _publish(self, event_id: str) -> None:
+        # The event is committed: if the broker is down the scheduler fans it out later.
+        try:
+            if self.enqueue("fan_out", event_id):
+                return
+        except Exception as exc:  # noqa: BLE001 - a publish failure must not fail the request
+            log.warning("publish_failed", event_id=event_id, error=f"{type(exc).__name__}: {exc}")
+            return
+        log.warning("publish_unconfirmed", event_id=event_id)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        limit, cursor = paging(req)
+        page = events.list_events(
+            principal(req).tenant_id, limit=limit, cursor=cursor,
+            event_type=text_param(req, "event_type", max_length=128),
+        )
+        resp.media = views.page(page, views.event)
+
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, event_id: str) -> None:
+        event = events.get_event(principal(req).tenant_id, event_id)
+        deliveries = events.event_deliveries(event)
+        resp.media = {**views.event(event), "deliveries": [views.delivery_summary(d) for d in deliveries]}
+
+
+def _idempotency_key(req: falcon.Request, body: dict[str, object]) -> str | None:
+    header = req.get_header("Idempotency-Key")
+    in_body = body.get("idempotency_key")
+    if header is not None and not 1 <= len(header) <= 255:
+        raise Problem(
+            400, "invalid-header", "Invalid header",
+            "Idempotency-Key must be 1 to 255 characters.", field="Idempotency-Key",
+        )
+    if header is not None and in_body is not None and header != in_body:
+        raise Problem(
+            422, "validation", "Invalid request",
+            "idempotency_key and the Idempotency-Key header differ.", field="idempotency_key",
+        )
+    return header if header is not None else (in_body if isinstance(in_body, str) else None)

@@ -1,0 +1,169 @@
+"""Request bodies and query strings, checked against the JSON Schemas in `schemas/`.
+
+Validators are compiled once per schema; every error names the field at fault
+as a dotted path (`headers.X-Foo`, `event_types.2`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import falcon
+import jsonschema
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+import schemas
+from api.errors import Problem
+
+JSON_TYPES = ("application/json",)
+
+
+@functools.lru_cache(maxsize=1)
+def _registry() -> Registry:
+    resources = [
+        (f"{name}.schema.json", Resource.from_contents(schemas.load(name), DRAFT202012))
+        for name in schemas.names()
+    ]
+    return Registry().with_resources(resources)
+
+
+@functools.lru_cache(maxsize=None)
+def validator(name: str) -> jsonschema.Draft202012Validator:
+    """The compiled validator of one schema file; references resolve to sibling files."""
+    return jsonschema.Draft202012Validator(
+        schemas.load(name),
+        registry=_registry(),
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+    )
+
+
+def _field(error: jsonschema.ValidationError) -> str:
+    path = [str(part) for part in error.absolute_path]
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else ""
+        path.append(missing)
+    elif error.validator == "additionalProperties":
+        extra = error.message.split("'")[1] if "'" in error.message else ""
+        path.append(extra)
+    return ".".join(path) or "(body)"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        return "unknown field"
+    if error.validator == "required":
+        return "is required"
+    if error.validator == "pattern":
+        return f"does not match {error.validator_value}"
+    text = error.message
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def check(name: str, document: Any) -> None:
+    """Validate a document against a schema.
+
+    Raises:
+        Problem: 422 naming every field at fault, the first one as `field`.
+    """
+    errors = sorted(validator(name).iter_errors(document), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    listed = [{"field": _field(e), "message": _message(e)} for e in errors[:20]]
+    first = listed[0]
+    raise Problem(
+        422, "validation", "Invalid request", f"{first['field']}: {first['message']}",
+        field=first["field"], errors=listed,
+    )
+
+
+def read_json(req: falcon.Request, schema: str, max_bytes: int) -> Any:
+    """Read, parse and validate a JSON body of at most `max_bytes`.
+
+    Raises:
+        Problem: 415 wrong content type, 413 too large, 400 malformed, 422 invalid.
+    """
+    media_type = (req.content_type or "").split(";")[0].strip().lower()
+    if media_type not in JSON_TYPES:
+        raise Problem(
+            415, "unsupported-media-type", "Unsupported media type",
+            "Send the body as application/json.", field="Content-Type",
+        )
+    length = req.content_length
+    if length is not None and length > max_bytes:
+        raise Problem(
+            413, "payload-too-large", "Payload too large",
+            f"The body is {length} bytes; the limit is {max_bytes}.",
+        )
+    raw = req.bounded_stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise Problem(
+            413, "payload-too-large", "Payload too large", f"The limit is {max_bytes} bytes."
+        )
+    try:
+        document = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise Problem(
+            400, "malformed-json", "Malformed JSON", f"The body is not valid JSON: {exc}",
+            field="(body)",
+        ) from None
+    check(schema, document)
+    return document
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def int_param(req: falcon.Request, name: str, *, default: int, low: int, high: int) -> int:
+    """An integer query parameter within bounds.
+
+    Raises:
+        Problem: 400 naming the parameter.
+    """
+    raw = req.get_param(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise Problem(
+            400, "invalid-parameter", "Invalid query parameter",
+            f"{name} must be an integer from {low} to {high}.", field=name,
+        )
+    return value
+
+
+def choice_param(req: falcon.Request, name: str, options: Iterable[str]) -> str | None:
+    """An optional query parameter limited to some values.
+
+    Raises:
+        Problem: 400 naming the parameter.
+    """
+    raw = req.get_param(name)
+    if raw is None or raw in options:
+        return raw
+    raise Problem(
+        400, "invalid-parameter", "Invalid query parameter",
+        f"{name} must be one of: {', '.join(options)}.", field=name,
+    )
+
+
+def text_param(req: falcon.Request, name: str, *, max_length: int = 200) -> str | None:
+    """An optional short text query parameter.
+
+    Raises:
+        Problem: 400 naming the parameter.
+    """
+    raw = req.get_param(name)
+    if raw is not None and not 0 < len(raw) <= max_length:
+        raise Problem(
+            400, "invalid-parameter", "Invalid query parameter",
+            f"{name} must be 1 to {max_length} characters.", field=name,
+        )
+    return raw

@@ -1,0 +1,97 @@
+"""Rows to JSON documents, the shapes `schemas/` describes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from engine.models import Attempt, Delivery, Endpoint, Event, Tenant
+from engine.pages import Page
+
+
+def timestamp(value: dt.datetime | None) -> str | None:
+    """RFC 3339 UTC with a Z, or None."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def tenant(row: Tenant, api_key: str) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "api_key": api_key, "created_at": timestamp(row.created_at)}
+
+
+def endpoint(row: Endpoint) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "url": row.url,
+        "description": row.description,
+        "event_types": list(row.event_types or []),
+        "headers": dict(row.headers or {}),
+        "metadata": dict(row.metadata or {}),
+        "retry_schedule": row.retry_schedule,
+        "status": row.status,
+        "disabled_reason": row.disabled_reason,
+        "created_at": timestamp(row.created_at),
+        "updated_at": timestamp(row.updated_at),
+    }
+
+
+def event(row: Event) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "event_type": row.event_type,
+        "payload": json.loads(row.payload),
+        "idempotency_key": row.idempotency_key,
+        "created_at": timestamp(row.created_at),
+    }
+
+
+def delivery_summary(row: Delivery) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "endpoint_id": row.endpoint_id,
+        "status": row.status,
+        "attempts": row.attempts,
+        "next_attempt_at": timestamp(row.next_attempt_at),
+        "last_status_code": row.last_status_code,
+    }
+
+
+def delivery(row: Delivery) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "event_id": row.event_id,
+        "endpoint_id": row.endpoint_id,
+        "event_type": row.event_type,
+        "status": row.status,
+        "attempts": row.attempts,
+        "next_attempt_at": timestamp(row.next_attempt_at),
+        "last_attempt_at": timestamp(row.last_attempt_at),
+        "last_status_code": row.last_status_code,
+        "last_error": row.last_error,
+        "quarantine_reason": row.quarantine_reason,
+        "created_at": timestamp(row.created_at),
+        "updated_at": timestamp(row.updated_at),
+    }
+
+
+def attempt(row: Attempt) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "delivery_id": row.delivery_id,
+        "number": row.number,
+        "started_at": timestamp(row.started_at),
+        "duration_ms": row.duration_ms,
+        "status_code": row.status_code,
+        "outcome": row.outcome,
+        "error_class": row.error_class,
+        "error_detail": row.error_detail,
+        "response_body": row.response_body,
+        "response_body_truncated": bool(row.response_body_truncated),
+    }
+
+
+def page(result: Page, render: Any) -> dict[str, Any]:
+    """A list response: `{"data": [...], "next_cursor": ...}`."""
+    return {"data": [render(row) for row in result.items], "next_cursor": result.next_cursor}

@@ -1,0 +1,268 @@
+"""Deliveries: one event to one endpoint, from fan-out to its last attempt.
+
+Every state change is a conditional update, so duplicate messages, crashed
+workers and late answers can never move a delivery backwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from engine import signing
+from engine.delivery import Outcome, Request
+from engine.errors import NotFoundError
+from engine.filters import matches
+from engine.ids import new_id
+from engine.models import (
+    CANCELLED,
+    DELIVERING,
+    ENDPOINT_ACTIVE,
+    PENDING,
+    QUARANTINED,
+    QUEUED,
+    SCHEDULED,
+    SUCCEEDED,
+    Attempt,
+    Delivery,
+    Endpoint,
+    Event,
+    db,
+    utcnow,
+)
+from engine.pages import Page, paginate
+from engine.retry import Decision, decide
+
+# A claim outlives the request timeout by this much before another worker may take over.
+CLAIM_GRACE_S = 30.0
+
+
+def fan_out(event_id: str, *, now: dt.datetime | None = None) -> list[str]:
+    """Create one delivery per matching endpoint; answer the ids still to publish.
+
+    Safe to repeat: existing (event, endpoint) pairs are kept, not duplicated.
+    """
+    now = now or utcnow()
+    with db.atomic():
+        event = Event.get_or_none(Event.id == event_id)
+        if event is None:
+            return []
+        if event.fanned_out_at is None:
+            endpoints = Endpoint.select(Endpoint.id, Endpoint.event_types).where(
+                (Endpoint.tenant_id == event.tenant_id)
+                & (Endpoint.status == ENDPOINT_ACTIVE)
+                & Endpoint.deleted_at.is_null()
+            )
+            rows = [
+                _new_delivery(event, endpoint.id, now)
+                for endpoint in endpoints
+                if matches(event.event_type, endpoint.event_types)
+            ]
+            if rows:
+                Delivery.insert_many(rows).on_conflict_ignore().execute()
+            Event.update(fanned_out_at=now, fan_out_lease_until=None).where(
+                Event.id == event.id
+            ).execute()
+        pending = Delivery.select(Delivery.id).where(
+            (Delivery.event_id == event.id) & (Delivery.status == PENDING)
+        )
+        return [row.id for row in pending]
+
+
+def _new_delivery(event: Event, endpoint_id: str, now: dt.datetime) -> dict[str, object]:
+    return {
+        "id": new_id("dlv"),
+        "tenant_id": event.tenant_id,
+        "event_id": event.id,
+        "endpoint_id": endpoint_id,
+        "event_type": event.event_type,
+        "status": PENDING,
+        "attempts": 0,
+        "lease_until": now,
+        "event_created_at": event.created_at,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def mark_queued(delivery_ids: Sequence[str], *, lease_s: float) -> None:
+    """Record that these pending deliveries were published and may wait `lease_s`."""
+    if not delivery_ids:
+        return
+    now = utcnow()
+    Delivery.update(
+        status=QUEUED, lease_until=now + dt.timedelta(seconds=lease_s), updated_at=now
+    ).where(Delivery.id.in_(list(delivery_ids)) & (Delivery.status == PENDING)).execute()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery a worker now holds, with what it needs to make the attempt."""
+
+    delivery: Delivery
+    endpoint: Endpoint
+    event: Event
+
+
+def claim(delivery_id: str, *, lease_s: float) -> Claim | None:
+    """Take a delivery for one attempt, or None if it is not ours to attempt now.
+
+    A delivery whose endpoint was disabled or deleted is cancelled instead.
+    """
+    now = utcnow()
+    claimable = Delivery.status.in_((PENDING, QUEUED)) | (
+        (Delivery.status == DELIVERING) & (Delivery.lease_until < now)
+    )
+    taken = (
+        Delivery.update(
+            status=DELIVERING,
+            attempts=Delivery.attempts + 1,
+            lease_until=now + dt.timedelta(seconds=lease_s + CLAIM_GRACE_S),
+            updated_at=now,
+        )
+        .where((Delivery.id == delivery_id) & claimable)
+        .execute()
+    )
+    if not taken:
+        return None
+    delivery = Delivery.get(Delivery.id == delivery_id)
+    endpoint = Endpoint.get(Endpoint.id == delivery.endpoint_id)
+    if endpoint.deleted_at is not None or endpoint.status != ENDPOINT_ACTIVE:
+        reason = endpoint.disabled_reason or "endpoint is not active"
+        Delivery.update(
+            status=CANCELLED, attempts=Delivery.attempts - 1, lease_until=None,
+            last_error=reason, updated_at=now,
+        ).where((Delivery.id == delivery_id) & (Delivery.status == DELIVERING)).execute()
+        return None
+    event = Event.get(Event.id == delivery.event_id)
+    return Claim(delivery, endpoint, event)
+
+
+def build_request(claimed: Claim, *, user_agent: str, timestamp: int) -> Request:
+    """The signed POST for a claimed delivery (Standard Webhooks headers)."""
+    event = claimed.event
+    sent_at = event.created_at.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z")
+    body = (
+        '{"type":%s,"timestamp":"%s","data":%s}'
+        % (f'"{event.event_type}"', sent_at, event.payload)
+    ).encode()
+    headers = dict(claimed.endpoint.headers or {})
+    headers.update(signing.webhook_headers([claimed.endpoint.secret], event.id, timestamp, body))
+    headers["content-type"] = "application/json"
+    headers["user-agent"] = user_agent
+    return Request(url=claimed.endpoint.url, headers=headers, body=body)
+
+
+def record(
+    claimed: Claim,
+    outcome: Outcome,
+    *,
+    schedule: Sequence[float],
+    max_age_s: float,
+    rand: Callable[[], float] = random.random,
+) -> Decision:
+    """Store the attempt and the delivery's next state in one transaction."""
+    delivery = claimed.delivery
+    number = delivery.attempts
+    now = utcnow()
+    decision = decide(
+        success=outcome.success,
+        status_code=outcome.status_code,
+        attempts_made=number,
+        schedule=claimed.endpoint.retry_schedule or schedule,
+        first_attempt_at=delivery.event_created_at,
+        now=now,
+        max_age_s=max_age_s,
+        retry_after_s=outcome.retry_after_s,
+        rand=rand,
+    )
+    changes: dict[object, object] = {
+        Delivery.lease_until: None,
+        Delivery.last_attempt_at: outcome.started_at,
+        Delivery.last_status_code: outcome.status_code,
+        Delivery.last_error: outcome.error_detail,
+        Delivery.updated_at: now,
+        Delivery.next_attempt_at: None,
+    }
+    if decision.action == "succeed":
+        changes[Delivery.status] = SUCCEEDED
+    elif decision.action == "retry":
+        changes[Delivery.status] = SCHEDULED
+        changes[Delivery.next_attempt_at] = now + dt.timedelta(seconds=decision.delay_s or 0)
+    else:
+        changes[Delivery.status] = QUARANTINED
+        changes[Delivery.quarantine_reason] = decision.reason
+    with db.atomic():
+        Attempt.insert(_attempt_row(claimed, number, outcome)).on_conflict_ignore().execute()
+        Delivery.update(changes).where(
+            (Delivery.id == delivery.id)
+            & (Delivery.status == DELIVERING)
+            & (Delivery.attempts == number)
+        ).execute()
+        if decision.action == "disable":
+            Endpoint.update(
+                status="disabled", disabled_reason=decision.reason, updated_at=now
+            ).where(Endpoint.id == claimed.endpoint.id).execute()
+    return decision
+
+
+def _attempt_row(claimed: Claim, number: int, outcome: Outcome) -> dict[str, object]:
+    return {
+        "id": new_id("att"),
+        "tenant_id": claimed.delivery.tenant_id,
+        "delivery_id": claimed.delivery.id,
+        "number": number,
+        "started_at": outcome.started_at,
+        "duration_ms": round(outcome.duration_ms, 3),
+        "status_code": outcome.status_code,
+        "outcome": "success" if outcome.success else "failure",
+        "error_class": outcome.error_class,
+        "error_detail": outcome.error_detail,
+        "response_body": outcome.response_body,
+        "response_body_truncated": outcome.response_body_truncated,
+    }
+
+
+def get_delivery(tenant_id: str, delivery_id: str) -> Delivery:
+    """One delivery of the tenant.
+
+    Raises:
+        NotFoundError: no such delivery for this tenant.
+    """
+    row = Delivery.get_or_none((Delivery.id == delivery_id) & (Delivery.tenant_id == tenant_id))
+    if row is None:
+        raise NotFoundError("delivery", delivery_id)
+    return row
+
+
+def list_deliveries(
+    tenant_id: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    event_id: str | None = None,
+    endpoint_id: str | None = None,
+    status: str | None = None,
+) -> Page:
+    """The tenant's deliveries, newest first, filtered."""
+    query = Delivery.select().where(Delivery.tenant_id == tenant_id)
+    if event_id:
+        query = query.where(Delivery.event_id == event_id)
+    if endpoint_id:
+        query = query.where(Delivery.endpoint_id == endpoint_id)
+    if status:
+        query = query.where(Delivery.status == status)
+    return paginate(query, Delivery.id, limit=limit, cursor=cursor)
+
+
+def list_attempts(tenant_id: str, delivery_id: str, *, limit: int, cursor: str | None) -> Page:
+    """A delivery's attempts, newest first.
+
+    Raises:
+        NotFoundError: no such delivery for this tenant.
+    """
+    delivery = get_delivery(tenant_id, delivery_id)
+    query = Attempt.select().where(Attempt.delivery_id == delivery.id)
+    return paginate(query, Attempt.id, limit=limit, cursor=cursor)

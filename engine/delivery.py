@@ -1,0 +1,173 @@
+"""The HTTP side of one attempt: POST, read a capped answer, return an outcome.
+
+`DeliveryClient.send` never raises for anything the endpoint or the network
+does; every failure comes back as an `Outcome` with an `error_class`:
+
+    http_status       the endpoint answered, but not 2xx (3xx included: no redirects)
+    timeout           connect or total timeout passed
+    dns               the host name did not resolve
+    tls               the TLS handshake or certificate failed
+    refused_address   the SSRF guard refused the address before connecting
+    invalid_url       the URL cannot be requested
+    connection        refused, reset, closed early, or any other transport error
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+from engine.retry import parse_retry_after
+from engine.ssrf import AddressPolicy, RefusedAddressError, check_url, guarded_socket_factory
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to send to one endpoint."""
+
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened on one attempt."""
+
+    started_at: dt.datetime
+    duration_ms: float
+    status_code: int | None = None
+    error_class: str | None = None
+    error_detail: str | None = None
+    response_body: str | None = None
+    response_body_truncated: bool = False
+    retry_after_s: float | None = None
+
+    @property
+    def success(self) -> bool:
+        """True for a 2xx answer."""
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """Limits for every attempt a client makes."""
+
+    connect_timeout_s: float = 5.0
+    request_timeout_s: float = 15.0
+    max_response_bytes: int = 64 * 1024
+    max_connections: int = 100
+    max_connections_per_host: int = 16
+    policy: AddressPolicy = AddressPolicy()
+
+
+def open_session(options: ClientOptions) -> aiohttp.ClientSession:
+    """One pooled session for a whole process; call it on the running event loop."""
+    connector = aiohttp.TCPConnector(
+        limit=options.max_connections,
+        limit_per_host=options.max_connections_per_host,
+        ttl_dns_cache=30,
+        socket_factory=guarded_socket_factory(options.policy),
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=options.request_timeout_s,
+        connect=options.connect_timeout_s,
+        sock_connect=options.connect_timeout_s,
+    )
+    return aiohttp.ClientSession(
+        connector=connector, timeout=timeout, trust_env=False, auto_decompress=True
+    )
+
+
+class DeliveryClient:
+    """Sends attempts over one shared session and describes what happened."""
+
+    def __init__(self, session: aiohttp.ClientSession, options: ClientOptions) -> None:
+        self.session = session
+        self.options = options
+
+    async def send(self, request: Request) -> Outcome:
+        """POST the request once; never raises for network or HTTP failures."""
+        started_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        clock = time.perf_counter()
+
+        def outcome(**fields: object) -> Outcome:
+            elapsed = (time.perf_counter() - clock) * 1000.0
+            return Outcome(started_at=started_at, duration_ms=elapsed, **fields)  # type: ignore[arg-type]
+
+        refusal = check_url(request.url, self.options.policy)
+        if refusal is not None:
+            return outcome(error_class="refused_address", error_detail=refusal)
+        try:
+            async with self.session.post(
+                request.url, data=request.body, headers=dict(request.headers), allow_redirects=False
+            ) as response:
+                body, truncated = await self._read_capped(response)
+                retry_after = None
+                if response.status in (429, 503):
+                    retry_after = parse_retry_after(
+                        response.headers.get("Retry-After"), now=started_at.replace(tzinfo=dt.UTC)
+                    )
+                failed = not 200 <= response.status < 300
+                return outcome(
+                    status_code=response.status,
+                    error_class="http_status" if failed else None,
+                    error_detail=f"HTTP {response.status} {response.reason or ''}".strip()
+                    if failed
+                    else None,
+                    response_body=body,
+                    response_body_truncated=truncated,
+                    retry_after_s=retry_after,
+                )
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome value
+            error_class, detail = classify(exc)
+            return outcome(error_class=error_class, error_detail=detail)
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> tuple[str, bool]:
+        limit = self.options.max_response_bytes
+        chunks: list[bytes] = []
+        size = 0
+        while size < limit:
+            chunk = await response.content.read(limit - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        truncated = size >= limit and not response.content.at_eof()
+        return b"".join(chunks).decode("utf-8", errors="replace"), truncated
+
+
+def classify(exc: BaseException) -> tuple[str, str]:
+    """Name the class of a transport failure and describe it in one line."""
+    detail = f"{type(exc).__name__}: {exc}".strip()
+    if _caused_by(exc, RefusedAddressError):
+        return "refused_address", str(_caused_by(exc, RefusedAddressError))
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return "timeout", detail or "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "dns", detail
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+        return "tls", detail
+    if isinstance(exc, aiohttp.InvalidURL | ValueError):
+        return "invalid_url", detail
+    return "connection", detail
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        inner = getattr(current, "os_error", None)
+        if isinstance(inner, kind):
+            return inner
+        current = current.__cause__ or current.__context__
+    return None

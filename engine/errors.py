@@ -1,0 +1,57 @@
+"""The engine's error tree.
+
+    EngineError
+    ├── SettingsError        a setting is missing or malformed (names the variable)
+    ├── NotFoundError        no such row for this tenant
+    ├── ConflictError        the request clashes with the stored state
+    ├── InvalidInputError    a value the schema admits but the domain refuses (names the field)
+    ├── UnavailableError     the database cannot be reached right now
+    └── MigrationError       the schema cannot be brought up to date
+
+Delivery outcomes are values (`engine.delivery.Outcome`), never exceptions.
+"""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+class SettingsError(EngineError):
+    """A setting is missing or malformed."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+        self.message = message
+
+
+class NotFoundError(EngineError):
+    """No row with that id belongs to the caller's tenant."""
+
+    def __init__(self, kind: str, ident: str) -> None:
+        super().__init__(f"{kind} {ident!r} not found")
+        self.kind = kind
+        self.ident = ident
+
+
+class ConflictError(EngineError):
+    """The request clashes with the stored state."""
+
+
+class InvalidInputError(EngineError):
+    """A value passed the schema but the domain refuses it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class UnavailableError(EngineError):
+    """The database cannot be reached right now; the caller may retry."""
+
+
+class MigrationError(EngineError):
+    """The schema cannot be brought up to date."""

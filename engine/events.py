@@ -1,0 +1,79 @@
+"""Events: accepted once per idempotency key, committed before they are acknowledged."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from engine.errors import NotFoundError
+from engine.ids import new_id
+from engine.models import Delivery, Event, db, utcnow
+from engine.pages import Page, paginate
+
+
+def encode_payload(payload: Any) -> str:
+    """The compact JSON text stored and sent for a payload."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def ingest_event(
+    tenant_id: str,
+    event_type: str,
+    payload: Any,
+    idempotency_key: str | None,
+    *,
+    fan_out_lease_s: float,
+) -> tuple[Event, bool]:
+    """Store an event; answer it and whether it is new.
+
+    A repeated idempotency key answers the first event and stores nothing.
+    """
+    now = utcnow()
+    row = {
+        "id": new_id("evt"),
+        "tenant_id": tenant_id,
+        "event_type": event_type,
+        "payload": encode_payload(payload),
+        "idempotency_key": idempotency_key,
+        "created_at": now,
+        "fan_out_lease_until": now + dt.timedelta(seconds=fan_out_lease_s),
+    }
+    with db.atomic():
+        if idempotency_key is None:
+            Event.insert(row).execute()
+            return Event(**row), True
+        inserted = Event.insert(row).on_conflict_ignore().as_rowcount().execute()
+        if inserted:
+            return Event(**row), True
+        existing = Event.get(
+            (Event.tenant_id == tenant_id) & (Event.idempotency_key == idempotency_key)
+        )
+        return existing, False
+
+
+def get_event(tenant_id: str, event_id: str) -> Event:
+    """One event of the tenant.
+
+    Raises:
+        NotFoundError: no such event for this tenant.
+    """
+    row = Event.get_or_none((Event.id == event_id) & (Event.tenant_id == tenant_id))
+    if row is None:
+        raise NotFoundError("event", event_id)
+    return row
+
+
+def event_deliveries(event: Event) -> list[Delivery]:
+    """Every delivery of an event, oldest first."""
+    return list(Delivery.select().where(Delivery.event_id == event.id).order_by(Delivery.id))
+
+
+def list_events(
+    tenant_id: str, *, limit: int, cursor: str | None, event_type: str | None = None
+) -> Page:
+    """The tenant's events, newest first, optionally of one type."""
+    query = Event.select().where(Event.tenant_id == tenant_id)
+    if event_type:
+        query = query.where(Event.event_type == event_type)
+    return paginate(query, Event.id, limit=limit, cursor=cursor)

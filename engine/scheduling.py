@@ -1,0 +1,91 @@
+"""The scheduler's queries: what is due, what was lost, who leads.
+
+Each `take_*` moves rows to `queued` with a fresh lease in one short
+transaction and answers their ids; the caller publishes them after commit.
+If the publish fails the lease runs out and a later pass takes them again,
+so a broker outage delays work but never drops it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from engine.database import is_postgres
+from engine.models import DELIVERING, PENDING, QUEUED, SCHEDULED, Delivery, Event, db, utcnow
+
+LEADER_LOCK_KEY = 0x486F6F6C  # advisory lock the active scheduler holds
+
+
+def _take(condition: Any, order: Any, *, batch: int, lease_s: float) -> list[str]:
+    now = utcnow()
+    lease = now + dt.timedelta(seconds=lease_s)
+    with db.atomic():
+        picked = Delivery.select(Delivery.id).where(condition(now)).order_by(order).limit(batch)
+        if is_postgres(db.obj):
+            picked = picked.for_update(of=Delivery, skip_locked=True)
+        ids = [row.id for row in picked]
+        if ids:
+            Delivery.update(status=QUEUED, lease_until=lease, updated_at=now).where(
+                Delivery.id.in_(ids)
+            ).execute()
+    return ids
+
+
+def take_due(*, batch: int, lease_s: float) -> list[str]:
+    """Scheduled deliveries whose time has come, earliest first."""
+    return _take(
+        lambda now: (Delivery.status == SCHEDULED) & (Delivery.next_attempt_at <= now),
+        Delivery.next_attempt_at,
+        batch=batch,
+        lease_s=lease_s,
+    )
+
+
+def take_expired(*, batch: int, lease_s: float) -> list[str]:
+    """Deliveries never published, published but never claimed, or claimed by a dead worker."""
+    return _take(
+        lambda now: Delivery.status.in_((PENDING, QUEUED, DELIVERING))
+        & (Delivery.lease_until < now),
+        Delivery.lease_until,
+        batch=batch,
+        lease_s=lease_s,
+    )
+
+
+def take_unfanned(*, batch: int, lease_s: float) -> list[str]:
+    """Events whose fan-out was never confirmed done, with their lease renewed."""
+    now = utcnow()
+    with db.atomic():
+        picked = (
+            Event.select(Event.id)
+            .where(Event.fanned_out_at.is_null() & (Event.fan_out_lease_until < now))
+            .order_by(Event.fan_out_lease_until)
+            .limit(batch)
+        )
+        if is_postgres(db.obj):
+            picked = picked.for_update(of=Event, skip_locked=True)
+        ids = [row.id for row in picked]
+        if ids:
+            Event.update(fan_out_lease_until=now + dt.timedelta(seconds=lease_s)).where(
+                Event.id.in_(ids)
+            ).execute()
+    return ids
+
+
+def try_lead(database: Any) -> bool:
+    """Take the scheduler's leadership on this thread's connection, if free.
+
+    On SQLite there is one process, so it always leads. On PostgreSQL the lock
+    lives as long as the connection: keep it open while leading.
+    """
+    if not is_postgres(database):
+        return True
+    row = database.execute_sql("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,)).fetchone()
+    return bool(row[0])
+
+
+def resign(database: Any) -> None:
+    """Give up leadership (the lock is also dropped when the connection closes)."""
+    if is_postgres(database):
+        database.execute_sql("SELECT pg_advisory_unlock_all()")

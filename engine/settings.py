@@ -1,0 +1,263 @@
+"""Settings: read once from the environment, validated, frozen.
+
+Nothing else in Hookline reads the environment. Every field has a default and
+a one-line comment; the README's settings table repeats them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from engine.errors import SettingsError
+
+T = TypeVar("T")
+
+PREFIX = "HOOKLINE_"
+DEFAULT_RETRY_SCHEDULE_S = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob Hookline has, with its default."""
+
+    # PostgreSQL URL (postgresql://user@host:5432/db); unset = embedded SQLite under data_dir.
+    database_url: str | None = None
+    # RabbitMQ URL (amqp://guest:guest@127.0.0.1:5672/%2F); unset = in-process broker.
+    broker_url: str | None = None
+    # Bearer token for the admin API (POST /v1/tenants); unset = admin API disabled.
+    admin_token: str | None = None
+    # host:port the API listens on.
+    bind: str = "127.0.0.1:8000"
+    # Directory for the embedded database and other local state.
+    data_dir: str = "var"
+    # Largest request body accepted, in bytes.
+    max_body_bytes: int = 256 * 1024
+    # Gunicorn worker processes for `hookline api`.
+    api_workers: int = 2
+    # Threads per gunicorn worker process.
+    api_threads: int = 8
+    # Dramatiq worker processes for `hookline worker`.
+    worker_processes: int = 2
+    # Threads per worker process (deliveries in flight per process).
+    worker_threads: int = 64
+    # Pooled database connections per process.
+    db_max_connections: int = 16
+    # Seconds a thread waits for a pooled database connection.
+    db_pool_timeout_s: float = 10.0
+    # Seconds to open a TCP connection to an endpoint.
+    connect_timeout_s: float = 5.0
+    # Seconds for a whole delivery attempt (connect, send, read).
+    request_timeout_s: float = 15.0
+    # Bytes of an endpoint's response body read and stored.
+    max_response_bytes: int = 64 * 1024
+    # Parallel connections per endpoint host, per worker process.
+    max_connections_per_host: int = 16
+    # Seconds to wait after each attempt: after attempt 1, 2, ... (comma-separated).
+    retry_schedule_s: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE_S
+    # A delivery older than this (seconds since its event) is quarantined, not retried.
+    max_age_s: int = 4 * 24 * 3600
+    # Seconds between scheduler passes.
+    scheduler_interval_s: float = 1.0
+    # Most due deliveries the scheduler publishes per pass.
+    scheduler_batch: int = 500
+    # Seconds a published delivery may wait unclaimed before the scheduler publishes it again.
+    queue_lease_s: int = 300
+    # Seconds an unacknowledged event waits before the scheduler fans it out again.
+    fan_out_lease_s: int = 30
+    # RabbitMQ heartbeat in seconds.
+    broker_heartbeat_s: int = 30
+    # Seconds a publish may wait while RabbitMQ blocks publishers before it fails.
+    broker_blocked_timeout_s: float = 10.0
+    # DANGEROUS: let deliveries reach loopback, private and link-local addresses.
+    dangerous_allow_private_networks: bool = False
+    # CIDRs deliveries may reach even though they are private (comma-separated).
+    allowed_cidrs: tuple[IPNetwork, ...] = ()
+    # Log level: debug, info, warning, error.
+    log_level: str = "info"
+    # Log format: json, console, or auto (console on a terminal).
+    log_format: str = "auto"
+    # Extra environment seen at start, for the processes Hookline spawns.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def embedded(self) -> bool:
+        """True when running on SQLite and the in-process broker."""
+        return self.database_url is None or self.broker_url is None
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL to connect to, the embedded SQLite file when unset."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{os.path.abspath(os.path.join(self.data_dir, 'hookline.db'))}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every HOOKLINE_* variable.
+
+        Raises:
+            SettingsError: a variable is malformed; the message names it.
+        """
+        env = dict(os.environ if environ is None else environ)
+        values: dict[str, Any] = {"environ": env}
+        for spec in dataclasses.fields(cls):
+            if spec.name == "environ":
+                continue
+            name = PREFIX + spec.name.upper()
+            raw = env.get(name)
+            if raw is None or raw.strip() == "":
+                continue
+            values[spec.name] = _PARSERS[spec.name](name, raw.strip())
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields replaced, validated."""
+        settings = dataclasses.replace(self, **changes)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Check the values together.
+
+        Raises:
+            SettingsError: a value or a combination of values is unusable.
+        """
+        if self.request_timeout_s < self.connect_timeout_s:
+            raise SettingsError(
+                PREFIX + "REQUEST_TIMEOUT_S", "must be at least HOOKLINE_CONNECT_TIMEOUT_S"
+            )
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise SettingsError(PREFIX + "LOG_LEVEL", "must be debug, info, warning or error")
+        if self.log_format not in ("json", "console", "auto"):
+            raise SettingsError(PREFIX + "LOG_FORMAT", "must be json, console or auto")
+
+
+def _integer(low: int, high: int) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(name, f"expected an integer, got {raw!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(name, f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _number(low: float, high: float) -> Callable[[str, str], float]:
+    def parse(name: str, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(name, f"expected a number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(name, f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _boolean(name: str, raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(name, f"expected true or false, got {raw!r}")
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _secret(name: str, raw: str) -> str:
+    if len(raw) < 16:
+        raise SettingsError(name, "must be at least 16 characters")
+    return raw
+
+
+def _url(*schemes: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        parts = urlsplit(raw)
+        if parts.scheme.split("+")[0] not in schemes:
+            raise SettingsError(name, f"scheme must be one of {', '.join(schemes)}, got {raw!r}")
+        if parts.scheme != "sqlite" and not parts.hostname:
+            raise SettingsError(name, f"has no host: {raw!r}")
+        return raw
+
+    return parse
+
+
+def _bind(name: str, raw: str) -> str:
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise SettingsError(name, f"expected host:port, got {raw!r}")
+    return raw
+
+
+def _schedule(name: str, raw: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise SettingsError(name, f"expected comma-separated seconds, got {raw!r}") from None
+    if not 1 <= len(values) <= 50 or any(not 1 <= v <= 7 * 86400 for v in values):
+        raise SettingsError(name, "expected 1 to 50 delays, each 1 to 604800 seconds")
+    return values
+
+
+def _cidrs(name: str, raw: str) -> tuple[IPNetwork, ...]:
+    try:
+        return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in raw.split(","))
+    except ValueError as exc:
+        raise SettingsError(name, f"expected comma-separated CIDRs: {exc}") from None
+
+
+def _choice(*options: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        if raw.lower() not in options:
+            raise SettingsError(name, f"must be one of {', '.join(options)}, got {raw!r}")
+        return raw.lower()
+
+    return parse
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "database_url": _url("postgres", "postgresql", "sqlite"),
+    "broker_url": _url("amqp", "amqps"),
+    "admin_token": _secret,
+    "bind": _bind,
+    "data_dir": _text,
+    "max_body_bytes": _integer(1024, 64 * 1024 * 1024),
+    "api_workers": _integer(1, 256),
+    "api_threads": _integer(1, 1024),
+    "worker_processes": _integer(1, 256),
+    "worker_threads": _integer(1, 1024),
+    "db_max_connections": _integer(1, 1000),
+    "db_pool_timeout_s": _number(0.1, 300),
+    "connect_timeout_s": _number(0.1, 120),
+    "request_timeout_s": _number(0.1, 600),
+    "max_response_bytes": _integer(0, 16 * 1024 * 1024),
+    "max_connections_per_host": _integer(1, 1024),
+    "retry_schedule_s": _schedule,
+    "max_age_s": _integer(60, 90 * 86400),
+    "scheduler_interval_s": _number(0.05, 60),
+    "scheduler_batch": _integer(1, 100_000),
+    "queue_lease_s": _integer(5, 86400),
+    "fan_out_lease_s": _integer(1, 86400),
+    "broker_heartbeat_s": _integer(0, 3600),
+    "broker_blocked_timeout_s": _number(0.1, 600),
+    "dangerous_allow_private_networks": _boolean,
+    "allowed_cidrs": _cidrs,
+    "log_level": _choice("debug", "info", "warning", "error"),
+    "log_format": _choice("json", "console", "auto"),
+}

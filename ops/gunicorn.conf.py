@@ -1,0 +1,27 @@
+"""Gunicorn configuration for `hookline api` (gthread workers, bounds from Settings)."""
+
+from engine.settings import Settings
+
+_settings = Settings.from_env()
+
+wsgi_app = "api.app:get_app()"
+bind = _settings.bind
+worker_class = "gthread"
+workers = _settings.api_workers
+threads = _settings.api_threads
+# Recycle workers now and then, staggered, so a slow leak can never grow unbounded.
+max_requests = 10000
+max_requests_jitter = 1000
+timeout = 30
+graceful_timeout = 30
+keepalive = 5
+# Request line and header bounds; bodies are bounded by HOOKLINE_MAX_BODY_BYTES.
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
+control_socket_disable = True
+accesslog = None
+errorlog = "-"
+loglevel = _settings.log_level
+proc_name = "hookline-api"
+
