@@ -27,7 +27,9 @@ def fan_out(event_id: str) -> None:
     published = rt.publisher.enqueue_many("deliver", delivery_ids)
     with rt.database.connection_context():
         deliveries.mark_queued(delivery_ids[:published], lease_s=rt.settings.queue_lease_s)
-    log.info("event_fanned_out", event_id=event_id, deliveries=len(delivery_ids), published=published)
+    log.info(
+        "event_fanned_out", event_id=event_id, deliveries=len(delivery_ids), published=published
+    )
 
 
 def deliver(delivery_id: str) -> None:

@@ -42,7 +42,7 @@ class Scheduler:
             except UNAVAILABLE_ERRORS as exc:
                 self._lose_connection(exc)
                 busy = False
-            except Exception:  # noqa: BLE001 - the loop must outlive any one bad pass
+            except Exception:
                 log.exception("scheduler_pass_failed")
                 self._lose_connection(None)
                 busy = False

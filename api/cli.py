@@ -45,7 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hookline", description="Hookline webhook delivery engine")
+    parser = argparse.ArgumentParser(
+        prog="hookline", description="Hookline webhook delivery engine"
+    )
     parser.add_argument("--version", action="version", version=f"hookline {__version__}")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("migrate", help="create or upgrade the database schema").set_defaults(
@@ -92,8 +94,8 @@ def _create_tenant(settings: Settings, args: argparse.Namespace) -> int:
 def _api(settings: Settings, args: argparse.Namespace) -> int:
     if settings.broker_url is None or settings.database_url is None:
         raise SettingsError(
-            "HOOKLINE_BROKER_URL", "`hookline api` needs PostgreSQL and RabbitMQ; `hookline up` "
-            "runs embedded"
+            "HOOKLINE_BROKER_URL",
+            "`hookline api` needs PostgreSQL and RabbitMQ; `hookline up` runs embedded",
         )
     command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF)]
     os.execv(sys.executable, command)
@@ -107,10 +109,16 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     # beyond what the threads can take.
     os.environ["dramatiq_queue_prefetch"] = str(settings.worker_threads)
     command = [
-        sys.executable, "-m", "dramatiq", "actors.worker:setup",
-        "--processes", str(settings.worker_processes),
-        "--threads", str(settings.worker_threads),
-        "--worker-shutdown-timeout", str(int((settings.request_timeout_s + 15) * 1000)),
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "actors.worker:setup",
+        "--processes",
+        str(settings.worker_processes),
+        "--threads",
+        str(settings.worker_threads),
+        "--worker-shutdown-timeout",
+        str(int((settings.request_timeout_s + 15) * 1000)),
         "--skip-logging",
     ]
     os.execv(sys.executable, command)
@@ -166,7 +174,7 @@ def _up_embedded(settings: Settings) -> int:
     from api import embedded
 
     hookline = embedded.start(settings)
-    database = settings.database_url and "PostgreSQL" or settings.effective_database_url
+    database = (settings.database_url and "PostgreSQL") or settings.effective_database_url
     print(
         f"Hookline {__version__} running embedded: database {database}, in-process broker, "
         f"API, workers and scheduler in this process.\n"

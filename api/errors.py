@@ -8,7 +8,12 @@ import falcon
 import structlog
 
 from engine.database import UNAVAILABLE_ERRORS
-from engine.errors import ConflictError, InvalidInputError, NotFoundError, UnavailableError
+from engine.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    UnavailableError,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -93,7 +98,11 @@ def _invalid(
     req: falcon.Request, resp: falcon.Response, exc: InvalidInputError, params: Any
 ) -> None:
     raise Problem(
-        422, "validation", "Invalid request", str(exc), field=exc.field,
+        422,
+        "validation",
+        "Invalid request",
+        str(exc),
+        field=exc.field,
         errors=[{"field": exc.field, "message": exc.message}],
     )
 
@@ -105,7 +114,9 @@ def _conflict(req: falcon.Request, resp: falcon.Response, exc: ConflictError, pa
 def _unavailable(req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any) -> None:
     log.warning("database_unavailable", error=str(exc).strip()[:300])
     raise Problem(
-        503, "unavailable", "Service unavailable",
+        503,
+        "unavailable",
+        "Service unavailable",
         "The database cannot be reached; nothing was stored. Retry later.",
         headers={"Retry-After": RETRY_AFTER_S},
     )

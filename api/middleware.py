@@ -38,8 +38,11 @@ class RequestContext:
         started = getattr(req.context, "started", None)
         elapsed_ms = (time.perf_counter() - started) * 1000 if started else None
         log.debug(
-            "request_handled", method=req.method, path=req.path,
-            status=resp.status_code, duration_ms=elapsed_ms,
+            "request_handled",
+            method=req.method,
+            path=req.path,
+            status=resp.status_code,
+            duration_ms=elapsed_ms,
         )
         structlog.contextvars.clear_contextvars()
 
@@ -84,8 +87,11 @@ class Auth:
         if kind == "admin":
             if not self.settings.admin_token:
                 raise Problem(
-                    403, "admin-disabled", "Admin API disabled",
-                    "Set HOOKLINE_ADMIN_TOKEN to use the admin API, or run `hookline tenants create`.",
+                    403,
+                    "admin-disabled",
+                    "Admin API disabled",
+                    "Set HOOKLINE_ADMIN_TOKEN to use the admin API, "
+                    "or run `hookline tenants create`.",
                 )
             if not is_admin_token(token, self.settings.admin_token):
                 raise _unauthorized("The admin token is missing or wrong.")
@@ -107,6 +113,10 @@ def _bearer(req: falcon.Request) -> str:
 
 def _unauthorized(detail: str) -> Problem:
     return Problem(
-        401, "unauthorized", "Unauthorized", detail,
-        field="Authorization", headers={"WWW-Authenticate": 'Bearer realm="hookline"'},
+        401,
+        "unauthorized",
+        "Unauthorized",
+        detail,
+        field="Authorization",
+        headers={"WWW-Authenticate": 'Bearer realm="hookline"'},
     )

@@ -31,7 +31,7 @@ def _registry() -> Registry:
     return Registry().with_resources(resources)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def validator(name: str) -> jsonschema.Draft202012Validator:
     """The compiled validator of one schema file; references resolve to sibling files."""
     return jsonschema.Draft202012Validator(
@@ -75,8 +75,12 @@ def check(name: str, document: Any) -> None:
     listed = [{"field": _field(e), "message": _message(e)} for e in errors[:20]]
     first = listed[0]
     raise Problem(
-        422, "validation", "Invalid request", f"{first['field']}: {first['message']}",
-        field=first["field"], errors=listed,
+        422,
+        "validation",
+        "Invalid request",
+        f"{first['field']}: {first['message']}",
+        field=first["field"],
+        errors=listed,
     )
 
 
@@ -89,13 +93,18 @@ def read_json(req: falcon.Request, schema: str, max_bytes: int) -> Any:
     media_type = (req.content_type or "").split(";")[0].strip().lower()
     if media_type not in JSON_TYPES:
         raise Problem(
-            415, "unsupported-media-type", "Unsupported media type",
-            "Send the body as application/json.", field="Content-Type",
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "Send the body as application/json.",
+            field="Content-Type",
         )
     length = req.content_length
     if length is not None and length > max_bytes:
         raise Problem(
-            413, "payload-too-large", "Payload too large",
+            413,
+            "payload-too-large",
+            "Payload too large",
             f"The body is {length} bytes; the limit is {max_bytes}.",
         )
     raw = req.bounded_stream.read(max_bytes + 1)
@@ -107,7 +116,10 @@ def read_json(req: falcon.Request, schema: str, max_bytes: int) -> Any:
         document = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
         raise Problem(
-            400, "malformed-json", "Malformed JSON", f"The body is not valid JSON: {exc}",
+            400,
+            "malformed-json",
+            "Malformed JSON",
+            f"The body is not valid JSON: {exc}",
             field="(body)",
         ) from None
     check(schema, document)
@@ -133,8 +145,11 @@ def int_param(req: falcon.Request, name: str, *, default: int, low: int, high: i
         value = low - 1
     if not low <= value <= high:
         raise Problem(
-            400, "invalid-parameter", "Invalid query parameter",
-            f"{name} must be an integer from {low} to {high}.", field=name,
+            400,
+            "invalid-parameter",
+            "Invalid query parameter",
+            f"{name} must be an integer from {low} to {high}.",
+            field=name,
         )
     return value
 
@@ -149,8 +164,11 @@ def choice_param(req: falcon.Request, name: str, options: Iterable[str]) -> str 
     if raw is None or raw in options:
         return raw
     raise Problem(
-        400, "invalid-parameter", "Invalid query parameter",
-        f"{name} must be one of: {', '.join(options)}.", field=name,
+        400,
+        "invalid-parameter",
+        "Invalid query parameter",
+        f"{name} must be one of: {', '.join(options)}.",
+        field=name,
     )
 
 
@@ -163,7 +181,10 @@ def text_param(req: falcon.Request, name: str, *, max_length: int = 200) -> str 
     raw = req.get_param(name)
     if raw is not None and not 0 < len(raw) <= max_length:
         raise Problem(
-            400, "invalid-parameter", "Invalid query parameter",
-            f"{name} must be 1 to {max_length} characters.", field=name,
+            400,
+            "invalid-parameter",
+            "Invalid query parameter",
+            f"{name} must be 1 to {max_length} characters.",
+            field=name,
         )
     return raw

@@ -18,7 +18,12 @@ def timestamp(value: dt.datetime | None) -> str | None:
 
 
 def tenant(row: Tenant, api_key: str) -> dict[str, Any]:
-    return {"id": row.id, "name": row.name, "api_key": api_key, "created_at": timestamp(row.created_at)}
+    return {
+        "id": row.id,
+        "name": row.name,
+        "api_key": api_key,
+        "created_at": timestamp(row.created_at),
+    }
 
 
 def endpoint(row: Endpoint) -> dict[str, Any]:

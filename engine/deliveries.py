@@ -132,8 +132,11 @@ def claim(delivery_id: str, *, lease_s: float) -> Claim | None:
     if endpoint.deleted_at is not None or endpoint.status != ENDPOINT_ACTIVE:
         reason = endpoint.disabled_reason or "endpoint is not active"
         Delivery.update(
-            status=CANCELLED, attempts=Delivery.attempts - 1, lease_until=None,
-            last_error=reason, updated_at=now,
+            status=CANCELLED,
+            attempts=Delivery.attempts - 1,
+            lease_until=None,
+            last_error=reason,
+            updated_at=now,
         ).where((Delivery.id == delivery_id) & (Delivery.status == DELIVERING)).execute()
         return None
     event = Event.get(Event.id == delivery.event_id)
@@ -144,10 +147,10 @@ def build_request(claimed: Claim, *, user_agent: str, timestamp: int) -> Request
     """The signed POST for a claimed delivery (Standard Webhooks headers)."""
     event = claimed.event
     sent_at = event.created_at.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z")
+    # The payload is stored as compact JSON text; the envelope is joined around it as is.
     body = (
-        '{"type":%s,"timestamp":"%s","data":%s}'
-        % (f'"{event.event_type}"', sent_at, event.payload)
-    ).encode()
+        f'{{"type":"{event.event_type}","timestamp":"{sent_at}","data":{event.payload}}}'.encode()
+    )
     headers = dict(claimed.endpoint.headers or {})
     headers.update(signing.webhook_headers([claimed.endpoint.secret], event.id, timestamp, body))
     headers["content-type"] = "application/json"

@@ -19,12 +19,12 @@ import datetime as dt
 import ssl
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 
 from engine.retry import parse_retry_after
-from engine.ssrf import AddressPolicy, RefusedAddressError, check_url, guarded_socket_factory
+from engine.ssrf import AddressPolicy, check_url, guarded_socket_factory, refusal_in
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class ClientOptions:
     max_response_bytes: int = 64 * 1024
     max_connections: int = 100
     max_connections_per_host: int = 16
-    policy: AddressPolicy = AddressPolicy()
+    policy: AddressPolicy = field(default_factory=AddressPolicy)
 
 
 def open_session(options: ClientOptions) -> aiohttp.ClientSession:
@@ -146,8 +146,9 @@ class DeliveryClient:
 def classify(exc: BaseException) -> tuple[str, str]:
     """Name the class of a transport failure and describe it in one line."""
     detail = f"{type(exc).__name__}: {exc}".strip()
-    if _caused_by(exc, RefusedAddressError):
-        return "refused_address", str(_caused_by(exc, RefusedAddressError))
+    refusal = refusal_in(exc)
+    if refusal is not None:
+        return "refused_address", refusal
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return "timeout", detail or "timed out"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
@@ -157,17 +158,3 @@ def classify(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, aiohttp.InvalidURL | ValueError):
         return "invalid_url", detail
     return "connection", detail
-
-
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
-        seen.add(id(current))
-        inner = getattr(current, "os_error", None)
-        if isinstance(inner, kind):
-            return inner
-        current = current.__cause__ or current.__context__
-    return None

@@ -9,7 +9,15 @@ from engine import signing
 from engine.errors import InvalidInputError, NotFoundError
 from engine.filters import is_valid_pattern
 from engine.ids import new_id
-from engine.models import CANCELLED, ENDPOINT_ACTIVE, OPEN_STATES, Delivery, Endpoint, db, utcnow
+from engine.models import (
+    CANCELLED,
+    ENDPOINT_ACTIVE,
+    OPEN_STATES,
+    Delivery,
+    Endpoint,
+    db,
+    utcnow,
+)
 from engine.pages import Page, paginate
 from engine.ssrf import AddressPolicy, check_url
 
@@ -139,6 +147,4 @@ def delete_endpoint(tenant_id: str, endpoint_id: str) -> None:
         Endpoint.update(deleted_at=now, updated_at=now).where(Endpoint.id == endpoint.id).execute()
         Delivery.update(
             status=CANCELLED, last_error="endpoint deleted", lease_until=None, updated_at=now
-        ).where(
-            (Delivery.endpoint_id == endpoint.id) & Delivery.status.in_(OPEN_STATES)
-        ).execute()
+        ).where((Delivery.endpoint_id == endpoint.id) & Delivery.status.in_(OPEN_STATES)).execute()

@@ -65,9 +65,7 @@ def new_id(prefix: str, *, now_ms: int | None = None) -> str:
             (starting with a letter), or `now_ms` is outside 48 bits.
     """
     if not _PREFIX_RE.fullmatch(prefix):
-        raise InvalidIdError(
-            f"id prefix {prefix!r} must be lowercase letters or digits"
-        )
+        raise InvalidIdError(f"id prefix {prefix!r} must be lowercase letters or digits")
     ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     if not 0 <= ms <= _MAX_MS:
         raise InvalidIdError(f"timestamp {ms} ms does not fit in 48 bits")
@@ -76,9 +74,7 @@ def new_id(prefix: str, *, now_ms: int | None = None) -> str:
 
 def is_id(value: str, prefix: str) -> bool:
     """Tell whether `value` is a well-formed id carrying `prefix`."""
-    return (
-        re.fullmatch(re.escape(prefix) + "_" + _ULID_BODY, value, re.ASCII) is not None
-    )
+    return re.fullmatch(re.escape(prefix) + "_" + _ULID_BODY, value, re.ASCII) is not None
 
 
 def id_timestamp_ms(value: str) -> int:

@@ -109,7 +109,9 @@ CREATE TABLE attempt (
 CREATE UNIQUE INDEX attempt_delivery_number ON attempt (delivery_id, number);
 """
 
-MIGRATIONS: Sequence[tuple[int, str, str]] = ((1, "tenants, keys, endpoints, events, deliveries", _V1),)
+MIGRATIONS: Sequence[tuple[int, str, str]] = (
+    (1, "tenants, keys, endpoints, events, deliveries", _V1),
+)
 
 
 def _render(ddl: str, database: Any) -> list[str]:
@@ -156,7 +158,9 @@ def _apply_missing(database: Any) -> list[int]:
         )
     have = current_version(database)
     if have > latest_version():
-        raise MigrationError(f"database is at version {have}, this Hookline knows {latest_version()}")
+        raise MigrationError(
+            f"database is at version {have}, this Hookline knows {latest_version()}"
+        )
     applied = []
     for version, title, ddl in MIGRATIONS:
         if version <= have:

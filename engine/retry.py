@@ -78,9 +78,7 @@ def next_delay(
         ValueError: `attempts_made` is below 1, or `jitter` is outside [0, 1).
     """
     if attempts_made < 1:
-        raise ValueError(
-            f"attempts_made is {attempts_made}; a delay follows an attempt"
-        )
+        raise ValueError(f"attempts_made is {attempts_made}; a delay follows an attempt")
     if not 0 <= jitter < 1:
         raise ValueError(f"jitter {jitter} must be in [0, 1)")
     if attempts_made > len(schedule):
@@ -136,9 +134,7 @@ def decide(
         asked_s = min(retry_after_s, MAX_RETRY_AFTER_S)
         if asked_s > delay_s:
             delay_s, reason = asked_s, "retry-after"
-    age_at_retry_s = (
-        _as_utc(now) - _as_utc(first_attempt_at)
-    ).total_seconds() + delay_s
+    age_at_retry_s = (_as_utc(now) - _as_utc(first_attempt_at)).total_seconds() + delay_s
     if age_at_retry_s > max_age_s:
         return Decision("quarantine", reason="expired")
     return Decision("retry", delay_s=delay_s, reason=reason)
@@ -156,8 +152,7 @@ def parse_schedule(text: str) -> tuple[int, ...]:
         raise InvalidScheduleError("a retry schedule needs at least one delay")
     if len(items) > MAX_SCHEDULE_LENGTH:
         raise InvalidScheduleError(
-            f"a retry schedule has at most {MAX_SCHEDULE_LENGTH} delays, "
-            f"not {len(items)}"
+            f"a retry schedule has at most {MAX_SCHEDULE_LENGTH} delays, not {len(items)}"
         )
     schedule = []
     for item in items:
@@ -165,8 +160,7 @@ def parse_schedule(text: str) -> tuple[int, ...]:
         in_bounds = _DIGITS_RE.fullmatch(item) and len(item) <= 9
         if not in_bounds or not 1 <= int(item) <= MAX_SCHEDULE_ENTRY_S:
             raise InvalidScheduleError(
-                f"retry delay {item!r} must be whole seconds "
-                f"from 1 to {MAX_SCHEDULE_ENTRY_S}"
+                f"retry delay {item!r} must be whole seconds from 1 to {MAX_SCHEDULE_ENTRY_S}"
             )
         schedule.append(int(item))
     return tuple(schedule)

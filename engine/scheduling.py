@@ -12,7 +12,16 @@ import datetime as dt
 from typing import Any
 
 from engine.database import is_postgres
-from engine.models import DELIVERING, PENDING, QUEUED, SCHEDULED, Delivery, Event, db, utcnow
+from engine.models import (
+    DELIVERING,
+    PENDING,
+    QUEUED,
+    SCHEDULED,
+    Delivery,
+    Event,
+    db,
+    utcnow,
+)
 
 LEADER_LOCK_KEY = 0x486F6F6C  # advisory lock the active scheduler holds
 
@@ -45,8 +54,9 @@ def take_due(*, batch: int, lease_s: float) -> list[str]:
 def take_expired(*, batch: int, lease_s: float) -> list[str]:
     """Deliveries never published, published but never claimed, or claimed by a dead worker."""
     return _take(
-        lambda now: Delivery.status.in_((PENDING, QUEUED, DELIVERING))
-        & (Delivery.lease_until < now),
+        lambda now: (
+            Delivery.status.in_((PENDING, QUEUED, DELIVERING)) & (Delivery.lease_until < now)
+        ),
         Delivery.lease_until,
         batch=batch,
         lease_s=lease_s,

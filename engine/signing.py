@@ -71,8 +71,7 @@ def decode_secret(secret: str) -> bytes:
         raise InvalidSecretError("a secret's key is not valid base64") from exc
     if not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES:
         raise InvalidSecretError(
-            f"a secret's key is {len(key)} bytes; "
-            f"it must be {MIN_KEY_BYTES} to {MAX_KEY_BYTES}"
+            f"a secret's key is {len(key)} bytes; it must be {MIN_KEY_BYTES} to {MAX_KEY_BYTES}"
         )
     return key
 
@@ -89,9 +88,7 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode('ascii')}"
 
 
-def signature_header(
-    secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes
-) -> str:
+def signature_header(secrets: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:
     """Return the `webhook-signature` value: one signature per secret, space-separated.
 
     Raises:
@@ -140,9 +137,7 @@ def verify(
     timestamp_text = lowered.get("webhook-timestamp")
     signatures = lowered.get("webhook-signature")
     if not (msg_id and timestamp_text and signatures):
-        raise SignatureError(
-            "missing webhook-id, webhook-timestamp or webhook-signature"
-        )
+        raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature")
     timestamp = _parse_timestamp(timestamp_text)
     if abs(now - timestamp) > tolerance_s:
         raise SignatureError(

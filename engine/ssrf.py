@@ -30,6 +30,7 @@ __all__ = [
     "check_url",
     "guarded_socket_factory",
     "parse_host_address",
+    "refusal_in",
     "refusal_reason",
 ]
 
@@ -67,10 +68,8 @@ _V6_REFUSED = tuple(
         ("::/128", "unspecified"),
         ("::1/128", "loopback"),
         ("64:ff9b:1::/48", "nat64-local"),
-        (
-            "::/8",
-            "reserved",
-        ),  # what is left once mapped, compatible, NAT64 are unwrapped
+        # The rest of ::/8, once mapped, compatible and NAT64 are unwrapped.
+        ("::/8", "reserved"),
         ("100::/64", "discard-only"),
         ("2001::/32", "teredo"),
         ("2001::/23", "special-purpose"),
@@ -90,6 +89,7 @@ _V6_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _INET_ATON_PART = re.compile(r"0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*", re.ASCII)
 # WHATWG's "ends in a number": such a host is an IPv4 address or nothing.
 _NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]*", re.ASCII)
+_REFUSAL_PREFIX = "refused to connect to"
 _URL_FORBIDDEN_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 
 
@@ -105,7 +105,7 @@ class RefusedAddressError(PermissionError):
     """A connection to a non-public address was refused by the SSRF guard."""
 
     def __init__(self, address: str, reason: str) -> None:
-        super().__init__(errno.EACCES, f"refused to connect to {address}: {reason}")
+        super().__init__(errno.EACCES, f"{_REFUSAL_PREFIX} {address}: {reason}")
         self.address = address
         self.reason = reason
 
@@ -113,9 +113,7 @@ class RefusedAddressError(PermissionError):
         return (type(self), (self.address, self.reason))
 
 
-def refusal_reason(
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address, policy: AddressPolicy
-) -> str | None:
+def refusal_reason(ip: IPAddress, policy: AddressPolicy) -> str | None:
     """Return why `ip` may not be connected to under `policy`, or None if it may."""
     if policy.allow_private:
         return None
@@ -132,9 +130,7 @@ def refusal_reason(
     return _v6_reason(ip)
 
 
-def parse_host_address(
-    host: str,
-) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def parse_host_address(host: str) -> IPAddress | None:
     """Return the IP address a URL host spells, however it spells it; None for a name.
 
     IPv4 is read the way C's `inet_aton` reads it (`2130706433`, `0x7f.1`,
@@ -193,6 +189,30 @@ def guarded_socket_factory(policy: AddressPolicy) -> SocketFactoryType:
         return socket.socket(family=family, type=type_, proto=proto)
 
     return guarded_socket
+
+
+def refusal_in(exc: BaseException) -> str | None:
+    """Return the guard's refusal message behind a client error, or None.
+
+    When every address of a name is refused, aiohappyeyeballs may merge the
+    refusals into one plain `OSError(EACCES, "Multiple exceptions: ...")`,
+    which loses the type; the message this module wrote is still there.
+    """
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 32:  # a bound, in case of a cycle
+        inner = getattr(current, "os_error", None)
+        chain += [inner, current] if isinstance(inner, BaseException) else [current]
+        current = current.__cause__ or current.__context__
+    refusals = [error for error in chain if isinstance(error, RefusedAddressError)]
+    merged = [
+        error
+        for error in chain
+        if isinstance(error, OSError)
+        and error.errno == errno.EACCES
+        and _REFUSAL_PREFIX in str(error)
+    ]
+    return str((refusals or merged)[0]) if refusals or merged else None
 
 
 def _host_reason(host: str, policy: AddressPolicy) -> str | None:

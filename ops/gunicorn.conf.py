@@ -24,4 +24,3 @@ accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level
 proc_name = "hookline-api"
-

@@ -17,7 +17,9 @@ class Deliveries:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit, cursor = paging(req)
         page = deliveries.list_deliveries(
-            principal(req).tenant_id, limit=limit, cursor=cursor,
+            principal(req).tenant_id,
+            limit=limit,
+            cursor=cursor,
             event_id=text_param(req, "event_id", max_length=64),
             endpoint_id=text_param(req, "endpoint_id", max_length=64),
             status=choice_param(req, "status", DELIVERY_STATES),

@@ -31,7 +31,10 @@ class Events:
         body = read_json(req, "event_create", self.settings.max_body_bytes)
         key = _idempotency_key(req, body)
         event, created = events.ingest_event(
-            principal(req).tenant_id, body["event_type"], body["payload"], key,
+            principal(req).tenant_id,
+            body["event_type"],
+            body["payload"],
+            key,
             fan_out_lease_s=self.settings.fan_out_lease_s,
         )
         if created:
@@ -52,7 +55,9 @@ class Events:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit, cursor = paging(req)
         page = events.list_events(
-            principal(req).tenant_id, limit=limit, cursor=cursor,
+            principal(req).tenant_id,
+            limit=limit,
+            cursor=cursor,
             event_type=text_param(req, "event_type", max_length=128),
         )
         resp.media = views.page(page, views.event)
@@ -60,7 +65,10 @@ class Events:
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, event_id: str) -> None:
         event = events.get_event(principal(req).tenant_id, event_id)
         deliveries = events.event_deliveries(event)
-        resp.media = {**views.event(event), "deliveries": [views.delivery_summary(d) for d in deliveries]}
+        resp.media = {
+            **views.event(event),
+            "deliveries": [views.delivery_summary(d) for d in deliveries],
+        }
 
 
 def _idempotency_key(req: falcon.Request, body: dict[str, object]) -> str | None:
@@ -68,12 +76,18 @@ def _idempotency_key(req: falcon.Request, body: dict[str, object]) -> str | None
     in_body = body.get("idempotency_key")
     if header is not None and not 1 <= len(header) <= 255:
         raise Problem(
-            400, "invalid-header", "Invalid header",
-            "Idempotency-Key must be 1 to 255 characters.", field="Idempotency-Key",
+            400,
+            "invalid-header",
+            "Invalid header",
+            "Idempotency-Key must be 1 to 255 characters.",
+            field="Idempotency-Key",
         )
     if header is not None and in_body is not None and header != in_body:
         raise Problem(
-            422, "validation", "Invalid request",
-            "idempotency_key and the Idempotency-Key header differ.", field="idempotency_key",
+            422,
+            "validation",
+            "Invalid request",
+            "idempotency_key and the Idempotency-Key header differ.",
+            field="idempotency_key",
         )
     return header if header is not None else (in_body if isinstance(in_body, str) else None)

@@ -32,7 +32,10 @@ class Readiness:
         self.broker_check = broker_check
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        checks = {"database": self._check(self._ping_database), "broker": self._check(self.broker_check)}
+        checks = {
+            "database": self._check(self._ping_database),
+            "broker": self._check(self.broker_check),
+        }
         ready = all(value == "ok" for value in checks.values())
         resp.status = falcon.HTTP_200 if ready else falcon.HTTP_503
         if not ready:

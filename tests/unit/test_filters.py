@@ -32,9 +32,7 @@ def test_malformed_event_types_are_invalid(name: str) -> None:
     assert not is_valid_event_type(name)
 
 
-@pytest.mark.parametrize(
-    "pattern", ["*", "billing.paid", "billing.*", "billing.invoice.*"]
-)
+@pytest.mark.parametrize("pattern", ["*", "billing.paid", "billing.*", "billing.invoice.*"])
 def test_event_types_prefix_wildcards_and_star_are_valid_patterns(pattern: str) -> None:
     assert is_valid_pattern(pattern)
 

@@ -51,9 +51,7 @@ def test_the_default_schedule_is_the_designed_one() -> None:
 
 
 @pytest.mark.parametrize(("rand", "factor"), [(0.0, 0.8), (0.5, 1.0), (1.0, 1.2)])
-def test_jitter_spreads_each_delay_within_twenty_percent(
-    rand: float, factor: float
-) -> None:
+def test_jitter_spreads_each_delay_within_twenty_percent(rand: float, factor: float) -> None:
     for attempts_made, base in enumerate(DEFAULT_SCHEDULE_S, start=1):
         delay = next_delay(attempts_made, DEFAULT_SCHEDULE_S, rand=fixed(rand))
         assert delay == pytest.approx(base * factor)
@@ -85,9 +83,7 @@ def test_a_success_succeeds_whatever_came_before() -> None:
 
 
 def test_a_410_disables_the_endpoint() -> None:
-    assert judge(status_code=410) == Decision(
-        "disable", reason="endpoint answered 410 Gone"
-    )
+    assert judge(status_code=410) == Decision("disable", reason="endpoint answered 410 Gone")
 
 
 def test_a_failure_is_retried_after_the_scheduled_delay() -> None:
@@ -114,12 +110,8 @@ def test_a_retry_after_never_brings_a_retry_earlier_than_the_schedule() -> None:
 
 def test_a_retry_after_is_capped_at_a_day() -> None:
     decision = judge(status_code=503, retry_after_s=10 * DAY_S)
-    assert decision == Decision(
-        "retry", delay_s=MAX_RETRY_AFTER_S, reason="retry-after"
-    )
-    assert (
-        judge(status_code=503, retry_after_s=float("inf")).delay_s == MAX_RETRY_AFTER_S
-    )
+    assert decision == Decision("retry", delay_s=MAX_RETRY_AFTER_S, reason="retry-after")
+    assert judge(status_code=503, retry_after_s=float("inf")).delay_s == MAX_RETRY_AFTER_S
 
 
 def test_a_retry_after_on_other_statuses_is_ignored() -> None:
@@ -142,9 +134,9 @@ def test_a_long_retry_after_can_expire_a_delivery() -> None:
 
 def test_naive_datetimes_are_read_as_utc() -> None:
     naive_start = datetime(2026, 3, 1, 12, 0, 0)
-    assert judge(
-        first_attempt_at=naive_start, now=T0 + timedelta(seconds=100), max_age_s=104
-    ) == (Decision("quarantine", reason="expired"))
+    assert judge(first_attempt_at=naive_start, now=T0 + timedelta(seconds=100), max_age_s=104) == (
+        Decision("quarantine", reason="expired")
+    )
 
 
 @pytest.mark.parametrize(

@@ -122,9 +122,7 @@ def test_a_timestamp_outside_the_tolerance_fails_verification(skew_s: int) -> No
         verify(SPEC_SECRET, headers, SPEC_BODY, now=SPEC_TIMESTAMP + skew_s)
 
 
-@pytest.mark.parametrize(
-    "missing", ["webhook-id", "webhook-timestamp", "webhook-signature"]
-)
+@pytest.mark.parametrize("missing", ["webhook-id", "webhook-timestamp", "webhook-signature"])
 def test_a_missing_header_fails_verification(missing: str) -> None:
     headers = webhook_headers([SPEC_SECRET], SPEC_MSG_ID, SPEC_TIMESTAMP, SPEC_BODY)
     del headers[missing]
@@ -132,9 +130,7 @@ def test_a_missing_header_fails_verification(missing: str) -> None:
         verify(SPEC_SECRET, headers, SPEC_BODY, now=SPEC_TIMESTAMP)
 
 
-@pytest.mark.parametrize(
-    "timestamp", ["1614265330.5", "-1", "abc", "１６１４２６５３３０"]
-)
+@pytest.mark.parametrize("timestamp", ["1614265330.5", "-1", "abc", "１６１４２６５３３０"])
 def test_a_malformed_timestamp_fails_verification(timestamp: str) -> None:
     headers = {
         "webhook-id": SPEC_MSG_ID,
@@ -178,10 +174,7 @@ def test_a_malformed_secret_is_refused(secret: str) -> None:
 
 def test_the_key_size_bounds_are_inclusive() -> None:
     for size in (24, 64):
-        assert (
-            len(decode_secret("whsec_" + base64.b64encode(bytes(size)).decode()))
-            == size
-        )
+        assert len(decode_secret("whsec_" + base64.b64encode(bytes(size)).decode())) == size
 
 
 def test_signing_needs_at_least_one_secret() -> None:

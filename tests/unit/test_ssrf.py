@@ -9,12 +9,14 @@ before any socket exists. The live tests talk to a server on 127.0.0.1 only.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import pickle
 import socket
 from collections.abc import Iterator
 from typing import Any
 
+import aiohappyeyeballs
 import aiohttp
 import pytest
 from aiohttp import web
@@ -25,6 +27,7 @@ from engine.ssrf import (
     check_url,
     guarded_socket_factory,
     parse_host_address,
+    refusal_in,
     refusal_reason,
 )
 
@@ -104,14 +107,14 @@ ALLOWED = [
 ]
 
 
+def _tripwire(*args: Any, **kwargs: Any) -> socket.socket:
+    pytest.fail(f"a socket was created: {args} {kwargs}")
+
+
 @pytest.fixture
 def no_sockets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Fail the test if anything creates a socket."""
-
-    def tripwire(*args: Any, **kwargs: Any) -> socket.socket:
-        pytest.fail(f"a socket was created: {args} {kwargs}")
-
-    monkeypatch.setattr(socket, "socket", tripwire)
+    monkeypatch.setattr(socket, "socket", _tripwire)
     yield
 
 
@@ -128,9 +131,7 @@ def addr_info(address: str, port: int = 80) -> tuple[Any, ...]:
 
 
 @pytest.mark.parametrize(("address", "reason"), REFUSED)
-def test_a_non_public_address_is_refused_with_its_reason(
-    address: str, reason: str
-) -> None:
+def test_a_non_public_address_is_refused_with_its_reason(address: str, reason: str) -> None:
     assert refusal_reason(ipaddress.ip_address(address), DEFAULT) == reason
 
 
@@ -141,10 +142,7 @@ def test_a_public_address_is_allowed(address: str) -> None:
 
 @pytest.mark.parametrize(("address", "reason"), REFUSED)
 def test_the_dangerous_switch_allows_every_address(address: str, reason: str) -> None:
-    assert (
-        refusal_reason(ipaddress.ip_address(address), AddressPolicy(allow_private=True))
-        is None
-    )
+    assert refusal_reason(ipaddress.ip_address(address), AddressPolicy(allow_private=True)) is None
 
 
 def test_an_allowed_cidr_opens_only_that_network() -> None:
@@ -170,15 +168,11 @@ def test_the_socket_factory_refuses_before_making_a_socket(
         factory(addr_info(address))
     assert caught.value.reason == reason
     assert caught.value.address == str(ipaddress.ip_address(address))
-    assert address in str(caught.value) or str(ipaddress.ip_address(address)) in str(
-        caught.value
-    )
+    assert address in str(caught.value) or str(ipaddress.ip_address(address)) in str(caught.value)
 
 
 @pytest.mark.parametrize("address", ["fe80::1%eth0", "fe80::1%1"])
-def test_the_socket_factory_ignores_a_zone_when_judging(
-    address: str, no_sockets: None
-) -> None:
+def test_the_socket_factory_ignores_a_zone_when_judging(address: str, no_sockets: None) -> None:
     with pytest.raises(RefusedAddressError, match="link-local"):
         guarded_socket_factory(DEFAULT)(addr_info(address))
 
@@ -242,9 +236,7 @@ def test_a_refusal_is_a_permission_error_so_happy_eyeballs_moves_on() -> None:
         ("[fe80::1%eth0]", "fe80::1"),
     ],
 )
-def test_numeric_hosts_are_read_the_way_inet_aton_reads_them(
-    host: str, expected: str
-) -> None:
+def test_numeric_hosts_are_read_the_way_inet_aton_reads_them(host: str, expected: str) -> None:
     assert parse_host_address(host) == ipaddress.ip_address(expected)
 
 
@@ -328,6 +320,41 @@ def test_the_dangerous_switch_admits_loopback_urls_but_not_odd_spellings() -> No
     assert "credentials" in (check_url("http://u:p@127.0.0.1/", policy) or "")
 
 
+def test_a_refusal_is_found_behind_the_client_error_that_wraps_it() -> None:
+    refusal = RefusedAddressError("10.0.0.1", "private")
+    wrapped = aiohttp.ClientConnectorError(
+        aiohttp.client_reqrep.ConnectionKey("h", 80, False, True, None, None, None),
+        refusal,
+    )
+    assert refusal_in(wrapped) == str(refusal)
+    assert refusal_in(ConnectionRefusedError(errno.ECONNREFUSED, "refused")) is None
+    assert refusal_in(ValueError("refused to connect to 10.0.0.1")) is None
+
+
+def test_a_name_whose_every_address_is_refused_still_reads_as_a_refusal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    infos = [addr_info("::1"), addr_info("127.0.0.1"), addr_info("10.0.0.1")]
+
+    async def connect() -> None:
+        # Trip only once the loop (which makes its own socketpair) is running.
+        monkeypatch.setattr(socket, "socket", _tripwire)
+        await aiohappyeyeballs.start_connection(
+            infos,
+            happy_eyeballs_delay=0.25,
+            socket_factory=guarded_socket_factory(DEFAULT),
+        )
+
+    with pytest.raises(OSError) as caught:
+        asyncio.run(connect())
+    # The refusals come back merged into one plain OSError, not our type.
+    assert not isinstance(caught.value, RefusedAddressError)
+    reason = refusal_in(caught.value)
+    assert reason is not None
+    for address in ("::1: loopback", "127.0.0.1: loopback", "10.0.0.1: private"):
+        assert address in reason
+
+
 # Live tests: loopback only.
 
 
@@ -343,9 +370,7 @@ class Receiver:
         return web.Response(text="ok")
 
 
-async def _fetch_all(
-    urls: list[str], policy: AddressPolicy
-) -> tuple[Receiver, list[object]]:
+async def _fetch_all(urls: list[str], policy: AddressPolicy) -> tuple[Receiver, list[object]]:
     """Start a receiver on 127.0.0.1:0, GET each URL through the guard, stop."""
     receiver = Receiver()
     app = web.Application()
@@ -360,9 +385,7 @@ async def _fetch_all(
     try:
         connector = aiohttp.TCPConnector(socket_factory=guarded_socket_factory(policy))
         timeout = aiohttp.ClientTimeout(total=5)
-        async with aiohttp.ClientSession(
-            connector=connector, timeout=timeout
-        ) as session:
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             for url in urls:
                 try:
                     async with session.get(url.format(port=receiver.port)) as response:
@@ -406,9 +429,7 @@ def test_odd_numeric_spellings_of_loopback_never_reach_the_receiver() -> None:
 
 
 def test_the_dangerous_switch_lets_a_delivery_reach_loopback() -> None:
-    receiver, results = fetch_all(
-        ["http://127.0.0.1:{port}/"], AddressPolicy(allow_private=True)
-    )
+    receiver, results = fetch_all(["http://127.0.0.1:{port}/"], AddressPolicy(allow_private=True))
     assert results == [200]
     assert receiver.hits == 1
 

@@ -1,0 +1,36 @@
+"""Plain functions that build what tests need."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from engine.settings import Settings
+
+ADMIN_TOKEN = "admin-token-for-tests-0123456789"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings for tests: loopback allowed, short timeouts, a fast scheduler."""
+    base = {
+        "HOOKLINE_DANGEROUS_ALLOW_PRIVATE_NETWORKS": "true",
+        "HOOKLINE_REQUEST_TIMEOUT_S": "5",
+        "HOOKLINE_CONNECT_TIMEOUT_S": "2",
+        "HOOKLINE_SCHEDULER_INTERVAL_S": "0.2",
+        "HOOKLINE_LOG_FORMAT": "json",
+        "HOOKLINE_ADMIN_TOKEN": ADMIN_TOKEN,
+    }
+    base.update({k: str(v) for k, v in overrides.items()})
+    return Settings.from_env(base)
+
+
+def eventually(probe: Any, timeout_s: float = 20.0, interval_s: float = 0.1) -> Any:
+    """Call `probe` until it answers something truthy; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout_s}s: last answer {result!r}")
+        time.sleep(interval_s)

@@ -1,0 +1,166 @@
+"""Hookline's real processes against the run's PostgreSQL database and RabbitMQ vhost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.factories import ADMIN_TOKEN
+from tests.receiver import Receiver
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Api:
+    """A tiny HTTP client for a running Hookline API."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if key:
+            request.add_header("Authorization", f"Bearer {key}")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                raw = response.read()
+                return response.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            return exc.code, json.loads(raw) if raw else None
+
+    def tenant(self, name: str = "acme") -> str:
+        """Create a tenant through the admin API; answer its API key."""
+        status, body = self.call("POST", "/v1/tenants", {"name": name}, key=ADMIN_TOKEN)
+        assert status == 201, body
+        return str(body["api_key"])
+
+    def wait_healthy(self, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if self.call("GET", "/healthz")[0] == 200:
+                    return
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"API at {self.base_url} not healthy within {timeout_s}s")
+
+
+class Processes:
+    """Starts `hookline <role>` processes with one environment and stops them all."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, role: str, *args: str, name: str | None = None) -> subprocess.Popen[bytes]:
+        name = name or role
+        log = open(self.logs / f"{name}.log", "ab")
+        child = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", role, *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.children[name] = child
+        return child
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = 30) -> int:
+        child = self.children.pop(name)
+        if child.poll() is None:
+            os.killpg(child.pid, sig)
+        try:
+            return child.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            return child.wait()
+
+    def stop_all(self) -> None:
+        for name in list(self.children):
+            self.stop(name)
+
+    def tail(self, name: str, lines: int = 40) -> str:
+        path = self.logs / f"{name}.log"
+        return (
+            "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            if path.exists()
+            else ""
+        )
+
+
+def stack_env(pg_url: str, amqp_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
+    env.update(
+        HOOKLINE_DATABASE_URL=pg_url,
+        HOOKLINE_BROKER_URL=amqp_url,
+        HOOKLINE_ADMIN_TOKEN=ADMIN_TOKEN,
+        HOOKLINE_DANGEROUS_ALLOW_PRIVATE_NETWORKS="true",
+        HOOKLINE_WORKER_PROCESSES="1",
+        HOOKLINE_WORKER_THREADS="16",
+        HOOKLINE_API_WORKERS="1",
+        HOOKLINE_REQUEST_TIMEOUT_S="5",
+        HOOKLINE_CONNECT_TIMEOUT_S="2",
+        HOOKLINE_SCHEDULER_INTERVAL_S="0.2",
+        HOOKLINE_LOG_FORMAT="json",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def stack(
+    pg_migrated: str, amqp_url: str, tmp_path_factory: Any
+) -> Iterator[tuple[Api, Processes]]:
+    """`hookline api`, `hookline worker` and `hookline scheduler`, shared by the tests."""
+    port = free_port()
+    env = stack_env(pg_migrated, amqp_url, HOOKLINE_BIND=f"127.0.0.1:{port}")
+    processes = Processes(env, tmp_path_factory.mktemp("stack-logs"))
+    for role in ("api", "worker", "scheduler"):
+        processes.start(role)
+    api = Api(f"http://127.0.0.1:{port}")
+    try:
+        api.wait_healthy()
+        yield api, processes
+    finally:
+        processes.stop_all()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as running:
+        yield running
