@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import dramatiq
 import pika
+import pika.exceptions
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import (
@@ -105,6 +106,7 @@ class Publisher:
         self.broker = broker
         self.actors = actors
         self.settings = settings
+        self._quarantine_declared = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Publisher:
@@ -130,6 +132,33 @@ class Publisher:
             except Exception:  # noqa: BLE001 - the caller's lease covers the rest
                 return count
         return len(idents)
+
+    def publish_quarantine(self, documents: list[bytes]) -> int:
+        """Copy quarantine documents to the durable `hookline.quarantine` queue.
+
+        Answers how many were confirmed. The in-process broker has no such queue:
+        there the delivery rows are the whole quarantine.
+        """
+        if not isinstance(self.broker, RabbitmqBroker):
+            return len(documents)
+        properties = pika.BasicProperties(
+            delivery_mode=2, content_type="application/json", type="hookline.quarantined"
+        )
+        count = 0
+        try:
+            channel = self.broker.channel
+            if not self._quarantine_declared:
+                channel.queue_declare(QUARANTINE_QUEUE, durable=True)
+                self._quarantine_declared = True
+            for body in documents:
+                channel.basic_publish(
+                    "", QUARANTINE_QUEUE, body, properties=properties, mandatory=True
+                )
+                count += 1
+        except pika.exceptions.AMQPError:
+            del self.broker.connection  # the next call opens a fresh connection
+            self._quarantine_declared = False
+        return count
 
     def ping(self) -> None:
         """Raise unless the broker accepts a connection now."""

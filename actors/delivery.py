@@ -37,7 +37,9 @@ def deliver(delivery_id: str) -> None:
     rt = runtime.current()
     settings = rt.settings
     with rt.database.connection_context():
-        claimed = deliveries.claim(delivery_id, lease_s=settings.request_timeout_s)
+        claimed = deliveries.claim(
+            delivery_id, lease_s=settings.request_timeout_s + settings.lease_grace_s
+        )
     if claimed is None:
         return
     assert rt.client is not None, "the HttpClient middleware opens the client at boot"

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from actors.broker import Publisher
-from engine import scheduling
+from engine import quarantine, scheduling
 from engine.database import UNAVAILABLE_ERRORS
 from engine.settings import Settings
 
@@ -68,7 +68,18 @@ class Scheduler:
         self._publish("fan_out", unfanned)
         if lost or unfanned:
             log.info("scheduler_recovered", deliveries=len(lost), events=len(unfanned))
-        return max(len(due), len(lost), len(unfanned)) >= batch
+        copied = self._copy_quarantined(batch)
+        return max(len(due), len(lost), len(unfanned), copied) >= batch
+
+    def _copy_quarantined(self, batch: int) -> int:
+        rows = quarantine.take_unpublished(batch)
+        if not rows:
+            return 0
+        confirmed = self.publisher.publish_quarantine([quarantine.copy_document(r) for r in rows])
+        quarantine.mark_published([row.id for row in rows[:confirmed]])
+        if confirmed < len(rows):
+            log.warning("quarantine_copy_failed", unpublished=len(rows) - confirmed)
+        return confirmed
 
     def _publish(self, kind: str, idents: list[str]) -> None:
         if not idents:

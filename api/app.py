@@ -12,7 +12,7 @@ import falcon.media
 
 from api import errors
 from api.middleware import Auth, Database, RequestContext
-from api.resources.deliveries import Deliveries
+from api.resources.deliveries import Deliveries, Quarantine
 from api.resources.endpoints import Endpoints
 from api.resources.events import Enqueue, Events
 from api.resources.health import Health, OpenApi, Readiness
@@ -61,13 +61,16 @@ def create_app(
     app.add_route("/v1/endpoints", endpoints)
     app.add_route("/v1/endpoints/{endpoint_id}", endpoints, suffix="item")
     app.add_route("/v1/endpoints/{endpoint_id}/secret", endpoints, suffix="secret")
+    app.add_route("/v1/endpoints/{endpoint_id}/recover", endpoints, suffix="recover")
     events = Events(settings, enqueue)
     app.add_route("/v1/events", events)
     app.add_route("/v1/events/{event_id}", events, suffix="item")
-    deliveries = Deliveries()
+    deliveries = Deliveries(settings, enqueue)
     app.add_route("/v1/deliveries", deliveries)
     app.add_route("/v1/deliveries/{delivery_id}", deliveries, suffix="item")
     app.add_route("/v1/deliveries/{delivery_id}/attempts", deliveries, suffix="attempts")
+    app.add_route("/v1/deliveries/{delivery_id}/retry", deliveries, suffix="retry")
+    app.add_route("/v1/quarantine", Quarantine())
     return app
 
 

@@ -6,6 +6,7 @@ as a dotted path (`headers.X-Foo`, `event_types.2`).
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 from collections.abc import Iterable
@@ -188,3 +189,34 @@ def text_param(req: falcon.Request, name: str, *, max_length: int = 200) -> str 
             field=name,
         )
     return raw
+
+
+def parse_time(value: str, name: str) -> dt.datetime:
+    """An RFC 3339 timestamp as the naive UTC datetime the tables store.
+
+    Raises:
+        Problem: 400 naming the parameter.
+    """
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise Problem(
+            400,
+            "invalid-parameter",
+            "Invalid timestamp",
+            f"{name} must be an RFC 3339 timestamp with a zone, e.g. 2026-01-31T12:00:00Z.",
+            field=name,
+        )
+    return parsed.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def time_param(req: falcon.Request, name: str) -> dt.datetime | None:
+    """An optional RFC 3339 query parameter.
+
+    Raises:
+        Problem: 400 naming the parameter.
+    """
+    raw = req.get_param(name)
+    return None if raw is None else parse_time(raw, name)

@@ -76,6 +76,7 @@ def delivery(row: Delivery) -> dict[str, Any]:
         "last_status_code": row.last_status_code,
         "last_error": row.last_error,
         "quarantine_reason": row.quarantine_reason,
+        "quarantined_at": timestamp(row.quarantined_at),
         "created_at": timestamp(row.created_at),
         "updated_at": timestamp(row.updated_at),
     }

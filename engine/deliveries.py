@@ -35,9 +35,6 @@ from engine.models import (
 from engine.pages import Page, paginate
 from engine.retry import Decision, decide
 
-# A claim outlives the request timeout by this much before another worker may take over.
-CLAIM_GRACE_S = 30.0
-
 
 def fan_out(event_id: str, *, now: dt.datetime | None = None) -> list[str]:
     """Create one delivery per matching endpoint; answer the ids still to publish.
@@ -109,7 +106,9 @@ class Claim:
 def claim(delivery_id: str, *, lease_s: float) -> Claim | None:
     """Take a delivery for one attempt, or None if it is not ours to attempt now.
 
-    A delivery whose endpoint was disabled or deleted is cancelled instead.
+    `lease_s` must outlive the attempt: once it passes, the scheduler hands the
+    delivery to another worker. A delivery whose endpoint was disabled or
+    deleted is cancelled instead.
     """
     now = utcnow()
     claimable = Delivery.status.in_((PENDING, QUEUED)) | (
@@ -119,7 +118,7 @@ def claim(delivery_id: str, *, lease_s: float) -> Claim | None:
         Delivery.update(
             status=DELIVERING,
             attempts=Delivery.attempts + 1,
-            lease_until=now + dt.timedelta(seconds=lease_s + CLAIM_GRACE_S),
+            lease_until=now + dt.timedelta(seconds=lease_s),
             updated_at=now,
         )
         .where((Delivery.id == delivery_id) & claimable)
@@ -197,6 +196,7 @@ def record(
     else:
         changes[Delivery.status] = QUARANTINED
         changes[Delivery.quarantine_reason] = decision.reason
+        changes[Delivery.quarantined_at] = now
     with db.atomic():
         Attempt.insert(_attempt_row(claimed, number, outcome)).on_conflict_ignore().execute()
         Delivery.update(changes).where(

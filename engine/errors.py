@@ -5,6 +5,7 @@
     ├── NotFoundError        no such row for this tenant
     ├── ConflictError        the request clashes with the stored state
     ├── InvalidInputError    a value the schema admits but the domain refuses (names the field)
+    ├── ForbiddenError       the credential lacks a scope the request needs (names the scope)
     ├── UnavailableError     the database cannot be reached right now
     └── MigrationError       the schema cannot be brought up to date
 
@@ -46,6 +47,15 @@ class InvalidInputError(EngineError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.message = message
+
+
+class ForbiddenError(EngineError):
+    """The credential lacks a scope the request needs."""
+
+    def __init__(self, scope: str, message: str) -> None:
+        super().__init__(f"{scope}: {message}")
+        self.scope = scope
         self.message = message
 
 

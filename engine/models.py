@@ -10,8 +10,10 @@ import datetime as dt
 from typing import Any
 
 from peewee import (
+    BigIntegerField,
     BooleanField,
     CharField,
+    CompositeKey,
     DatabaseProxy,
     DateTimeField,
     FloatField,
@@ -55,6 +57,7 @@ class Tenant(BaseModel):
     id = CharField(primary_key=True)
     name = CharField(max_length=128)
     created_at = DateTimeField(default=utcnow)
+    rate_limits = JSONField(null=True)  # per-tenant overrides of the rate-limit settings
 
 
 class ApiKey(BaseModel):
@@ -62,6 +65,7 @@ class ApiKey(BaseModel):
     tenant_id = CharField(index=True)
     key_hash = CharField(unique=True)
     prefix = CharField()
+    name = CharField(max_length=128, null=True)
     scopes = JSONField(default=list)
     created_at = DateTimeField(default=utcnow)
     revoked_at = DateTimeField(null=True)
@@ -112,6 +116,8 @@ class Delivery(BaseModel):
     last_status_code = IntegerField(null=True)
     last_error = TextField(null=True)
     quarantine_reason = TextField(null=True)
+    quarantined_at = DateTimeField(null=True)
+    quarantine_published_at = DateTimeField(null=True)
     event_created_at = DateTimeField()
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
@@ -132,6 +138,18 @@ class Attempt(BaseModel):
     response_body_truncated = BooleanField(default=False)
 
 
+class RateLimitWindow(BaseModel):
+    """Hits on one rate-limit bucket in one fixed window (Unix seconds)."""
+
+    bucket_key = CharField(max_length=200)
+    window_start = BigIntegerField()
+    hits = IntegerField()
+
+    class Meta:
+        table_name = "rate_limit"
+        primary_key = CompositeKey("bucket_key", "window_start")
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at = DateTimeField(default=utcnow)
@@ -140,4 +158,4 @@ class SchemaVersion(BaseModel):
         table_name = "schema_version"
 
 
-MODELS = (Tenant, ApiKey, Endpoint, Event, Delivery, Attempt, SchemaVersion)
+MODELS = (Tenant, ApiKey, Endpoint, Event, Delivery, Attempt, RateLimitWindow, SchemaVersion)

@@ -69,6 +69,8 @@ class Settings:
     scheduler_batch: int = 500
     # Seconds a published delivery may wait unclaimed before the scheduler publishes it again.
     queue_lease_s: int = 300
+    # Seconds a worker's claim on a delivery outlives the request timeout.
+    lease_grace_s: float = 30.0
     # Seconds an unacknowledged event waits before the scheduler fans it out again.
     fan_out_lease_s: int = 30
     # RabbitMQ heartbeat in seconds.
@@ -79,6 +81,32 @@ class Settings:
     dangerous_allow_private_networks: bool = False
     # CIDRs deliveries may reach even though they are private (comma-separated).
     allowed_cidrs: tuple[IPNetwork, ...] = ()
+    # Requests per second one credential may send to POST /v1/events; 0 = no limit.
+    rate_limit_ingest_per_s: int = 1000
+    # Requests per second one credential may send to the other tenant routes; 0 = no limit.
+    rate_limit_management_per_s: int = 100
+    # Requests per second a whole tenant may send to POST /v1/events; 0 = no limit.
+    rate_limit_tenant_ingest_per_s: int = 2000
+    # Requests per second a whole tenant may send to the other tenant routes; 0 = no limit.
+    rate_limit_tenant_management_per_s: int = 200
+    # Secret for HS256 JWT bearer tokens, at least 32 characters; unset = HS256 refused.
+    jwt_hs256_secret: str | None = None
+    # PEM file with the RSA or EC public key that signs RS256/ES256 JWTs; unset = none.
+    jwt_public_key_file: str | None = None
+    # JWKS file (JSON) with the RSA or EC public keys that sign RS256/ES256 JWTs; unset = none.
+    jwt_jwks_file: str | None = None
+    # JWT algorithms accepted (comma-separated HS256, RS256, ES256); unset = all the keys allow.
+    jwt_algorithms: tuple[str, ...] = ()
+    # The `iss` every JWT must carry; unset = not checked.
+    jwt_issuer: str | None = None
+    # The `aud` every JWT must carry; unset = a JWT that carries an `aud` is refused.
+    jwt_audience: str | None = None
+    # JWT claim holding the tenant id.
+    jwt_tenant_claim: str = "tenant"
+    # JWT claim holding the scopes (a space-separated string or a list).
+    jwt_scope_claim: str = "scope"
+    # Seconds of clock skew tolerated on a JWT's `exp` and `nbf`.
+    jwt_leeway_s: int = 30
     # Log level: debug, info, warning, error.
     log_level: str = "info"
     # Log format: json, console, or auto (console on a terminal).
@@ -139,6 +167,21 @@ class Settings:
             raise SettingsError(PREFIX + "LOG_LEVEL", "must be debug, info, warning or error")
         if self.log_format not in ("json", "console", "auto"):
             raise SettingsError(PREFIX + "LOG_FORMAT", "must be json, console or auto")
+        self._validate_jwt()
+
+    def _validate_jwt(self) -> None:
+        """Every accepted JWT algorithm has a key to check it with."""
+        if "HS256" in self.jwt_algorithms and not self.jwt_hs256_secret:
+            raise SettingsError(PREFIX + "JWT_ALGORITHMS", "HS256 needs HOOKLINE_JWT_HS256_SECRET")
+        public = self.jwt_public_key_file or self.jwt_jwks_file
+        if {"RS256", "ES256"} & set(self.jwt_algorithms) and not public:
+            raise SettingsError(
+                PREFIX + "JWT_ALGORITHMS",
+                "RS256 and ES256 need HOOKLINE_JWT_PUBLIC_KEY_FILE or HOOKLINE_JWT_JWKS_FILE",
+            )
+        # Shorter HMAC keys can be brute-forced; pyjwt warns below 32 bytes too.
+        if self.jwt_hs256_secret is not None and len(self.jwt_hs256_secret.encode()) < 32:
+            raise SettingsError(PREFIX + "JWT_HS256_SECRET", "must be at least 32 bytes")
 
 
 def _integer(low: int, high: int) -> Callable[[str, str], int]:
@@ -231,6 +274,26 @@ def _choice(*options: str) -> Callable[[str, str], str]:
     return parse
 
 
+def _file(name: str, raw: str) -> str:
+    if not os.path.isfile(raw):
+        raise SettingsError(name, f"no such file: {raw!r}")
+    return raw
+
+
+def _jwt_algorithms(name: str, raw: str) -> tuple[str, ...]:
+    values = tuple(part.strip().upper() for part in raw.split(",") if part.strip())
+    unknown = sorted(set(values) - {"HS256", "RS256", "ES256"})
+    if not values or unknown:
+        raise SettingsError(name, f"expected HS256, RS256 or ES256, got {raw!r}")
+    return values
+
+
+def _claim(name: str, raw: str) -> str:
+    if len(raw) > 64:
+        raise SettingsError(name, "must be at most 64 characters")
+    return raw
+
+
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "database_url": _url("postgres", "postgresql", "sqlite"),
     "broker_url": _url("amqp", "amqps"),
@@ -254,10 +317,24 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "scheduler_batch": _integer(1, 100_000),
     "queue_lease_s": _integer(5, 86400),
     "fan_out_lease_s": _integer(1, 86400),
+    "lease_grace_s": _number(0.5, 3600),
     "broker_heartbeat_s": _integer(0, 3600),
     "broker_blocked_timeout_s": _number(0.1, 600),
     "dangerous_allow_private_networks": _boolean,
     "allowed_cidrs": _cidrs,
+    "rate_limit_ingest_per_s": _integer(0, 1_000_000),
+    "rate_limit_management_per_s": _integer(0, 1_000_000),
+    "rate_limit_tenant_ingest_per_s": _integer(0, 1_000_000),
+    "rate_limit_tenant_management_per_s": _integer(0, 1_000_000),
+    "jwt_hs256_secret": _text,
+    "jwt_public_key_file": _file,
+    "jwt_jwks_file": _file,
+    "jwt_algorithms": _jwt_algorithms,
+    "jwt_issuer": _text,
+    "jwt_audience": _text,
+    "jwt_tenant_claim": _claim,
+    "jwt_scope_claim": _claim,
+    "jwt_leeway_s": _integer(0, 3600),
     "log_level": _choice("debug", "info", "warning", "error"),
     "log_format": _choice("json", "console", "auto"),
 }

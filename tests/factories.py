@@ -34,3 +34,13 @@ def eventually(probe: Any, timeout_s: float = 20.0, interval_s: float = 0.1) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout_s}s: last answer {result!r}")
         time.sleep(interval_s)
+
+
+def endpoint_body(**fields: Any) -> dict[str, Any]:
+    """A valid `POST /v1/endpoints` body; keyword arguments replace or add fields."""
+    return {"url": "https://receiver.example.com/hooks", **fields}
+
+
+def event_body(event_type: str = "order.paid", **fields: Any) -> dict[str, Any]:
+    """A valid `POST /v1/events` body; keyword arguments replace or add fields."""
+    return {"event_type": event_type, "payload": {"order_id": 42}, **fields}

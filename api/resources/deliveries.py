@@ -1,4 +1,4 @@
-"""`/v1/deliveries`: where each event went, and every attempt."""
+"""`/v1/deliveries` and `/v1/quarantine`: where each event went, every attempt, and replay."""
 
 from __future__ import annotations
 
@@ -6,13 +6,19 @@ import falcon
 
 from api import views
 from api.resources import paging, principal
-from api.validation import choice_param, text_param
-from engine import deliveries
+from api.resources.events import Enqueue, publish_quietly
+from api.validation import choice_param, text_param, time_param
+from engine import deliveries, quarantine
 from engine.models import DELIVERY_STATES
+from engine.settings import Settings
 
 
 class Deliveries:
-    """The collection, each item, and an item's attempts."""
+    """The collection, each item, an item's attempts, and retrying an item now."""
+
+    def __init__(self, settings: Settings, enqueue: Enqueue) -> None:
+        self.settings = settings
+        self.enqueue = enqueue
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit, cursor = paging(req)
@@ -35,3 +41,27 @@ class Deliveries:
             principal(req).tenant_id, delivery_id, limit=limit, cursor=cursor
         )
         resp.media = views.page(page, views.attempt)
+
+    def on_post_retry(self, req: falcon.Request, resp: falcon.Response, delivery_id: str) -> None:
+        delivery = deliveries.get_delivery(principal(req).tenant_id, delivery_id)
+        queued = quarantine.retry_now(delivery, lease_s=self.settings.fan_out_lease_s)
+        publish_quietly(self.enqueue, "deliver", queued.id)
+        resp.status = falcon.HTTP_202
+        resp.media = views.delivery(queued)
+
+
+class Quarantine:
+    """`GET /v1/quarantine`: deliveries that will not be attempted again on their own."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        limit, cursor = paging(req)
+        page = quarantine.list_quarantine(
+            principal(req).tenant_id,
+            limit=limit,
+            cursor=cursor,
+            endpoint_id=text_param(req, "endpoint_id", max_length=64),
+            event_type=text_param(req, "event_type", max_length=128),
+            since=time_param(req, "since"),
+            until=time_param(req, "until"),
+        )
+        resp.media = views.page(page, views.delivery)

@@ -6,8 +6,8 @@ import falcon
 
 from api import views
 from api.resources import paging, principal
-from api.validation import read_json
-from engine import endpoints
+from api.validation import parse_time, read_json
+from engine import endpoints, quarantine
 from engine.settings import Settings
 from engine.ssrf import AddressPolicy
 
@@ -41,6 +41,16 @@ class Endpoints:
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
         endpoints.delete_endpoint(principal(req).tenant_id, endpoint_id)
         resp.status = falcon.HTTP_204
+
+    def on_post_recover(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
+        body = read_json(req, "recover_request", self.settings.max_body_bytes)
+        endpoint = endpoints.get_endpoint(principal(req).tenant_id, endpoint_id)
+        until = parse_time(body["until"], "until") if "until" in body else None
+        count = quarantine.recover(
+            endpoint.tenant_id, endpoint.id, since=parse_time(body["since"], "since"), until=until
+        )
+        resp.status = falcon.HTTP_202
+        resp.media = {"recovered": count}
 
     def on_get_secret(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
         row = endpoints.get_endpoint(principal(req).tenant_id, endpoint_id)

@@ -38,19 +38,9 @@ class Events:
             fan_out_lease_s=self.settings.fan_out_lease_s,
         )
         if created:
-            self._publish(event.id)
+            publish_quietly(self.enqueue, "fan_out", event.id)
         resp.status = falcon.HTTP_202 if created else falcon.HTTP_200
         resp.media = views.event(event)
-
-    def _publish(self, event_id: str) -> None:
-        # The event is committed: if the broker is down the scheduler fans it out later.
-        try:
-            if self.enqueue("fan_out", event_id):
-                return
-        except Exception as exc:  # noqa: BLE001 - a publish failure must not fail the request
-            log.warning("publish_failed", event_id=event_id, error=f"{type(exc).__name__}: {exc}")
-            return
-        log.warning("publish_unconfirmed", event_id=event_id)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit, cursor = paging(req)
@@ -69,6 +59,17 @@ class Events:
             **views.event(event),
             "deliveries": [views.delivery_summary(d) for d in deliveries],
         }
+
+
+def publish_quietly(enqueue: Enqueue, kind: str, ident: str) -> None:
+    """Publish after commit; a failure is logged, never raised: the scheduler catches up."""
+    try:
+        if enqueue(kind, ident):
+            return
+    except Exception as exc:  # noqa: BLE001 - a publish failure must not fail the request
+        log.warning("publish_failed", kind=kind, ident=ident, error=f"{type(exc).__name__}: {exc}")
+        return
+    log.warning("publish_unconfirmed", kind=kind, ident=ident)
 
 
 def _idempotency_key(req: falcon.Request, body: dict[str, object]) -> str | None:

@@ -89,4 +89,3 @@ CREATE TABLE attempt (
 );
 CREATE UNIQUE INDEX attempt_delivery_number ON attempt (delivery_id, number);
 """
-

@@ -33,7 +33,10 @@ def embedded(tmp_path: Path) -> Iterator[tuple[Api, dict[str, str], Path]]:
     with open(log, "wb") as out:
         child = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "up"],
-            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     api = Api(f"http://127.0.0.1:{port}")
     try:
@@ -49,7 +52,11 @@ def embedded(tmp_path: Path) -> Iterator[tuple[Api, dict[str, str], Path]]:
 def cli(env: dict[str, str], cwd: Path, *args: str) -> Any:
     done = subprocess.run(
         [sys.executable, "-m", "api.cli", *args],
-        cwd=cwd, env=env, capture_output=True, timeout=60, check=True,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=True,
     )
     return json.loads(done.stdout)
 
