@@ -29,7 +29,13 @@ from engine.settings import Settings
 
 FAN_OUT_QUEUE = "hookline.fan_out"
 DELIVER_QUEUE = "hookline.deliver"
+VERIFY_QUEUE = "hookline.verify"
+SUPERVISE_QUEUE = "hookline.supervise"
+ALERT_QUEUE = "hookline.alert"
 QUARANTINE_QUEUE = "hookline.quarantine"
+# What `hookline worker` consumes; `hookline supervisor` consumes the other two, alone.
+WORKER_QUEUES = (FAN_OUT_QUEUE, DELIVER_QUEUE, VERIFY_QUEUE)
+SUPERVISOR_QUEUES = (SUPERVISE_QUEUE, ALERT_QUEUE)
 
 
 def connection_url(settings: Settings, *, publisher: bool) -> str:
@@ -83,11 +89,14 @@ class Actors:
 
     fan_out: dramatiq.Actor[Any, Any]
     deliver: dramatiq.Actor[Any, Any]
+    verify_endpoint: dramatiq.Actor[Any, Any]
+    supervise: dramatiq.Actor[Any, Any]
+    alert: dramatiq.Actor[Any, Any]
 
 
 def declare_actors(broker: dramatiq.Broker) -> Actors:
     """Declare Hookline's actors on a broker."""
-    from actors import delivery
+    from actors import alerts, delivery, supervision, verification
 
     return Actors(
         fan_out=dramatiq.actor(
@@ -95,6 +104,25 @@ def declare_actors(broker: dramatiq.Broker) -> Actors:
         ),
         deliver=dramatiq.actor(
             delivery.deliver, broker=broker, actor_name="deliver", queue_name=DELIVER_QUEUE
+        ),
+        verify_endpoint=dramatiq.actor(
+            verification.verify_endpoint,
+            broker=broker,
+            actor_name="verify_endpoint",
+            queue_name=VERIFY_QUEUE,
+        ),
+        supervise=dramatiq.actor(
+            supervision.supervise,
+            broker=broker,
+            actor_name="supervise",
+            queue_name=SUPERVISE_QUEUE,
+        ),
+        alert=dramatiq.actor(
+            alerts.alert,
+            broker=broker,
+            actor_name="alert",
+            queue_name=ALERT_QUEUE,
+            **{k: v for k, v in alerts.RETRIES.items() if k in broker.actor_options},
         ),
     )
 
@@ -120,9 +148,13 @@ class Publisher:
 
     def enqueue(self, kind: str, ident: str) -> bool:
         """Publish `kind(ident)`; True once the broker confirmed it."""
-        actor = self.actors.fan_out if kind == "fan_out" else self.actors.deliver
+        actor: dramatiq.Actor[Any, Any] = getattr(self.actors, kind)
         actor.send(ident)
         return True
+
+    def report_outcomes(self, outcomes: list[list[Any]]) -> None:
+        """Publish one batch of attempt outcomes to the supervisor; raise if it fails."""
+        self.actors.supervise.send(outcomes)
 
     def enqueue_many(self, kind: str, idents: list[str]) -> int:
         """Publish several; stop at the first failure and answer how many were confirmed."""

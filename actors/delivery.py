@@ -11,8 +11,12 @@ import time
 import structlog
 from dramatiq.asyncio import async_to_sync
 
-from actors import runtime
+from actors import metrics, runtime
+from actors.supervision import outcome_row
 from engine import deliveries
+from engine.delivery import Outcome
+from engine.errors import CryptoError
+from engine.models import utcnow
 
 log = structlog.get_logger("hookline.delivery")
 
@@ -21,7 +25,7 @@ def fan_out(event_id: str) -> None:
     """Create the event's deliveries and publish each one."""
     rt = runtime.current()
     with rt.database.connection_context():
-        delivery_ids = deliveries.fan_out(event_id)
+        delivery_ids = deliveries.fan_out(event_id, lease_s=rt.settings.fan_out_lease_s)
     if not delivery_ids:
         return
     published = rt.publisher.enqueue_many("deliver", delivery_ids)
@@ -43,14 +47,24 @@ def deliver(delivery_id: str) -> None:
     if claimed is None:
         return
     assert rt.client is not None, "the HttpClient middleware opens the client at boot"
-    request = deliveries.build_request(
-        claimed, user_agent=runtime.USER_AGENT, timestamp=int(time.time())
-    )
-    outcome = async_to_sync(rt.client.send)(request)
+    try:
+        request = deliveries.build_request(
+            claimed, user_agent=runtime.USER_AGENT, timestamp=int(time.time()), box=rt.box
+        )
+    except CryptoError as exc:  # a key is missing: an attempt that failed, retried later
+        outcome = Outcome(utcnow(), 0.0, error_class="secret_unavailable", error_detail=str(exc))
+    else:
+        outcome = async_to_sync(rt.client.send)(request)
     with rt.database.connection_context():
         decision = deliveries.record(
             claimed, outcome, schedule=settings.retry_schedule_s, max_age_s=settings.max_age_s
         )
+    # A secret that does not decrypt is our fault, not the endpoint's: the breaker ignores it.
+    if rt.outcomes is not None and outcome.error_class != "secret_unavailable":
+        rt.outcomes.report(outcome_row(claimed.endpoint.id, delivery_id, outcome, decision))
+    first = claimed.delivery.attempts == 1
+    lag_s = (outcome.started_at - claimed.event.created_at).total_seconds() if first else None
+    metrics.observe_attempt(outcome, decision, lag_s)
     log.info(
         "delivery_attempted",
         delivery_id=delivery_id,

@@ -16,11 +16,14 @@ from dramatiq.middleware import Middleware
 
 from engine import __version__
 from engine.delivery import ClientOptions, DeliveryClient, open_session
+from engine.secretbox import SecretBox
+from engine.secretbox import from_settings as secretbox_from_settings
 from engine.settings import Settings
 from engine.ssrf import AddressPolicy
 
 if TYPE_CHECKING:
     from actors.broker import Publisher
+    from actors.supervision import OutcomeReporter
 
 USER_AGENT = f"Hookline/{__version__}"
 
@@ -33,6 +36,20 @@ class Runtime:
     database: Any
     publisher: Publisher
     client: DeliveryClient | None = field(default=None)
+    # Opens endpoint secrets to sign with; built from the settings when not given.
+    secretbox: SecretBox | None = field(default=None, repr=False)
+    # Batches attempt outcomes for the supervisor; None where no deliveries run.
+    outcomes: OutcomeReporter | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.secretbox is None:
+            self.secretbox = secretbox_from_settings(self.settings)
+
+    @property
+    def box(self) -> SecretBox:
+        """The secret box, never None after construction."""
+        assert self.secretbox is not None
+        return self.secretbox
 
 
 _runtime: Runtime | None = None

@@ -14,12 +14,17 @@ from typing import Any
 
 import structlog
 
+from actors import metrics
 from actors.broker import Publisher
+from actors.supervision import Tick
 from engine import quarantine, scheduling
 from engine.database import UNAVAILABLE_ERRORS
 from engine.settings import Settings
 
 log = structlog.get_logger("hookline.scheduler")
+
+# Seconds between the backlog counts behind the gauges (each is a COUNT query).
+GAUGE_INTERVAL_S = 5.0
 
 
 class Scheduler:
@@ -31,6 +36,8 @@ class Scheduler:
         self.publisher = publisher
         self.leading = False
         self.stop = threading.Event()
+        self._gauges_due_at = 0.0
+        self.tick = Tick(settings, publisher)
 
     def run(self) -> None:
         """Pass after pass until stopped; database outages are waited out."""
@@ -57,6 +64,7 @@ class Scheduler:
         if not self.leading:
             self.database.connect(reuse_if_open=True)
             self.leading = scheduling.try_lead(self.database)
+            metrics.SCHEDULER_LEADER.set(1 if self.leading else 0)
             if not self.leading:
                 return False
             log.info("scheduler_leading")
@@ -64,12 +72,34 @@ class Scheduler:
         due = scheduling.take_due(batch=batch, lease_s=lease)
         lost = scheduling.take_expired(batch=batch, lease_s=lease)
         unfanned = scheduling.take_unfanned(batch=batch, lease_s=self.settings.fan_out_lease_s)
-        self._publish("deliver", due + lost)
-        self._publish("fan_out", unfanned)
+        self._publish("deliver", due, "due")
+        self._publish("deliver", lost, "recovered")
+        self._publish("fan_out", unfanned, "fan_out")
+        self._update_gauges()
         if lost or unfanned:
             log.info("scheduler_recovered", deliveries=len(lost), events=len(unfanned))
         copied = self._copy_quarantined(batch)
-        return max(len(due), len(lost), len(unfanned), copied) >= batch
+        ticked = self._tick()
+        return ticked or max(len(due), len(lost), len(unfanned), copied) >= batch
+
+    def _tick(self) -> bool:
+        """The breakers' time-driven work; its failure never costs the scheduler its lead."""
+        try:
+            return self.tick.run()
+        except UNAVAILABLE_ERRORS:
+            raise
+        except Exception:
+            log.exception("supervision_tick_failed")
+            return False
+
+    def _update_gauges(self) -> None:
+        if time.monotonic() < self._gauges_due_at:
+            return
+        self._gauges_due_at = time.monotonic() + GAUGE_INTERVAL_S
+        counts = scheduling.backlog_counts()
+        metrics.SCHEDULED_BACKLOG.set(counts["scheduled"])
+        metrics.DUE_BACKLOG.set(counts["due"])
+        metrics.QUARANTINE_SIZE.set(counts["quarantined"])
 
     def _copy_quarantined(self, batch: int) -> int:
         rows = quarantine.take_unpublished(batch)
@@ -81,10 +111,11 @@ class Scheduler:
             log.warning("quarantine_copy_failed", unpublished=len(rows) - confirmed)
         return confirmed
 
-    def _publish(self, kind: str, idents: list[str]) -> None:
+    def _publish(self, kind: str, idents: list[str], label: str) -> None:
         if not idents:
             return
         published = self.publisher.enqueue_many(kind, idents)
+        metrics.SCHEDULER_PUBLISHED.labels(label).inc(published)
         if published < len(idents):
             log.warning("scheduler_publish_failed", kind=kind, unpublished=len(idents) - published)
 
@@ -92,6 +123,7 @@ class Scheduler:
         if self.leading:
             log.warning("scheduler_lost_database", error=str(exc)[:200] if exc else None)
         self.leading = False
+        metrics.SCHEDULER_LEADER.set(0)
         _drop_connection(self.database)
 
     def _resign(self) -> None:

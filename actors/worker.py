@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dramatiq
 
-from actors import runtime
+from actors import runtime, supervision
 from actors.broker import Publisher, build_broker, declare_actors, worker_middleware
 from engine import logs
 from engine.database import bind
@@ -20,8 +20,10 @@ def setup(settings: Settings | None = None) -> dramatiq.Broker:
     settings = settings or Settings.from_env()
     logs.configure(settings.log_level, settings.log_format)
     database = bind(settings)
-    extra = [runtime.DatabaseConnections(), runtime.HttpClient()]
+    extra = [runtime.DatabaseConnections(), runtime.HttpClient(), supervision.Outcomes()]
     broker = build_broker(settings, worker_middleware(settings, extra))
     actors = declare_actors(broker)
-    runtime.set_runtime(runtime.Runtime(settings, database, Publisher(broker, actors, settings)))
+    publisher = Publisher(broker, actors, settings)
+    outcomes = supervision.OutcomeReporter(publisher.report_outcomes)
+    runtime.set_runtime(runtime.Runtime(settings, database, publisher, outcomes=outcomes))
     return broker

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,12 +12,17 @@ import falcon
 import falcon.media
 
 from api import errors
-from api.middleware import Auth, Database, RequestContext
+from api.metrics import Metrics, MetricsResource
+from api.middleware import Auth, Database, RateLimit, RequestContext
 from api.resources.deliveries import Deliveries, Quarantine
+from api.resources.endpoint_secrets import EndpointSecrets
 from api.resources.endpoints import Endpoints
 from api.resources.events import Enqueue, Events
 from api.resources.health import Health, OpenApi, Readiness
+from api.resources.keys import Keys
 from api.resources.tenants import Tenants
+from engine.secretbox import SecretBox
+from engine.secretbox import from_settings as secretbox_from_settings
 from engine.settings import Settings
 from engine.ssrf import AddressPolicy
 
@@ -35,11 +41,22 @@ def create_app(
     database: Any,
     enqueue: Enqueue,
     broker_check: Callable[[], None] = lambda: None,
+    clock: Callable[[], float] = time.time,
+    secretbox: SecretBox | None = None,
 ) -> falcon.App:
-    """Build the WSGI app; the database is bound and `enqueue` publishes `fan_out`."""
+    """Build the WSGI app; the database is bound and `enqueue` publishes `fan_out`.
+
+    `secretbox` seals endpoint secrets; by default it is built from the settings.
+    """
     app = falcon.App(
         media_type=falcon.MEDIA_JSON,
-        middleware=[RequestContext(), Database(database), Auth(settings)],
+        middleware=[
+            Metrics(),
+            RequestContext(),
+            Database(database),
+            Auth(settings),
+            RateLimit(settings, clock),
+        ],
     )
     app.req_options.strip_url_path_trailing_slash = True
     handler = falcon.media.JSONHandler(
@@ -54,14 +71,26 @@ def create_app(
 
     policy = address_policy(settings)
     app.add_route("/healthz", Health())
+    app.add_route("/metrics", MetricsResource())
     app.add_route("/readyz", Readiness(database, broker_check))
     app.add_route("/openapi.json", OpenApi())
-    app.add_route("/v1/tenants", Tenants(settings))
-    endpoints = Endpoints(settings, policy)
+    tenants = Tenants(settings)
+    app.add_route("/v1/tenants", tenants)
+    app.add_route("/v1/tenants/{tenant_id}", tenants, suffix="item")
+    keys = Keys(settings)
+    app.add_route("/v1/keys", keys)
+    app.add_route("/v1/keys/{key_id}", keys, suffix="item")
+    box = secretbox or secretbox_from_settings(settings)
+    endpoints = Endpoints(settings, policy, box, enqueue)
     app.add_route("/v1/endpoints", endpoints)
     app.add_route("/v1/endpoints/{endpoint_id}", endpoints, suffix="item")
-    app.add_route("/v1/endpoints/{endpoint_id}/secret", endpoints, suffix="secret")
+    app.add_route("/v1/endpoints/{endpoint_id}/verify", endpoints, suffix="verify")
+    secrets = EndpointSecrets(settings, box)
+    app.add_route("/v1/endpoints/{endpoint_id}/secret", secrets)
+    app.add_route("/v1/endpoints/{endpoint_id}/secret/rotate", secrets, suffix="rotate")
     app.add_route("/v1/endpoints/{endpoint_id}/recover", endpoints, suffix="recover")
+    app.add_route("/v1/endpoints/{endpoint_id}/health", endpoints, suffix="health")
+    app.add_route("/v1/endpoints/{endpoint_id}/enable", endpoints, suffix="enable")
     events = Events(settings, enqueue)
     app.add_route("/v1/events", events)
     app.add_route("/v1/events/{event_id}", events, suffix="item")

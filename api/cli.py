@@ -1,10 +1,12 @@
-"""The `hookline` command: migrate, tenants, api, worker, scheduler, up."""
+"""The `hookline` command: migrate, tenants, api, worker, scheduler, supervisor, up."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,6 +60,15 @@ def _parser() -> argparse.ArgumentParser:
     create = tenant_commands.add_parser("create", help="create a tenant and print its API key")
     create.add_argument("name")
     create.set_defaults(handler=_create_tenant)
+    secrets = commands.add_parser("secrets", help="manage the encryption of endpoint secrets")
+    secret_commands = secrets.add_subparsers(dest="secrets_command", required=True)
+    rotate_key = secret_commands.add_parser(
+        "rotate-key",
+        help="re-encrypt every endpoint secret with HOOKLINE_SECRET_KEY "
+        "(older keys in HOOKLINE_SECRET_KEY_PREVIOUS); safe to repeat",
+    )
+    rotate_key.add_argument("--batch", type=int, default=500, help="rows per transaction")
+    rotate_key.set_defaults(handler=_rotate_key)
     commands.add_parser("api", help="serve the REST API (gunicorn)").set_defaults(handler=_api)
     commands.add_parser("worker", help="run delivery workers (dramatiq)").set_defaults(
         handler=_worker
@@ -65,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("scheduler", help="publish due and lost deliveries").set_defaults(
         handler=_scheduler
     )
+    commands.add_parser(
+        "supervisor", help="fold outcomes into circuit breakers and send alerts (run one)"
+    ).set_defaults(handler=_supervisor)
     commands.add_parser("up", help="run everything on this host").set_defaults(handler=_up)
     return parser
 
@@ -91,28 +105,51 @@ def _create_tenant(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate_key(settings: Settings, args: argparse.Namespace) -> int:
+    from engine import endpoint_secrets, secretbox
+
+    if not 1 <= args.batch <= 10_000:
+        print("hookline: --batch is 1 to 10000", file=sys.stderr)
+        return 2
+    box = secretbox.from_settings(settings)
+    database = bind(settings)
+    migrate(database)
+    with database.connection_context():
+        report = endpoint_secrets.reseal_all(box, batch=args.batch)
+    print(json.dumps({"key_id": box.key_id, **dataclasses.asdict(report)}))
+    return 0
+
+
 def _api(settings: Settings, args: argparse.Namespace) -> int:
     if settings.broker_url is None or settings.database_url is None:
         raise SettingsError(
             "HOOKLINE_BROKER_URL",
             "`hookline api` needs PostgreSQL and RabbitMQ; `hookline up` runs embedded",
         )
+    _check_secret_key(settings)
+    _multiprocess_metrics(settings, "api")
     command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF)]
     os.execv(sys.executable, command)
     return 0  # pragma: no cover
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from actors.broker import WORKER_QUEUES
+
     if settings.broker_url is None:
         raise SettingsError("HOOKLINE_BROKER_URL", "`hookline worker` needs RabbitMQ")
+    _check_secret_key(settings)
     # Dramatiq reads its own knobs from the environment: no message waits in worker RAM
     # beyond what the threads can take.
     os.environ["dramatiq_queue_prefetch"] = str(settings.worker_threads)
+    _multiprocess_metrics(settings, "worker")
     command = [
         sys.executable,
         "-m",
         "dramatiq",
         "actors.worker:setup",
+        "--queues",
+        *WORKER_QUEUES,
         "--processes",
         str(settings.worker_processes),
         "--threads",
@@ -120,9 +157,47 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
         "--worker-shutdown-timeout",
         str(int((settings.request_timeout_s + 15) * 1000)),
         "--skip-logging",
+        "--fork",
+        "actors.metrics:serve_worker_metrics",
     ]
     os.execv(sys.executable, command)
     return 0  # pragma: no cover
+
+
+def _supervisor(settings: Settings, args: argparse.Namespace) -> int:
+    """One dramatiq process, one thread: the single consumer of outcomes, and the alerts."""
+    from actors.broker import SUPERVISOR_QUEUES
+
+    if settings.broker_url is None:
+        raise SettingsError("HOOKLINE_BROKER_URL", "`hookline supervisor` needs RabbitMQ")
+    _check_secret_key(settings)
+    _multiprocess_metrics(settings, "supervisor")
+    command = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "actors.worker:setup",
+        "--queues",
+        *SUPERVISOR_QUEUES,
+        "--processes",
+        "1",
+        "--threads",
+        "1",
+        "--worker-shutdown-timeout",
+        str(int((settings.request_timeout_s + 15) * 1000)),
+        "--skip-logging",
+        "--fork",
+        "actors.metrics:serve_supervisor_metrics",
+    ]
+    os.execv(sys.executable, command)
+    return 0  # pragma: no cover
+
+
+def _check_secret_key(settings: Settings) -> None:
+    """Fail before spawning processes that could not open endpoint secrets."""
+    from engine import secretbox
+
+    secretbox.from_settings(settings)
 
 
 def _scheduler(settings: Settings, args: argparse.Namespace) -> int:
@@ -131,10 +206,27 @@ def _scheduler(settings: Settings, args: argparse.Namespace) -> int:
 
     if settings.broker_url is None:
         raise SettingsError("HOOKLINE_BROKER_URL", "`hookline scheduler` needs RabbitMQ")
+    from actors.metrics import serve
+
     scheduler = Scheduler(settings, bind(settings), Publisher.from_settings(settings))
+    try:
+        serve(settings.scheduler_metrics_bind)
+    except OSError as exc:
+        raise SettingsError("HOOKLINE_SCHEDULER_METRICS_BIND", f"cannot listen: {exc}") from exc
     _stop_on_signals(scheduler.stop.set)
     scheduler.run()
     return 0
+
+
+def _multiprocess_metrics(settings: Settings, role: str) -> None:
+    """Point prometheus-client's multiprocess mode at a wiped directory of this role's.
+
+    Set before the processes that import prometheus-client start, as it requires.
+    """
+    directory = Path(settings.data_dir).resolve() / "prometheus" / role
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 def _up(settings: Settings, args: argparse.Namespace) -> int:
@@ -143,7 +235,7 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     migrate(bind(settings))
     children = [
         subprocess.Popen([sys.executable, "-m", "api.cli", role])
-        for role in ("api", "worker", "scheduler")
+        for role in ("api", "worker", "scheduler", "supervisor")
     ]
     stopping = threading.Event()
 
@@ -177,7 +269,7 @@ def _up_embedded(settings: Settings) -> int:
     database = (settings.database_url and "PostgreSQL") or settings.effective_database_url
     print(
         f"Hookline {__version__} running embedded: database {database}, in-process broker, "
-        f"API, workers and scheduler in this process.\n"
+        f"API, workers, scheduler and supervisor in this process.\n"
         f"API: {hookline.url}   (create a tenant: hookline tenants create NAME)\n"
         "Set HOOKLINE_DATABASE_URL and HOOKLINE_BROKER_URL for PostgreSQL and RabbitMQ. "
         "Ctrl-C stops.",

@@ -17,7 +17,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import dramatiq
 import structlog
 
-from actors import runtime
+from actors import runtime, supervision
 from actors.broker import Publisher, build_broker, declare_actors, worker_middleware
 from actors.scheduling import Scheduler
 from api.app import create_app
@@ -77,16 +77,20 @@ def start(settings: Settings) -> Embedded:
     threads = settings.worker_threads
     if settings.database_url is None:
         threads = min(threads, SQLITE_WORKER_THREADS)
-    broker = build_broker(settings, worker_middleware(settings, [runtime.HttpClient()]))
+    extra = [runtime.HttpClient(), supervision.Outcomes()]
+    broker = build_broker(settings, worker_middleware(settings, extra))
     actors = declare_actors(broker)
     publisher = Publisher(broker, actors, settings)
-    runtime.set_runtime(runtime.Runtime(settings, database, publisher))
+    # The in-process worker consumes every queue, the supervisor's and the alerts' too.
+    outcomes = supervision.OutcomeReporter(publisher.report_outcomes)
+    shared = runtime.Runtime(settings, database, publisher, outcomes=outcomes)
+    runtime.set_runtime(shared)
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
     worker.start()
     scheduler = Scheduler(settings, database, publisher)
     scheduler_thread = threading.Thread(target=scheduler.run, name="scheduler", daemon=True)
     scheduler_thread.start()
-    app = create_app(settings, database=database, enqueue=publisher.enqueue)
+    app = create_app(settings, database=database, enqueue=publisher.enqueue, secretbox=shared.box)
     host, _, port = settings.bind.rpartition(":")
     server = make_server(
         host.strip("[]"), int(port), app, server_class=_ThreadingServer, handler_class=_QuietHandler

@@ -10,6 +10,7 @@ import structlog
 from engine.database import UNAVAILABLE_ERRORS
 from engine.errors import (
     ConflictError,
+    ForbiddenError,
     InvalidInputError,
     NotFoundError,
     UnavailableError,
@@ -107,6 +108,12 @@ def _invalid(
     )
 
 
+def _forbidden(
+    req: falcon.Request, resp: falcon.Response, exc: ForbiddenError, params: Any
+) -> None:
+    raise Problem(403, "forbidden", "Forbidden", exc.message)
+
+
 def _conflict(req: falcon.Request, resp: falcon.Response, exc: ConflictError, params: Any) -> None:
     raise Problem(409, "conflict", "Conflict", str(exc))
 
@@ -135,6 +142,7 @@ def install(app: falcon.App) -> None:
     app.add_error_handler(NotFoundError, _not_found)
     app.add_error_handler(InvalidInputError, _invalid)
     app.add_error_handler(ConflictError, _conflict)
+    app.add_error_handler(ForbiddenError, _forbidden)
     app.add_error_handler(UnavailableError, _unavailable)
     for error in UNAVAILABLE_ERRORS:
         app.add_error_handler(error, _unavailable)

@@ -1,21 +1,26 @@
-"""Falcon middleware: request ids and logs, a database connection per request, auth."""
+"""Falcon middleware: request ids and logs, a database connection per request, auth, rate limits."""
 
 from __future__ import annotations
 
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import falcon
 import structlog
 
 from api.errors import Problem
+from api.tokens import TokenError, TokenVerifier
+from engine import ratelimit
+from engine.errors import ForbiddenError
 from engine.settings import Settings
-from engine.tenants import authenticate_key, is_admin_token
+from engine.tenants import KEY_PREFIX, Principal, authenticate_key, find_tenant, is_admin_token
 
 log = structlog.get_logger("hookline.api")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_MAX_TOKEN_CHARS = 8192
 
 
 class RequestContext:
@@ -68,14 +73,19 @@ class Database:
 
 
 class Auth:
-    """Checks the bearer credential a resource asks for.
+    """Checks the bearer credential, and the scope, a resource asks for.
 
     A resource declares `auth = "tenant"` (the default), `"admin"` or `None`.
-    The tenant's principal is put on `req.context.principal`.
+    A tenant resource declares `scopes`, the scope each HTTP method needs
+    (`{"GET": "endpoints:read", "POST": "endpoints:write"}`); a method it
+    serves without declaring a scope fails closed. The credential is an API
+    key (`hk_...`) or, when configured, a JWT. The tenant's principal is put
+    on `req.context.principal`.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tokens: TokenVerifier | None = None) -> None:
         self.settings = settings
+        self.tokens = tokens or TokenVerifier(settings)
 
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
@@ -96,11 +106,105 @@ class Auth:
             if not is_admin_token(token, self.settings.admin_token):
                 raise _unauthorized("The admin token is missing or wrong.")
             return
-        principal = authenticate_key(token)
-        if principal is None:
-            raise _unauthorized("The API key is missing, unknown or revoked.")
+        principal = self._principal(token)
         req.context.principal = principal
         structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)
+        _require_scope(req.method, resource, principal)
+
+    def _principal(self, token: str) -> Principal:
+        if token.startswith(KEY_PREFIX) or not self.tokens.enabled:
+            principal = authenticate_key(token)
+            if principal is None:
+                raise _unauthorized("The API key is missing, unknown or revoked.")
+            return principal
+        if len(token) > _MAX_TOKEN_CHARS:
+            raise _unauthorized("The bearer token is too long.")
+        try:
+            claims = self.tokens.verify(token)
+        except TokenError as exc:
+            raise _unauthorized(str(exc)) from None
+        tenant = find_tenant(claims.tenant_id)
+        if tenant is None:
+            raise _unauthorized("The token names a tenant that does not exist.")
+        return Principal(tenant.id, claims.credential_id, claims.scopes, tenant.rate_limits)
+
+
+def _require_scope(method: str, resource: Any, principal: Principal) -> None:
+    """Raise unless the principal holds the scope the resource declares for this method.
+
+    Raises:
+        ForbiddenError: the scope is missing.
+        RuntimeError: the resource serves the method but declares no scope (a bug).
+    """
+    needed = getattr(resource, "scopes", {}).get(method)
+    if needed is None:
+        responder = f"on_{method.lower()}"
+        if any(name == responder or name.startswith(responder + "_") for name in dir(resource)):
+            raise RuntimeError(f"{type(resource).__name__} declares no scope for {method}")
+        return  # nothing serves this method: Falcon answers 405
+    if needed not in principal.scopes:
+        raise ForbiddenError(needed, f"This credential lacks the scope {needed}.")
+
+
+class RateLimit:
+    """Counts each tenant request against its credential's and its tenant's budget.
+
+    A resource lists in `ingest_methods` the methods that spend the ingest
+    budget; every other tenant request spends the management budget. Each
+    counted answer carries `RateLimit-Limit`, `RateLimit-Remaining` and
+    `RateLimit-Reset`; a refusal is a 429 with `Retry-After` as well.
+    """
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.swept_before = 0
+
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
+    ) -> None:
+        principal = getattr(req.context, "principal", None)
+        if principal is None:
+            return
+        ingest = req.method in getattr(resource, "ingest_methods", ())
+        budget = ratelimit.INGEST if ingest else ratelimit.MANAGEMENT
+        now = self.clock()
+        self._sweep(now)
+        decision = ratelimit.consume(principal, budget, self.settings, now)
+        if decision is None:
+            return
+        req.context.rate_limit = decision
+        if not decision.allowed:
+            raise Problem(
+                429,
+                "rate-limited",
+                "Too many requests",
+                f"The {budget} rate limit of {decision.limit} requests per second is spent; "
+                f"retry in {decision.reset_s} s.",
+                headers={**_rate_headers(decision), "Retry-After": str(decision.reset_s)},
+            )
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        decision = getattr(req.context, "rate_limit", None)
+        if decision is not None:
+            resp.set_headers(_rate_headers(decision))
+
+    def _sweep(self, now: float) -> None:
+        # Once per window per process: a few cheap deletes a second, however busy the API.
+        before = ratelimit.window_start(now) - ratelimit.WINDOW_S
+        if before > self.swept_before:
+            self.swept_before = before
+            ratelimit.sweep(before)
+
+
+def _rate_headers(decision: ratelimit.Decision) -> dict[str, str]:
+    return {
+        "RateLimit-Limit": str(decision.limit),
+        "RateLimit-Remaining": str(decision.remaining),
+        "RateLimit-Reset": str(decision.reset_s),
+    }
 
 
 def _bearer(req: falcon.Request) -> str:

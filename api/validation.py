@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,6 +21,8 @@ from referencing.jsonschema import DRAFT202012
 import schemas
 from api.errors import Problem
 
+# A \u0000 escape that is not itself an escaped backslash followed by "u0000".
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 JSON_TYPES = ("application/json",)
 
 
@@ -115,7 +118,8 @@ def read_json(req: falcon.Request, schema: str, max_bytes: int) -> Any:
         )
     try:
         document = json.loads(raw, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as exc:
+        _storable(document)
+    except (ValueError, RecursionError, UnicodeError) as exc:
         raise Problem(
             400,
             "malformed-json",
@@ -125,6 +129,33 @@ def read_json(req: falcon.Request, schema: str, max_bytes: int) -> Any:
         ) from None
     check(schema, document)
     return document
+
+
+def _storable(document: Any) -> None:
+    """Refuse what parses but cannot be stored and sent back as JSON text.
+
+    Numbers beyond a double (`1e400` reads as infinity), unpaired surrogates
+    (`"\\ud800"`) and NUL characters, which PostgreSQL text cannot hold.
+
+    Raises:
+        ValueError: naming what is wrong.
+    """
+    text = json.dumps(document, ensure_ascii=False, allow_nan=False)
+    text.encode("utf-8")
+    if _NUL_ESCAPE.search(text):
+        raise ValueError("NUL characters (\\u0000) cannot be stored")
+
+
+def read_optional_json(req: falcon.Request, schema: str, max_bytes: int) -> Any:
+    """Like `read_json`, but a request without a body reads as `{}` (then validated).
+
+    Raises:
+        Problem: as `read_json`.
+    """
+    if req.content_length == 0 or (req.content_length is None and req.content_type is None):
+        check(schema, {})
+        return {}
+    return read_json(req, schema, max_bytes)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -198,8 +229,10 @@ def parse_time(value: str, name: str) -> dt.datetime:
         Problem: 400 naming the parameter.
     """
     try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
+        parsed: dt.datetime | None = dt.datetime.fromisoformat(value)
+        if parsed is not None and parsed.tzinfo is not None:
+            parsed = parsed.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
         parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise Problem(
@@ -209,7 +242,7 @@ def parse_time(value: str, name: str) -> dt.datetime:
             f"{name} must be an RFC 3339 timestamp with a zone, e.g. 2026-01-31T12:00:00Z.",
             field=name,
         )
-    return parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    return parsed.replace(tzinfo=None)
 
 
 def time_param(req: falcon.Request, name: str) -> dt.datetime | None:

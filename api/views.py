@@ -6,7 +6,9 @@ import datetime as dt
 import json
 from typing import Any
 
-from engine.models import Attempt, Delivery, Endpoint, Event, Tenant
+from engine.endpoint_secrets import SecretView
+from engine.health import HealthView
+from engine.models import ApiKey, Attempt, Delivery, Endpoint, Event, Tenant
 from engine.pages import Page
 
 
@@ -26,6 +28,26 @@ def tenant(row: Tenant, api_key: str) -> dict[str, Any]:
     }
 
 
+def tenant_detail(row: Tenant) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "rate_limits": row.rate_limits,
+        "alert_channels": row.alert_channels,
+        "created_at": timestamp(row.created_at),
+    }
+
+
+def key(row: ApiKey) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "prefix": row.prefix,
+        "scopes": list(row.scopes),
+        "created_at": timestamp(row.created_at),
+    }
+
+
 def endpoint(row: Endpoint) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -35,11 +57,42 @@ def endpoint(row: Endpoint) -> dict[str, Any]:
         "headers": dict(row.headers or {}),
         "metadata": dict(row.metadata or {}),
         "retry_schedule": row.retry_schedule,
+        "breaker": row.breaker,
         "status": row.status,
         "disabled_reason": row.disabled_reason,
+        "verified_at": timestamp(row.verified_at),
+        "verification_attempted_at": timestamp(row.verification_attempted_at),
+        "verification_error": row.verification_error,
         "created_at": timestamp(row.created_at),
         "updated_at": timestamp(row.updated_at),
     }
+
+
+def endpoint_health(view: HealthView) -> dict[str, Any]:
+    """An endpoint's breaker, window and parked deliveries."""
+    return {
+        "endpoint_id": view.endpoint_id,
+        "status": view.status,
+        "state": view.state,
+        "failure_rate": view.failure_rate,
+        "window_attempts": view.window_attempts,
+        "consecutive_failures": view.consecutive_failures,
+        "last_success_at": timestamp(view.last_success_at),
+        "last_failure_at": timestamp(view.last_failure_at),
+        "opened_at": timestamp(view.opened_at),
+        "next_probe_at": timestamp(view.next_probe_at),
+        "disables_at": timestamp(view.disables_at),
+        "parked": view.parked,
+    }
+
+
+def endpoint_secret(view: SecretView) -> dict[str, Any]:
+    """The current secret, and the previous one only while it still signs."""
+    body: dict[str, Any] = {"secret": view.secret}
+    if view.previous_secret is not None:
+        body["previous_secret"] = view.previous_secret
+        body["previous_secret_expires_at"] = timestamp(view.previous_secret_expires_at)
+    return body
 
 
 def event(row: Event) -> dict[str, Any]:

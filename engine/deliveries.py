@@ -7,11 +7,14 @@ workers and late answers can never move a delivery backwards.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from engine import signing
+from peewee import JOIN
+
+from engine import alerts, endpoint_secrets, health, signing
 from engine.delivery import Outcome, Request
 from engine.errors import NotFoundError
 from engine.filters import matches
@@ -20,6 +23,8 @@ from engine.models import (
     CANCELLED,
     DELIVERING,
     ENDPOINT_ACTIVE,
+    ENDPOINT_DISABLED,
+    PARKED,
     PENDING,
     QUARANTINED,
     QUEUED,
@@ -28,20 +33,24 @@ from engine.models import (
     Attempt,
     Delivery,
     Endpoint,
+    EndpointHealth,
     Event,
     db,
     utcnow,
 )
 from engine.pages import Page, paginate
 from engine.retry import Decision, decide
+from engine.secretbox import SecretBox
 
 
-def fan_out(event_id: str, *, now: dt.datetime | None = None) -> list[str]:
+def fan_out(event_id: str, *, lease_s: float = 30.0, now: dt.datetime | None = None) -> list[str]:
     """Create one delivery per matching endpoint; answer the ids still to publish.
 
-    Safe to repeat: existing (event, endpoint) pairs are kept, not duplicated.
+    The new rows wait `lease_s` for the caller to publish them before the
+    scheduler does. Safe to repeat: existing (event, endpoint) pairs are kept.
     """
     now = now or utcnow()
+    lease_until = now + dt.timedelta(seconds=lease_s)
     with db.atomic():
         event = Event.get_or_none(Event.id == event_id)
         if event is None:
@@ -53,7 +62,7 @@ def fan_out(event_id: str, *, now: dt.datetime | None = None) -> list[str]:
                 & Endpoint.deleted_at.is_null()
             )
             rows = [
-                _new_delivery(event, endpoint.id, now)
+                _new_delivery(event, endpoint.id, now, lease_until)
                 for endpoint in endpoints
                 if matches(event.event_type, endpoint.event_types)
             ]
@@ -68,7 +77,9 @@ def fan_out(event_id: str, *, now: dt.datetime | None = None) -> list[str]:
         return [row.id for row in pending]
 
 
-def _new_delivery(event: Event, endpoint_id: str, now: dt.datetime) -> dict[str, object]:
+def _new_delivery(
+    event: Event, endpoint_id: str, now: dt.datetime, lease_until: dt.datetime
+) -> dict[str, object]:
     return {
         "id": new_id("dlv"),
         "tenant_id": event.tenant_id,
@@ -77,7 +88,7 @@ def _new_delivery(event: Event, endpoint_id: str, now: dt.datetime) -> dict[str,
         "event_type": event.event_type,
         "status": PENDING,
         "attempts": 0,
-        "lease_until": now,
+        "lease_until": lease_until,
         "event_created_at": event.created_at,
         "created_at": now,
         "updated_at": now,
@@ -107,51 +118,74 @@ def claim(delivery_id: str, *, lease_s: float) -> Claim | None:
     """Take a delivery for one attempt, or None if it is not ours to attempt now.
 
     `lease_s` must outlive the attempt: once it passes, the scheduler hands the
-    delivery to another worker. A delivery whose endpoint was disabled or
-    deleted is cancelled instead.
+    delivery to another worker. A delivery whose endpoint was deleted (or
+    awaits verification) is cancelled. One whose endpoint is disabled, or
+    whose breaker is open, is parked without spending an attempt, so that the
+    breaker closing or `enable` with replay can release it (cancelling would
+    lose it); a half-open breaker lets exactly one probe through.
     """
     now = utcnow()
     claimable = Delivery.status.in_((PENDING, QUEUED)) | (
         (Delivery.status == DELIVERING) & (Delivery.lease_until < now)
     )
-    taken = (
-        Delivery.update(
-            status=DELIVERING,
-            attempts=Delivery.attempts + 1,
-            lease_until=now + dt.timedelta(seconds=lease_s),
-            updated_at=now,
-        )
-        .where((Delivery.id == delivery_id) & claimable)
-        .execute()
-    )
-    if not taken:
+    delivery = Delivery.get_or_none((Delivery.id == delivery_id) & claimable)
+    if delivery is None:
         return None
-    delivery = Delivery.get(Delivery.id == delivery_id)
-    endpoint = Endpoint.get(Endpoint.id == delivery.endpoint_id)
-    if endpoint.deleted_at is not None or endpoint.status != ENDPOINT_ACTIVE:
+    endpoint = (
+        Endpoint.select(Endpoint, EndpointHealth.state.alias("breaker_state"))
+        .join(EndpointHealth, JOIN.LEFT_OUTER, on=(EndpointHealth.endpoint_id == Endpoint.id))
+        .where(Endpoint.id == delivery.endpoint_id)
+        .objects()
+        .get()
+    )
+    mine = (Delivery.id == delivery_id) & claimable & (Delivery.attempts == delivery.attempts)
+    if endpoint.deleted_at is not None or endpoint.status not in (
+        ENDPOINT_ACTIVE,
+        ENDPOINT_DISABLED,
+    ):
         reason = endpoint.disabled_reason or "endpoint is not active"
         Delivery.update(
-            status=CANCELLED,
-            attempts=Delivery.attempts - 1,
-            lease_until=None,
-            last_error=reason,
-            updated_at=now,
-        ).where((Delivery.id == delivery_id) & (Delivery.status == DELIVERING)).execute()
+            status=CANCELLED, lease_until=None, last_error=reason, updated_at=now
+        ).where(mine).execute()
         return None
+    state = getattr(endpoint, "breaker_state", None)
+    if endpoint.status == ENDPOINT_DISABLED or not health.admit(
+        endpoint.id, delivery_id, state, now=now
+    ):
+        Delivery.update(
+            status=PARKED, lease_until=None, next_attempt_at=None, updated_at=now
+        ).where(mine).execute()
+        return None
+    lease_until = now + dt.timedelta(seconds=lease_s)
+    changes = {"status": DELIVERING, "attempts": delivery.attempts + 1, "lease_until": lease_until}
+    if not Delivery.update(updated_at=now, **changes).where(mine).execute():
+        if state not in (None, "closed"):
+            health.give_back_probe(endpoint.id, delivery_id)
+        return None
+    for name, value in changes.items():
+        setattr(delivery, name, value)
     event = Event.get(Event.id == delivery.event_id)
     return Claim(delivery, endpoint, event)
 
 
-def build_request(claimed: Claim, *, user_agent: str, timestamp: int) -> Request:
-    """The signed POST for a claimed delivery (Standard Webhooks headers)."""
+def build_request(claimed: Claim, *, user_agent: str, timestamp: int, box: SecretBox) -> Request:
+    """The signed POST for a claimed delivery (Standard Webhooks headers).
+
+    Every live secret signs: during a rotation's grace period, the old one too.
+
+    Raises:
+        CryptoError: the endpoint's secret does not decrypt with the configured keys.
+    """
     event = claimed.event
     sent_at = event.created_at.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z")
     # The payload is stored as compact JSON text; the envelope is joined around it as is.
     body = (
-        f'{{"type":"{event.event_type}","timestamp":"{sent_at}","data":{event.payload}}}'.encode()
+        f'{{"type":{json.dumps(event.event_type)},"timestamp":"{sent_at}",'
+        f'"data":{event.payload}}}'.encode()
     )
     headers = dict(claimed.endpoint.headers or {})
-    headers.update(signing.webhook_headers([claimed.endpoint.secret], event.id, timestamp, body))
+    signers = endpoint_secrets.signing_secrets(claimed.endpoint, box)
+    headers.update(signing.webhook_headers(signers, event.id, timestamp, body))
     headers["content-type"] = "application/json"
     headers["user-agent"] = user_agent
     return Request(url=claimed.endpoint.url, headers=headers, body=body)
@@ -205,10 +239,32 @@ def record(
             & (Delivery.attempts == number)
         ).execute()
         if decision.action == "disable":
-            Endpoint.update(
-                status="disabled", disabled_reason=decision.reason, updated_at=now
-            ).where(Endpoint.id == claimed.endpoint.id).execute()
+            _disable_gone(claimed, decision.reason or "endpoint answered 410 Gone", now)
     return decision
+
+
+def _disable_gone(claimed: Claim, reason: str, now: dt.datetime) -> None:
+    """Disable the endpoint that answered 410 Gone, and emit `endpoint.disabled` once."""
+    endpoint = claimed.endpoint
+    disabled = (
+        Endpoint.update(
+            status=ENDPOINT_DISABLED, disabled_reason=reason, disabled_at=now, updated_at=now
+        )
+        .where((Endpoint.id == endpoint.id) & (Endpoint.status == ENDPOINT_ACTIVE))
+        .execute()
+    )
+    if disabled:
+        row = EndpointHealth.get_or_none(EndpointHealth.endpoint_id == endpoint.id)
+        health.emit(
+            endpoint,
+            alerts.DISABLED,
+            health.to_breaker(row),
+            None,
+            None,
+            now,
+            dedup=f"gone:{claimed.delivery.id}",
+            reason=reason,
+        )
 
 
 def _attempt_row(claimed: Claim, number: int, outcome: Outcome) -> dict[str, object]:

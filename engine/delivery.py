@@ -10,6 +10,9 @@ does; every failure comes back as an `Outcome` with an `error_class`:
     refused_address   the SSRF guard refused the address before connecting
     invalid_url       the URL cannot be requested
     connection        refused, reset, closed early, or any other transport error
+
+The deliver actor adds one class of its own, `secret_unavailable`, when the
+endpoint's secret does not decrypt with the configured keys.
 """
 
 from __future__ import annotations

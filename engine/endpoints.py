@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from engine import signing
+from engine import endpoint_secrets
 from engine.errors import InvalidInputError, NotFoundError
 from engine.filters import is_valid_pattern
 from engine.ids import new_id
 from engine.models import (
     CANCELLED,
     ENDPOINT_ACTIVE,
+    ENDPOINT_UNVERIFIED,
     OPEN_STATES,
     Delivery,
     Endpoint,
@@ -19,6 +21,7 @@ from engine.models import (
     utcnow,
 )
 from engine.pages import Page, paginate
+from engine.secretbox import SecretBox
 from engine.ssrf import AddressPolicy, check_url
 
 # Headers an endpoint may not set: the transport's own, and the signature's.
@@ -38,7 +41,16 @@ RESERVED_HEADERS = frozenset(
         "expect",
     }
 )
-EDITABLE = ("url", "description", "event_types", "headers", "metadata", "retry_schedule")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,256}")
+EDITABLE = (
+    "url",
+    "description",
+    "event_types",
+    "headers",
+    "metadata",
+    "retry_schedule",
+    "breaker",
+)
 
 
 def validate_fields(fields: Mapping[str, Any], policy: AddressPolicy) -> None:
@@ -54,22 +66,41 @@ def validate_fields(fields: Mapping[str, Any], policy: AddressPolicy) -> None:
     for pattern in fields.get("event_types") or ():
         if not is_valid_pattern(pattern):
             raise InvalidInputError("event_types", f"{pattern!r} is not an event type or prefix.*")
-    for name in fields.get("headers") or {}:
+    for name, value in (fields.get("headers") or {}).items():
         lowered = name.lower()
+        if not _HEADER_NAME.fullmatch(name):
+            raise InvalidInputError(f"headers.{name}", "is not an HTTP header name")
+        if any(char in value for char in "\r\n\x00"):
+            raise InvalidInputError(f"headers.{name}", "a header value may not hold CR, LF or NUL")
         if lowered in RESERVED_HEADERS or lowered.startswith(("webhook-", "proxy-")):
             raise InvalidInputError(f"headers.{name}", "this header is set by Hookline")
 
 
-def create_endpoint(tenant_id: str, fields: Mapping[str, Any], policy: AddressPolicy) -> Endpoint:
-    """Register an endpoint with a fresh signing secret.
+def create_endpoint(
+    tenant_id: str,
+    fields: Mapping[str, Any],
+    policy: AddressPolicy,
+    box: SecretBox,
+    *,
+    verify_default: bool = False,
+) -> tuple[Endpoint, str]:
+    """Register an endpoint; answer it with its signing secret in plaintext.
+
+    The secret is the caller's `secret`, or a fresh one; it is stored sealed.
+    With `verify` (or `verify_default`, the operator's policy, which a
+    `verify: false` does not lift) the endpoint starts `unverified` and
+    receives nothing until it answers a verification challenge.
 
     Raises:
         InvalidInputError: a field is refused.
     """
     validate_fields(fields, policy)
     now = utcnow()
-    return Endpoint.create(
-        id=new_id("ep"),
+    endpoint_id = new_id("ep")
+    sealed, plaintext = endpoint_secrets.issue(endpoint_id, box, fields.get("secret"))
+    verify = bool(fields.get("verify")) or verify_default
+    row = Endpoint.create(
+        id=endpoint_id,
         tenant_id=tenant_id,
         url=fields["url"],
         description=fields.get("description"),
@@ -77,11 +108,13 @@ def create_endpoint(tenant_id: str, fields: Mapping[str, Any], policy: AddressPo
         headers=dict(fields.get("headers") or {}),
         metadata=dict(fields.get("metadata") or {}),
         retry_schedule=fields.get("retry_schedule"),
-        secret=signing.generate_secret(),
-        status=ENDPOINT_ACTIVE,
+        breaker=fields.get("breaker"),
+        secret=sealed,
+        status=ENDPOINT_UNVERIFIED if verify else ENDPOINT_ACTIVE,
         created_at=now,
         updated_at=now,
     )
+    return row, plaintext
 
 
 def get_endpoint(tenant_id: str, endpoint_id: str) -> Endpoint:
@@ -113,6 +146,9 @@ def update_endpoint(
 ) -> Endpoint:
     """Change some fields of an endpoint.
 
+    A new URL for a verified or unverified endpoint makes it `unverified`
+    until the new URL answers a challenge.
+
     Raises:
         NotFoundError: no such endpoint for this tenant.
         InvalidInputError: a field is refused.
@@ -120,6 +156,7 @@ def update_endpoint(
     validate_fields(fields, policy)
     with db.atomic():
         endpoint = get_endpoint(tenant_id, endpoint_id)
+        _require_reverification(endpoint, fields)
         for name in EDITABLE:
             if name in fields:
                 value = fields[name]
@@ -131,6 +168,17 @@ def update_endpoint(
         endpoint.updated_at = utcnow()
         endpoint.save()
     return endpoint
+
+
+def _require_reverification(endpoint: Endpoint, fields: Mapping[str, Any]) -> None:
+    """A verified (or still unverified) endpoint moved to a new URL must prove it again."""
+    moved = "url" in fields and fields["url"] != endpoint.url
+    if not moved or (endpoint.verified_at is None and endpoint.status != ENDPOINT_UNVERIFIED):
+        return
+    endpoint.verified_at = None
+    endpoint.verification_error = None
+    if endpoint.status == ENDPOINT_ACTIVE:
+        endpoint.status = ENDPOINT_UNVERIFIED
 
 
 def delete_endpoint(tenant_id: str, endpoint_id: str) -> None:

@@ -7,6 +7,7 @@
     ├── InvalidInputError    a value the schema admits but the domain refuses (names the field)
     ├── ForbiddenError       the credential lacks a scope the request needs (names the scope)
     ├── UnavailableError     the database cannot be reached right now
+    ├── CryptoError          a stored secret does not decrypt with the configured keys
     └── MigrationError       the schema cannot be brought up to date
 
 Delivery outcomes are values (`engine.delivery.Outcome`), never exceptions.
@@ -61,6 +62,10 @@ class ForbiddenError(EngineError):
 
 class UnavailableError(EngineError):
     """The database cannot be reached right now; the caller may retry."""
+
+
+class CryptoError(EngineError):
+    """A stored secret does not decrypt: its key is not configured, or it was altered."""
 
 
 class MigrationError(EngineError):

@@ -6,7 +6,8 @@ import datetime as dt
 import json
 from typing import Any
 
-from engine.errors import NotFoundError
+from engine.errors import InvalidInputError, NotFoundError
+from engine.filters import EVENT_TYPE_PATTERN, is_valid_event_type
 from engine.ids import new_id
 from engine.models import Delivery, Event, db, utcnow
 from engine.pages import Page, paginate
@@ -28,7 +29,12 @@ def ingest_event(
     """Store an event; answer it and whether it is new.
 
     A repeated idempotency key answers the first event and stores nothing.
+
+    Raises:
+        InvalidInputError: the event type is not a full match of its pattern.
     """
+    if not is_valid_event_type(event_type):
+        raise InvalidInputError("event_type", f"must match {EVENT_TYPE_PATTERN}")
     now = utcnow()
     row = {
         "id": new_id("evt"),

@@ -34,8 +34,20 @@ SCHEDULED = "scheduled"
 SUCCEEDED = "succeeded"
 QUARANTINED = "quarantined"
 CANCELLED = "cancelled"
-DELIVERY_STATES = (PENDING, QUEUED, DELIVERING, SCHEDULED, SUCCEEDED, QUARANTINED, CANCELLED)
-OPEN_STATES = (PENDING, QUEUED, DELIVERING, SCHEDULED)
+# `parked`: held back, without spending an attempt, while the endpoint's breaker is open or
+# the endpoint is disabled; released to `scheduled` when it closes or is enabled.
+PARKED = "parked"
+DELIVERY_STATES = (
+    PENDING,
+    QUEUED,
+    DELIVERING,
+    SCHEDULED,
+    SUCCEEDED,
+    QUARANTINED,
+    CANCELLED,
+    PARKED,
+)
+OPEN_STATES = (PENDING, QUEUED, DELIVERING, SCHEDULED, PARKED)
 
 ENDPOINT_ACTIVE = "active"
 ENDPOINT_DISABLED = "disabled"
@@ -58,6 +70,7 @@ class Tenant(BaseModel):
     name = CharField(max_length=128)
     created_at = DateTimeField(default=utcnow)
     rate_limits = JSONField(null=True)  # per-tenant overrides of the rate-limit settings
+    alert_channels = JSONField(null=True)  # per-tenant overrides of the alert channel settings
 
 
 class ApiKey(BaseModel):
@@ -83,9 +96,16 @@ class Endpoint(BaseModel):
     headers = JSONField(default=dict)
     metadata = JSONField(default=dict)
     retry_schedule = JSONField(null=True)
-    secret = TextField()
+    secret = TextField()  # sealed by engine.secretbox; legacy rows hold plaintext
+    previous_secret = TextField(null=True)  # signs beside `secret` until it expires
+    previous_secret_expires_at = DateTimeField(null=True)
+    verified_at = DateTimeField(null=True)
+    verification_attempted_at = DateTimeField(null=True)
+    verification_error = TextField(null=True)
     status = CharField(default=ENDPOINT_ACTIVE)
     disabled_reason = TextField(null=True)
+    disabled_at = DateTimeField(null=True)
+    breaker = JSONField(null=True)  # per-endpoint overrides of the breaker settings
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
     deleted_at = DateTimeField(null=True)
@@ -150,6 +170,66 @@ class RateLimitWindow(BaseModel):
         primary_key = CompositeKey("bucket_key", "window_start")
 
 
+class EndpointHealth(BaseModel):
+    """One endpoint's circuit breaker, counters, and the work its supervisor has pending."""
+
+    endpoint_id = CharField(primary_key=True)
+    state = CharField(default="closed")
+    transition = IntegerField(default=0)  # +1 on every state change; keys alerts
+    consecutive_failures = IntegerField(default=0)
+    last_success_at = DateTimeField(null=True)
+    last_failure_at = DateTimeField(null=True)
+    opened_at = DateTimeField(null=True)
+    outage_started_at = DateTimeField(null=True)  # first opening since the breaker was closed
+    outage = IntegerField(null=True)  # the transition that started the outage
+    cooldown_s = FloatField(null=True)
+    next_probe_at = DateTimeField(null=True)
+    probe_delivery_id = CharField(null=True)
+    probe_started_at = DateTimeField(null=True)
+    warnings_sent = IntegerField(default=0)
+    due_at = DateTimeField(null=True)  # when the tick must look at this breaker again
+    releasing = BooleanField(default=False)  # parked deliveries are being released
+    release_next_at = DateTimeField(null=True)
+    quarantined_pending = IntegerField(default=0)  # quarantined since the last digest
+    quarantined_since = DateTimeField(null=True)
+    digest_seq = IntegerField(default=0)
+    digest_sent_at = DateTimeField(null=True)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "endpoint_health"
+
+
+class HealthBucket(BaseModel):
+    """Successes and failures of one endpoint in one 10-second bucket (Unix seconds)."""
+
+    endpoint_id = CharField()
+    bucket_start = BigIntegerField()
+    successes = IntegerField(default=0)
+    failures = IntegerField(default=0)
+
+    class Meta:
+        table_name = "endpoint_health_bucket"
+        primary_key = CompositeKey("endpoint_id", "bucket_start")
+
+
+class AlertRecord(BaseModel):
+    """An alert, emitted once per (endpoint, kind, dedup), and the channels it reached."""
+
+    id = CharField(primary_key=True)
+    tenant_id = CharField()
+    endpoint_id = CharField()
+    kind = CharField(max_length=32)
+    dedup = CharField(max_length=64)
+    facts = JSONField()
+    sent = JSONField(default=list)
+    created_at = DateTimeField(default=utcnow)
+    published_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "alert"
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at = DateTimeField(default=utcnow)
@@ -158,4 +238,16 @@ class SchemaVersion(BaseModel):
         table_name = "schema_version"
 
 
-MODELS = (Tenant, ApiKey, Endpoint, Event, Delivery, Attempt, RateLimitWindow, SchemaVersion)
+MODELS = (
+    Tenant,
+    ApiKey,
+    Endpoint,
+    Event,
+    Delivery,
+    Attempt,
+    RateLimitWindow,
+    EndpointHealth,
+    HealthBucket,
+    AlertRecord,
+    SchemaVersion,
+)

@@ -15,6 +15,7 @@ from engine.database import is_postgres
 from engine.models import (
     DELIVERING,
     PENDING,
+    QUARANTINED,
     QUEUED,
     SCHEDULED,
     Delivery,
@@ -81,6 +82,17 @@ def take_unfanned(*, batch: int, lease_s: float) -> list[str]:
                 Event.id.in_(ids)
             ).execute()
     return ids
+
+
+def backlog_counts() -> dict[str, int]:
+    """Deliveries waiting for a retry, those already due, and those quarantined."""
+    now = utcnow()
+    scheduled = Delivery.select().where(Delivery.status == SCHEDULED)
+    return {
+        "scheduled": scheduled.count(),
+        "due": scheduled.where(Delivery.next_attempt_at <= now).count(),
+        "quarantined": Delivery.select().where(Delivery.status == QUARANTINED).count(),
+    }
 
 
 def try_lead(database: Any) -> bool:

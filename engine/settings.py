@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from engine.errors import SettingsError
+from engine.secretbox import parse_key
+from engine.signing import InvalidSecretError, decode_secret
 
 T = TypeVar("T")
 
@@ -81,6 +83,14 @@ class Settings:
     dangerous_allow_private_networks: bool = False
     # CIDRs deliveries may reach even though they are private (comma-separated).
     allowed_cidrs: tuple[IPNetwork, ...] = ()
+    # Base64 32-byte key sealing endpoint secrets; unset: <data_dir>/secret.key (embedded only).
+    secret_key: str | None = field(default=None, repr=False)
+    # Older keys (comma-separated base64) still accepted to decrypt, until `secrets rotate-key`.
+    secret_key_previous: tuple[str, ...] = field(default=(), repr=False)
+    # Seconds a rotated-out endpoint secret keeps signing beside the new one (at most 7 days).
+    secret_rotation_grace_s: int = 24 * 3600
+    # Every new endpoint must echo a verification challenge first, even with `verify: false`.
+    verify_endpoints_default: bool = False
     # Requests per second one credential may send to POST /v1/events; 0 = no limit.
     rate_limit_ingest_per_s: int = 1000
     # Requests per second one credential may send to the other tenant routes; 0 = no limit.
@@ -90,7 +100,7 @@ class Settings:
     # Requests per second a whole tenant may send to the other tenant routes; 0 = no limit.
     rate_limit_tenant_management_per_s: int = 200
     # Secret for HS256 JWT bearer tokens, at least 32 characters; unset = HS256 refused.
-    jwt_hs256_secret: str | None = None
+    jwt_hs256_secret: str | None = field(default=None, repr=False)
     # PEM file with the RSA or EC public key that signs RS256/ES256 JWTs; unset = none.
     jwt_public_key_file: str | None = None
     # JWKS file (JSON) with the RSA or EC public keys that sign RS256/ES256 JWTs; unset = none.
@@ -107,12 +117,60 @@ class Settings:
     jwt_scope_claim: str = "scope"
     # Seconds of clock skew tolerated on a JWT's `exp` and `nbf`.
     jwt_leeway_s: int = 30
+    # Seconds of outcomes the breaker judges an endpoint on (10-second buckets).
+    breaker_window_s: int = 300
+    # Attempts the window must hold before its failure rate can open the breaker.
+    breaker_min_attempts: int = 10
+    # Percentage of failed attempts in the window that opens the breaker.
+    breaker_failure_pct: float = 70.0
+    # Consecutive failed attempts that open the breaker, whatever the window holds.
+    breaker_consecutive_failures: int = 20
+    # Seconds an open breaker waits before one probe delivery; doubled after each failed probe.
+    breaker_cooldown_s: float = 30.0
+    # Longest wait between probes, in seconds.
+    breaker_max_cooldown_s: float = 600.0
+    # Seconds a breaker may stay open before its endpoint is disabled (warnings at 50/70/90 %).
+    breaker_disable_after_s: int = 3 * 86400
+    # Parked deliveries released per second and endpoint once its breaker closes.
+    breaker_release_per_s: float = 50.0
+    # Seconds between two quarantine digests of one endpoint (`delivery.quarantined` alerts).
+    alert_digest_s: int = 300
+    # Slack incoming-webhook URL that receives alerts; unset = no Slack alerts.
+    alert_slack_webhook_url: str | None = field(default=None, repr=False)
+    # PagerDuty Events API v2 routing key; unset = no PagerDuty alerts.
+    alert_pagerduty_routing_key: str | None = field(default=None, repr=False)
+    # PagerDuty Events API v2 URL alerts are posted to.
+    alert_pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    # SMTP server that sends alert emails; unset = no email alerts.
+    alert_smtp_host: str | None = None
+    # SMTP server port.
+    alert_smtp_port: int = 587
+    # Upgrade the SMTP connection with STARTTLS before sending.
+    alert_smtp_starttls: bool = True
+    # SMTP user name; unset = no authentication.
+    alert_smtp_username: str | None = None
+    # SMTP password, with HOOKLINE_ALERT_SMTP_USERNAME.
+    alert_smtp_password: str | None = field(default=None, repr=False)
+    # Sender address of alert emails; required with HOOKLINE_ALERT_SMTP_HOST.
+    alert_smtp_from: str | None = None
+    # Recipients of alert emails (comma-separated addresses).
+    alert_smtp_to: tuple[str, ...] = ()
+    # URL that receives alerts as signed Standard Webhooks; unset = none.
+    alert_webhook_url: str | None = None
+    # The whsec_ secret that signs alert webhooks; required with HOOKLINE_ALERT_WEBHOOK_URL.
+    alert_webhook_secret: str | None = field(default=None, repr=False)
+    # The API's public base URL, for links in alerts; unset = http://<HOOKLINE_BIND>.
+    public_url: str | None = None
+    # host:port where `hookline worker` serves /metrics for all its processes.
+    worker_metrics_bind: str = "127.0.0.1:9191"
+    # host:port where `hookline scheduler` serves /metrics.
+    scheduler_metrics_bind: str = "127.0.0.1:9192"
+    # host:port where `hookline supervisor` serves /metrics.
+    supervisor_metrics_bind: str = "127.0.0.1:9193"
     # Log level: debug, info, warning, error.
     log_level: str = "info"
     # Log format: json, console, or auto (console on a terminal).
     log_format: str = "auto"
-    # Extra environment seen at start, for the processes Hookline spawns.
-    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def embedded(self) -> bool:
@@ -133,11 +191,9 @@ class Settings:
         Raises:
             SettingsError: a variable is malformed; the message names it.
         """
-        env = dict(os.environ if environ is None else environ)
-        values: dict[str, Any] = {"environ": env}
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
         for spec in dataclasses.fields(cls):
-            if spec.name == "environ":
-                continue
             name = PREFIX + spec.name.upper()
             raw = env.get(name)
             if raw is None or raw.strip() == "":
@@ -168,6 +224,7 @@ class Settings:
         if self.log_format not in ("json", "console", "auto"):
             raise SettingsError(PREFIX + "LOG_FORMAT", "must be json, console or auto")
         self._validate_jwt()
+        self._validate_alerts()
 
     def _validate_jwt(self) -> None:
         """Every accepted JWT algorithm has a key to check it with."""
@@ -182,6 +239,21 @@ class Settings:
         # Shorter HMAC keys can be brute-forced; pyjwt warns below 32 bytes too.
         if self.jwt_hs256_secret is not None and len(self.jwt_hs256_secret.encode()) < 32:
             raise SettingsError(PREFIX + "JWT_HS256_SECRET", "must be at least 32 bytes")
+
+    def _validate_alerts(self) -> None:
+        """Every configured alert channel has what it needs to send."""
+        if self.alert_smtp_host and not self.alert_smtp_from:
+            raise SettingsError(PREFIX + "ALERT_SMTP_FROM", "is required with an SMTP host")
+        if bool(self.alert_smtp_username) != bool(self.alert_smtp_password):
+            raise SettingsError(
+                PREFIX + "ALERT_SMTP_PASSWORD", "set both the SMTP user name and password, or none"
+            )
+        if self.alert_webhook_url and not self.alert_webhook_secret:
+            raise SettingsError(PREFIX + "ALERT_WEBHOOK_SECRET", "is required with a webhook URL")
+        if self.breaker_max_cooldown_s < self.breaker_cooldown_s:
+            raise SettingsError(
+                PREFIX + "BREAKER_MAX_COOLDOWN_S", "must be at least HOOKLINE_BREAKER_COOLDOWN_S"
+            )
 
 
 def _integer(low: int, high: int) -> Callable[[str, str], int]:
@@ -265,6 +337,34 @@ def _cidrs(name: str, raw: str) -> tuple[IPNetwork, ...]:
         raise SettingsError(name, f"expected comma-separated CIDRs: {exc}") from None
 
 
+def _aes_key(name: str, raw: str) -> str:
+    parse_key(raw, name)
+    return raw
+
+
+def _aes_keys(name: str, raw: str) -> tuple[str, ...]:
+    keys = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for key in keys:
+        parse_key(key, name)
+    return keys
+
+
+def _addresses(name: str, raw: str) -> tuple[str, ...]:
+    values = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for value in values:
+        if "@" not in value or any(char in value for char in "\r\n <>\x00"):
+            raise SettingsError(name, f"expected comma-separated email addresses, got {value!r}")
+    return values
+
+
+def _whsec(name: str, raw: str) -> str:
+    try:
+        decode_secret(raw)
+    except InvalidSecretError as exc:
+        raise SettingsError(name, str(exc)) from None
+    return raw
+
+
 def _choice(*options: str) -> Callable[[str, str], str]:
     def parse(name: str, raw: str) -> str:
         if raw.lower() not in options:
@@ -322,6 +422,10 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "broker_blocked_timeout_s": _number(0.1, 600),
     "dangerous_allow_private_networks": _boolean,
     "allowed_cidrs": _cidrs,
+    "secret_key": _aes_key,
+    "secret_key_previous": _aes_keys,
+    "secret_rotation_grace_s": _integer(0, 7 * 86400),
+    "verify_endpoints_default": _boolean,
     "rate_limit_ingest_per_s": _integer(0, 1_000_000),
     "rate_limit_management_per_s": _integer(0, 1_000_000),
     "rate_limit_tenant_ingest_per_s": _integer(0, 1_000_000),
@@ -335,6 +439,31 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "jwt_tenant_claim": _claim,
     "jwt_scope_claim": _claim,
     "jwt_leeway_s": _integer(0, 3600),
+    "breaker_window_s": _integer(10, 86400),
+    "breaker_min_attempts": _integer(1, 1_000_000),
+    "breaker_failure_pct": _number(1, 100),
+    "breaker_consecutive_failures": _integer(1, 1_000_000),
+    "breaker_cooldown_s": _number(0.1, 86400),
+    "breaker_max_cooldown_s": _number(0.1, 7 * 86400),
+    "breaker_disable_after_s": _integer(1, 90 * 86400),
+    "breaker_release_per_s": _number(0.01, 100_000),
+    "alert_digest_s": _integer(1, 86400),
+    "alert_slack_webhook_url": _url("http", "https"),
+    "alert_pagerduty_routing_key": _claim,
+    "alert_pagerduty_url": _url("http", "https"),
+    "alert_smtp_host": _text,
+    "alert_smtp_port": _integer(1, 65535),
+    "alert_smtp_starttls": _boolean,
+    "alert_smtp_username": _text,
+    "alert_smtp_password": _text,
+    "alert_smtp_from": lambda name, raw: _addresses(name, raw)[0],
+    "alert_smtp_to": _addresses,
+    "alert_webhook_url": _url("http", "https"),
+    "alert_webhook_secret": _whsec,
+    "public_url": _url("http", "https"),
+    "worker_metrics_bind": _bind,
+    "scheduler_metrics_bind": _bind,
+    "supervisor_metrics_bind": _bind,
     "log_level": _choice("debug", "info", "warning", "error"),
     "log_format": _choice("json", "console", "auto"),
 }

@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
 
+from engine.errors import InvalidInputError, NotFoundError
 from engine.ids import new_id
 from engine.models import ApiKey, Tenant, db, utcnow
+from engine.signing import InvalidSecretError, decode_secret
 
 KEY_PREFIX = "hk_"
 ALL_SCOPES = (
@@ -28,6 +32,8 @@ class Principal:
     tenant_id: str
     credential_id: str
     scopes: frozenset[str]
+    # The tenant's overrides of the rate-limit settings, read with the credential.
+    rate_limits: Mapping[str, int] | None = field(default=None, compare=False, hash=False)
 
 
 def hash_key(api_key: str) -> str:
@@ -43,28 +49,68 @@ def create_tenant(name: str) -> tuple[Tenant, str]:
     return tenant, api_key
 
 
-def issue_key(tenant_id: str, scopes: tuple[str, ...]) -> str:
+def issue_key(tenant_id: str, scopes: Sequence[str], name: str | None = None) -> str:
     """Store a new key for the tenant and return its only plaintext copy."""
+    return new_key(tenant_id, scopes, name)[1]
+
+
+def new_key(tenant_id: str, scopes: Sequence[str], name: str | None) -> tuple[ApiKey, str]:
+    """Store a new key for the tenant; answer its row and its only plaintext copy."""
     api_key = KEY_PREFIX + secrets.token_urlsafe(32)
-    ApiKey.create(
+    row = ApiKey.create(
         id=new_id("key"),
         tenant_id=tenant_id,
+        name=name,
         key_hash=hash_key(api_key),
         prefix=api_key[:10],
-        scopes=list(scopes),
+        scopes=[scope for scope in ALL_SCOPES if scope in scopes],
         created_at=utcnow(),
     )
-    return api_key
+    return row, api_key
 
 
 def authenticate_key(api_key: str) -> Principal | None:
     """The principal a presented key stands for, or None if unknown or revoked."""
     if not api_key.startswith(KEY_PREFIX) or len(api_key) > 256:
         return None
-    row = ApiKey.get_or_none(ApiKey.key_hash == hash_key(api_key))
-    if row is None or row.revoked_at is not None:
+    # Read on every request, never cached, so a revocation holds at once in every process.
+    query = (
+        ApiKey.select(ApiKey.id, ApiKey.tenant_id, ApiKey.scopes, Tenant.rate_limits)
+        .join(Tenant, on=ApiKey.tenant_id == Tenant.id)
+        .where(ApiKey.key_hash == hash_key(api_key), ApiKey.revoked_at.is_null())
+    )
+    row = cast("dict[str, Any] | None", query.dicts().get_or_none())
+    if row is None:
         return None
-    return Principal(row.tenant_id, row.id, frozenset(row.scopes))
+    return Principal(row["tenant_id"], row["id"], frozenset(row["scopes"]), row["rate_limits"])
+
+
+def find_tenant(tenant_id: str) -> Tenant | None:
+    """The tenant with this id, or None."""
+    return Tenant.get_or_none(Tenant.id == tenant_id)
+
+
+def update_tenant(tenant_id: str, fields: Mapping[str, Any]) -> Tenant:
+    """Rename a tenant, or replace its rate-limit or alert-channel overrides (None: the settings).
+
+    Raises:
+        NotFoundError: no such tenant.
+        InvalidInputError: the alert webhook secret is not a usable `whsec_` secret.
+    """
+    tenant = find_tenant(tenant_id)
+    if tenant is None:
+        raise NotFoundError("tenant", tenant_id)
+    secret = (fields.get("alert_channels") or {}).get("webhook_secret")
+    if secret is not None:
+        try:
+            decode_secret(secret)
+        except InvalidSecretError as exc:
+            raise InvalidInputError("alert_channels.webhook_secret", str(exc)) from None
+    for name in ("name", "rate_limits", "alert_channels"):
+        if name in fields:
+            setattr(tenant, name, fields[name])
+    tenant.save()
+    return tenant
 
 
 def is_admin_token(presented: str, configured: str | None) -> bool:

@@ -24,3 +24,10 @@ accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level
 proc_name = "hookline-api"
+
+
+def child_exit(server, worker):
+    """Let prometheus-client drop a dead worker's live gauges."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -8,6 +8,8 @@ from typing import Any
 from engine.settings import Settings
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
+# Base64 of 32 fixed bytes: the endpoint-secret encryption key every test process shares.
+SECRET_KEY = "aG9va2xpbmUtdGVzdHMtc2VjcmV0LWtleS0zMmJ5dGU="
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -19,6 +21,8 @@ def make_settings(**overrides: Any) -> Settings:
         "HOOKLINE_SCHEDULER_INTERVAL_S": "0.2",
         "HOOKLINE_LOG_FORMAT": "json",
         "HOOKLINE_ADMIN_TOKEN": ADMIN_TOKEN,
+        # A configured key: no test writes a key file into the working directory.
+        "HOOKLINE_SECRET_KEY": SECRET_KEY,
     }
     base.update({k: str(v) for k, v in overrides.items()})
     return Settings.from_env(base)

@@ -8,9 +8,11 @@ optional delay, and an optional body.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -31,6 +33,7 @@ class Behaviour:
     delay_s: float = 0.0
     body: bytes = b"ok"
     headers: dict[str, str] = field(default_factory=dict)
+    reply: Callable[[bytes], bytes] | None = None  # computes the body from the request's
 
 
 class Receiver:
@@ -79,7 +82,8 @@ class Receiver:
             )
         if behaviour.delay_s:
             await asyncio.sleep(behaviour.delay_s)
-        return web.Response(status=status, body=behaviour.body, headers=behaviour.headers)
+        answer = behaviour.body if behaviour.reply is None else behaviour.reply(body)
+        return web.Response(status=status, body=answer, headers=behaviour.headers)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -87,6 +91,17 @@ class Receiver:
     def script(self, path: str, *statuses: int, default: int = 200, delay_s: float = 0.0) -> None:
         """Answer `statuses` in turn on `path`, then `default`."""
         self.behaviours[path] = Behaviour(deque(statuses), default, delay_s)
+
+    def echo_challenge(self, path: str) -> None:
+        """Answer a `webhook.verification` request on `path` with its challenge, as JSON."""
+
+        def reply(body: bytes) -> bytes:
+            document = json.loads(body)
+            if document.get("type") != "webhook.verification":
+                return b"ok"
+            return json.dumps({"challenge": document["data"]["challenge"]}).encode()
+
+        self.behaviours[path] = Behaviour(reply=reply)
 
     def received(self, path: str) -> list[Received]:
         with self._lock:

@@ -16,6 +16,8 @@ from engine.settings import Settings
 class Deliveries:
     """The collection, each item, an item's attempts, and retrying an item now."""
 
+    scopes = {"GET": "deliveries:read", "POST": "deliveries:write"}
+
     def __init__(self, settings: Settings, enqueue: Enqueue) -> None:
         self.settings = settings
         self.enqueue = enqueue
@@ -52,6 +54,8 @@ class Deliveries:
 
 class Quarantine:
     """`GET /v1/quarantine`: deliveries that will not be attempted again on their own."""
+
+    scopes = {"GET": "deliveries:read"}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit, cursor = paging(req)

@@ -3,27 +3,54 @@
 from __future__ import annotations
 
 import falcon
+import structlog
 
 from api import views
+from api.errors import RETRY_AFTER_S, Problem
 from api.resources import paging, principal
-from api.validation import parse_time, read_json
-from engine import endpoints, quarantine
+from api.resources.events import Enqueue, publish_quietly
+from api.validation import parse_time, read_json, read_optional_json
+from engine import endpoints, health, parking, quarantine
+from engine.breaker import Policy
+from engine.models import ENDPOINT_UNVERIFIED
+from engine.secretbox import SecretBox
 from engine.settings import Settings
 from engine.ssrf import AddressPolicy
+
+log = structlog.get_logger("hookline.api")
 
 
 class Endpoints:
     """The collection (`on_get`, `on_post`) and each item (`*_item`)."""
 
-    def __init__(self, settings: Settings, policy: AddressPolicy) -> None:
+    scopes = {
+        "GET": "endpoints:read",
+        "POST": "endpoints:write",
+        "PATCH": "endpoints:write",
+        "DELETE": "endpoints:write",
+    }
+
+    def __init__(
+        self, settings: Settings, policy: AddressPolicy, box: SecretBox, enqueue: Enqueue
+    ) -> None:
         self.settings = settings
         self.policy = policy
+        self.box = box
+        self.enqueue = enqueue
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json(req, "endpoint_create", self.settings.max_body_bytes)
-        row = endpoints.create_endpoint(principal(req).tenant_id, body, self.policy)
+        row, secret = endpoints.create_endpoint(
+            principal(req).tenant_id,
+            body,
+            self.policy,
+            self.box,
+            verify_default=self.settings.verify_endpoints_default,
+        )
+        if row.status == ENDPOINT_UNVERIFIED:
+            publish_quietly(self.enqueue, "verify_endpoint", row.id)
         resp.status = falcon.HTTP_201
-        resp.media = {**views.endpoint(row), "secret": row.secret}
+        resp.media = {**views.endpoint(row), "secret": secret}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit, cursor = paging(req)
@@ -36,6 +63,8 @@ class Endpoints:
     def on_patch_item(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
         body = read_json(req, "endpoint_update", self.settings.max_body_bytes)
         row = endpoints.update_endpoint(principal(req).tenant_id, endpoint_id, body, self.policy)
+        if "url" in body and row.status == ENDPOINT_UNVERIFIED:
+            publish_quietly(self.enqueue, "verify_endpoint", row.id)
         resp.media = views.endpoint(row)
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
@@ -52,6 +81,36 @@ class Endpoints:
         resp.status = falcon.HTTP_202
         resp.media = {"recovered": count}
 
-    def on_get_secret(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
+    def on_get_health(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
         row = endpoints.get_endpoint(principal(req).tenant_id, endpoint_id)
-        resp.media = {"secret": row.secret}
+        resp.media = views.endpoint_health(health.view(row, Policy.from_settings(self.settings)))
+
+    def on_post_enable(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
+        body = read_optional_json(req, "endpoint_enable", self.settings.max_body_bytes)
+        row, replayed = parking.enable(
+            principal(req).tenant_id, endpoint_id, replay=bool(body.get("replay"))
+        )
+        resp.media = {"endpoint": views.endpoint(row), "replayed": replayed}
+
+    def on_post_verify(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
+        row = endpoints.get_endpoint(principal(req).tenant_id, endpoint_id)
+        _publish_or_503(self.enqueue, "verify_endpoint", row.id)
+        resp.status = falcon.HTTP_202
+        resp.media = views.endpoint(row)
+
+
+def _publish_or_503(enqueue: Enqueue, kind: str, ident: str) -> None:
+    """Publish now, or answer 503: nothing else would ever send this message."""
+    try:
+        confirmed = enqueue(kind, ident)
+    except Exception as exc:  # noqa: BLE001 - any broker failure is the same answer
+        log.warning("publish_failed", kind=kind, ident=ident, error=f"{type(exc).__name__}: {exc}")
+        confirmed = False
+    if not confirmed:
+        raise Problem(
+            503,
+            "unavailable",
+            "Service unavailable",
+            "The broker did not accept the request; nothing was sent. Retry later.",
+            headers={"Retry-After": RETRY_AFTER_S},
+        )

@@ -9,6 +9,7 @@ import structlog
 
 from api import views
 from api.errors import Problem
+from api.metrics import EVENTS_INGESTED
 from api.resources import paging, principal
 from api.validation import read_json, text_param
 from engine import events
@@ -22,6 +23,10 @@ Enqueue = Callable[[str, str], bool]
 
 class Events:
     """The collection (`on_get`, `on_post`) and each item (`on_get_item`)."""
+
+    # Reading events back shows what was delivered: the delivery log's scope.
+    scopes = {"POST": "events:write", "GET": "deliveries:read"}
+    ingest_methods = ("POST",)
 
     def __init__(self, settings: Settings, enqueue: Enqueue) -> None:
         self.settings = settings
@@ -37,6 +42,7 @@ class Events:
             key,
             fan_out_lease_s=self.settings.fan_out_lease_s,
         )
+        EVENTS_INGESTED.labels("created" if created else "duplicate").inc()
         if created:
             publish_quietly(self.enqueue, "fan_out", event.id)
         resp.status = falcon.HTTP_202 if created else falcon.HTTP_200

@@ -1,4 +1,4 @@
-"""`/v1/tenants`: the admin creates tenants."""
+"""`/v1/tenants`: the admin creates tenants and sets their rate limits."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import falcon
 from api import views
 from api.validation import read_json
 from engine.settings import Settings
-from engine.tenants import create_tenant
+from engine.tenants import create_tenant, update_tenant
 
 
 class Tenants:
+    """The collection (`on_post`) and each item (`on_patch_item`), for the admin only."""
+
     auth = "admin"
 
     def __init__(self, settings: Settings) -> None:
@@ -21,3 +23,7 @@ class Tenants:
         tenant, api_key = create_tenant(body["name"])
         resp.status = falcon.HTTP_201
         resp.media = views.tenant(tenant, api_key)
+
+    def on_patch_item(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
+        body = read_json(req, "tenant_update", self.settings.max_body_bytes)
+        resp.media = views.tenant_detail(update_tenant(tenant_id, body))

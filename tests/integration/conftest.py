@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.factories import ADMIN_TOKEN
+from tests.factories import ADMIN_TOKEN, SECRET_KEY
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -34,6 +35,12 @@ class Api:
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
+        self._local = threading.local()
+
+    @property
+    def last_headers(self) -> dict[str, str]:
+        """The response headers of this thread's last call, names in lower case."""
+        return getattr(self._local, "headers", {})
 
     def call(
         self,
@@ -54,9 +61,11 @@ class Api:
             request.add_header(name, value)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
+                self._local.headers = {k.lower(): v for k, v in response.headers.items()}
                 raw = response.read()
                 return response.status, json.loads(raw) if raw else None
         except urllib.error.HTTPError as exc:
+            self._local.headers = {k.lower(): v for k, v in exc.headers.items()}
             raw = exc.read()
             return exc.code, json.loads(raw) if raw else None
 
@@ -82,16 +91,18 @@ class Processes:
     """Starts `hookline <role>` processes with one environment and stops them all."""
 
     def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
+        self.env = {"HOOKLINE_DATA_DIR": str(logs / "var"), **env}
         self.logs = logs
         self.children: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, role: str, *args: str, name: str | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, role: str, *args: str, name: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         name = name or role
         log = open(self.logs / f"{name}.log", "ab")
         child = subprocess.Popen(
             [sys.executable, "-m", "api.cli", role, *args],
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -128,14 +139,19 @@ def stack_env(pg_url: str, amqp_url: str, **extra: str) -> dict[str, str]:
         HOOKLINE_DATABASE_URL=pg_url,
         HOOKLINE_BROKER_URL=amqp_url,
         HOOKLINE_ADMIN_TOKEN=ADMIN_TOKEN,
+        HOOKLINE_SECRET_KEY=SECRET_KEY,
         HOOKLINE_DANGEROUS_ALLOW_PRIVATE_NETWORKS="true",
         HOOKLINE_WORKER_PROCESSES="1",
         HOOKLINE_WORKER_THREADS="16",
         HOOKLINE_API_WORKERS="1",
+        # Several stacks share the test server's 100 connections: keep each pool small.
+        HOOKLINE_DB_MAX_CONNECTIONS="6",
         HOOKLINE_REQUEST_TIMEOUT_S="5",
         HOOKLINE_CONNECT_TIMEOUT_S="2",
         HOOKLINE_SCHEDULER_INTERVAL_S="0.2",
         HOOKLINE_LOG_FORMAT="json",
+        HOOKLINE_WORKER_METRICS_BIND=f"127.0.0.1:{free_port()}",
+        HOOKLINE_SCHEDULER_METRICS_BIND=f"127.0.0.1:{free_port()}",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)

@@ -1,0 +1,147 @@
+"""Prometheus metrics of workers and the scheduler, and their exposition servers.
+
+Workers run as several dramatiq processes, so they write multiprocess files
+(`PROMETHEUS_MULTIPROC_DIR`, set by `hookline worker` before the processes
+start) and one forked server (`serve_worker_metrics`) sums them. The scheduler
+is one process and serves its own registry. No label carries an id or a URL.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as multiprocess_collector
+
+from engine.delivery import Outcome
+from engine.retry import Decision
+from engine.settings import Settings
+
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+ATTEMPTS = Counter("hookline_attempts_total", "Delivery attempts, by result.", ["result"])
+ATTEMPT_DURATION = Histogram(
+    "hookline_attempt_duration_seconds", "Time of one attempt, connect to answer.", buckets=_SECONDS
+)
+DELIVERIES = Counter(
+    "hookline_deliveries_total", "Delivery state changes after an attempt.", ["outcome"]
+)
+LAG = Histogram(
+    "hookline_delivery_lag_seconds",
+    "From an event's acceptance to its delivery's first attempt.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0),
+)
+SCHEDULED_BACKLOG = Gauge(
+    "hookline_scheduled_backlog", "Deliveries waiting for a retry.", multiprocess_mode="max"
+)
+DUE_BACKLOG = Gauge(
+    "hookline_due_backlog", "Scheduled deliveries already due.", multiprocess_mode="max"
+)
+QUARANTINE_SIZE = Gauge(
+    "hookline_quarantine_size", "Quarantined deliveries.", multiprocess_mode="max"
+)
+BREAKERS = Gauge(
+    "hookline_breakers", "Endpoints by breaker state.", ["state"], multiprocess_mode="max"
+)
+SCHEDULER_PUBLISHED = Counter(
+    "hookline_scheduler_published_total", "Messages the scheduler published, by kind.", ["kind"]
+)
+SCHEDULER_LEADER = Gauge(
+    "hookline_scheduler_leader", "1 on the active scheduler.", multiprocess_mode="max"
+)
+ALERTS = Counter(
+    "hookline_alerts_total", "Alerts sent, by channel and result.", ["channel", "result"]
+)
+OUTCOMES_DROPPED = Counter(
+    "hookline_outcomes_dropped_total",
+    "Attempt outcomes dropped before reaching the supervisor (the broker was down too long).",
+)
+
+_OUTCOMES = {"succeed": "succeeded", "retry": "retried", "quarantine": "quarantined"}
+
+
+def attempt_result(outcome: Outcome) -> str:
+    """The bounded `result` label of one attempt."""
+    if outcome.success:
+        return "success"
+    if outcome.status_code is not None:
+        return f"http_{min(outcome.status_code // 100, 5)}xx"
+    return outcome.error_class or "connection"
+
+
+def observe_attempt(outcome: Outcome, decision: Decision, lag_s: float | None) -> None:
+    """Count one recorded attempt and what it decided."""
+    ATTEMPTS.labels(attempt_result(outcome)).inc()
+    ATTEMPT_DURATION.observe(outcome.duration_ms / 1000.0)
+    DELIVERIES.labels(_OUTCOMES.get(decision.action, "quarantined")).inc()
+    if lag_s is not None:
+        LAG.observe(max(lag_s, 0.0))
+
+
+def exposition() -> bytes:
+    """The metrics of every process writing to the multiprocess directory, or of this one."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess_collector.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path.split("?")[0] != "/metrics":
+            self.send_error(404)
+            return
+        body = exposition()
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def _server(bind: str) -> ThreadingHTTPServer:
+    host, _, port = bind.rpartition(":")
+    return ThreadingHTTPServer((host.strip("[]"), int(port)), _Handler)
+
+
+def serve(bind: str) -> ThreadingHTTPServer:
+    """Serve `/metrics` on `host:port` from a daemon thread; answer the server."""
+    server = _server(bind)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server
+
+
+def serve_worker_metrics() -> int:
+    """A dramatiq fork (`--fork actors.metrics:serve_worker_metrics`) serving every worker."""
+    return _serve_forked(Settings.from_env().worker_metrics_bind)
+
+
+def serve_supervisor_metrics() -> int:
+    """A dramatiq fork serving the metrics of `hookline supervisor` (alerts sent)."""
+    return _serve_forked(Settings.from_env().supervisor_metrics_bind)
+
+
+def _serve_forked(bind: str) -> int:
+    try:
+        _server(bind).serve_forever()
+    except OSError as exc:
+        print(f"hookline: worker metrics cannot listen on {bind}: {exc}", flush=True)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0

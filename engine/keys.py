@@ -1,0 +1,56 @@
+"""A tenant's API keys: issue, list, revoke.
+
+Keys are shown once, when issued, and stored as digests (`engine.tenants`).
+A key can only hand out scopes it holds itself, so `keys:manage` never
+escalates into more than its holder already has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from engine.errors import ForbiddenError, NotFoundError
+from engine.models import ApiKey, utcnow
+from engine.pages import Page, paginate
+from engine.tenants import new_key
+
+
+def create_key(
+    tenant_id: str, name: str | None, scopes: Sequence[str], *, held: Iterable[str]
+) -> tuple[ApiKey, str]:
+    """Issue a key with `scopes`, all of which the caller must hold; answer its only plaintext.
+
+    Raises:
+        ForbiddenError: a requested scope the caller does not hold (the first, by name).
+    """
+    missing = sorted(set(scopes) - set(held))
+    if missing:
+        raise ForbiddenError(
+            missing[0], f"A credential cannot grant the scope {missing[0]}, which it lacks."
+        )
+    return new_key(tenant_id, scopes, name)
+
+
+def list_keys(tenant_id: str, *, limit: int, cursor: str | None) -> Page:
+    """The tenant's keys that are not revoked, newest first."""
+    query = ApiKey.select().where(ApiKey.tenant_id == tenant_id, ApiKey.revoked_at.is_null())
+    return paginate(query, ApiKey.id, limit=limit, cursor=cursor)
+
+
+def revoke_key(tenant_id: str, key_id: str) -> None:
+    """Revoke a key; from the next request on, in every process, it authenticates nothing.
+
+    Raises:
+        NotFoundError: the tenant has no such key, or it is revoked already.
+    """
+    revoked = (
+        ApiKey.update(revoked_at=utcnow())
+        .where(
+            ApiKey.id == key_id,
+            ApiKey.tenant_id == tenant_id,
+            ApiKey.revoked_at.is_null(),
+        )
+        .execute()
+    )
+    if not revoked:
+        raise NotFoundError("key", key_id)

@@ -1,0 +1,145 @@
+"""Parked deliveries: held back while an endpoint's breaker is open or it is disabled.
+
+A delivery is parked by the claim (`engine.deliveries.claim`) instead of
+being attempted, so it spends none of its retries. When the breaker closes,
+or the endpoint is enabled with replay, parked deliveries go back to
+`scheduled` at a bounded pace (`release_per_s` per endpoint, in one-second
+slots of `next_attempt_at`), so a recovering receiver is not stampeded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from engine import alerts, breaker, health
+from engine.breaker import CLOSED, Policy
+from engine.endpoints import get_endpoint
+from engine.errors import ConflictError
+from engine.models import (
+    CANCELLED,
+    ENDPOINT_ACTIVE,
+    ENDPOINT_DISABLED,
+    ENDPOINT_UNVERIFIED,
+    PARKED,
+    QUARANTINED,
+    SCHEDULED,
+    Delivery,
+    Endpoint,
+    HealthBucket,
+    db,
+    utcnow,
+)
+
+RELEASE_HORIZON_S = 5.0  # how far ahead each release schedules parked deliveries
+
+
+def release(
+    endpoint_id: str, *, per_s: float, start: dt.datetime, now: dt.datetime
+) -> tuple[int, dt.datetime | None]:
+    """Schedule the endpoint's oldest parked deliveries, `per_s` a second from `start`.
+
+    Answers how many, and the slot to continue from (None: nothing is left parked).
+    """
+    step_s = 1.0 if per_s >= 1 else 1.0 / per_s
+    per_slot = max(1, round(per_s * step_s))
+    slot, released = max(start, now), 0
+    while slot < now + dt.timedelta(seconds=RELEASE_HORIZON_S):
+        ids = [
+            row.id
+            for row in Delivery.select(Delivery.id)
+            .where((Delivery.endpoint_id == endpoint_id) & (Delivery.status == PARKED))
+            .order_by(Delivery.id)
+            .limit(per_slot)
+        ]
+        if not ids:
+            return released, None
+        released += (
+            Delivery.update(
+                status=SCHEDULED, next_attempt_at=slot, lease_until=None, updated_at=now
+            )
+            .where(Delivery.id.in_(ids) & (Delivery.status == PARKED))
+            .execute()
+        )
+        slot += dt.timedelta(seconds=step_s)
+    return released, slot
+
+
+def release_one(endpoint_id: str, now: dt.datetime) -> bool:
+    """Schedule the oldest parked delivery now, to serve as a half-open breaker's probe."""
+    oldest = (
+        Delivery.select(Delivery.id)
+        .where((Delivery.endpoint_id == endpoint_id) & (Delivery.status == PARKED))
+        .order_by(Delivery.id)
+        .first()
+    )
+    if oldest is None:
+        return False
+    return bool(
+        Delivery.update(status=SCHEDULED, next_attempt_at=now, updated_at=now)
+        .where((Delivery.id == oldest.id) & (Delivery.status == PARKED))
+        .execute()
+    )
+
+
+def enable(
+    tenant_id: str, endpoint_id: str, *, replay: bool, now: dt.datetime | None = None
+) -> tuple[Endpoint, int]:
+    """Make an endpoint active with a closed breaker; answer it and how many deliveries replay.
+
+    With `replay`, what was parked, and what was quarantined or cancelled
+    since the outage began (or since it was disabled), is released at the
+    endpoint's pace. Without, parked deliveries are cancelled.
+
+    Raises:
+        NotFoundError: no such endpoint for this tenant.
+        ConflictError: the endpoint awaits verification; verify it instead.
+    """
+    now = now or utcnow()
+    with db.atomic():
+        endpoint = get_endpoint(tenant_id, endpoint_id)
+        if endpoint.status == ENDPOINT_UNVERIFIED:
+            raise ConflictError(f"endpoint {endpoint.id} awaits verification; verify it instead")
+        row = health.lock_rows([endpoint.id], now)[endpoint.id]
+        state = health.to_breaker(row)
+        starts = [d for d in (endpoint.disabled_at, state.outage_started_at) if d is not None]
+        was_down = endpoint.status == ENDPOINT_DISABLED or state.state != CLOSED
+        Endpoint.update(
+            status=ENDPOINT_ACTIVE, disabled_reason=None, disabled_at=None, updated_at=now
+        ).where(Endpoint.id == endpoint.id).execute()
+        HealthBucket.delete().where(HealthBucket.endpoint_id == endpoint.id).execute()
+        count = _replay(endpoint.id, min(starts) if starts else None, now) if replay else 0
+        if not replay:
+            _cancel_parked(endpoint.id, now)
+        row.releasing, row.release_next_at = count > 0, now
+        closed = breaker.reset(state)
+        health.store(row, closed, Policy(), now)
+        endpoint = get_endpoint(tenant_id, endpoint_id)
+        if was_down:
+            health.emit(
+                endpoint, alerts.RECOVERED, closed, None, None, now, reason="enabled", parked=count
+            )
+    return endpoint, count
+
+
+def _replay(endpoint_id: str, since: dt.datetime | None, now: dt.datetime) -> int:
+    """Park again what failed since `since`; answer how many are parked in all."""
+    if since is not None:
+        given_up = ((Delivery.status == QUARANTINED) & (Delivery.quarantined_at >= since)) | (
+            (Delivery.status == CANCELLED) & (Delivery.updated_at >= since)
+        )
+        Delivery.update(
+            status=PARKED,
+            quarantine_reason=None,
+            quarantined_at=None,
+            quarantine_published_at=None,
+            next_attempt_at=None,
+            lease_until=None,
+            updated_at=now,
+        ).where((Delivery.endpoint_id == endpoint_id) & given_up).execute()
+    return health.parked_count(endpoint_id)
+
+
+def _cancel_parked(endpoint_id: str, now: dt.datetime) -> None:
+    Delivery.update(
+        status=CANCELLED, last_error="endpoint enabled without replay", updated_at=now
+    ).where((Delivery.endpoint_id == endpoint_id) & (Delivery.status == PARKED)).execute()

@@ -1,0 +1,125 @@
+"""The rate-limit decision, the limits a tenant gets, and the shared counter query."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from engine import ratelimit
+from engine.errors import SettingsError
+from engine.models import RateLimitWindow
+from engine.ratelimit import INGEST, MANAGEMENT, Decision, decide, limits, window_start
+from engine.tenants import Principal
+from tests.factories import make_settings
+
+T0 = 1_800_000_000.0
+
+
+def test_a_request_within_every_limit_passes_and_reports_what_is_left() -> None:
+    assert decide([(10, 1), (100, 50)], T0 + 0.5) == Decision(True, 10, 9, 1)
+
+
+def test_the_request_that_reaches_the_limit_still_passes() -> None:
+    assert decide([(3, 3)], T0).allowed
+
+
+def test_one_hit_over_any_limit_is_refused() -> None:
+    refused = decide([(10, 2), (5, 6)], T0)
+
+    assert refused == Decision(False, 5, 0, 1)
+
+
+def test_the_tightest_bucket_is_reported_even_with_the_larger_limit() -> None:
+    assert decide([(10, 9), (100, 50)], T0).limit == 10
+    assert decide([(10, 1), (100, 95)], T0).limit == 100
+
+
+@pytest.mark.parametrize(("offset", "reset_s"), [(0.0, 1), (0.001, 1), (0.999, 1)])
+def test_reset_is_the_whole_seconds_left_in_the_window_never_zero(
+    offset: float, reset_s: int
+) -> None:
+    assert decide([(1, 1)], T0 + offset).reset_s == reset_s
+
+
+def test_a_longer_window_resets_at_its_own_end() -> None:
+    assert decide([(1, 1)], T0 + 2.5, window_s=10).reset_s == 8
+
+
+def test_a_window_starts_on_the_whole_second() -> None:
+    assert window_start(T0 + 0.999) == int(T0)
+    assert window_start(T0 + 1.0) == int(T0) + 1
+    assert window_start(T0 + 7.5, 5) == int(T0) + 5
+
+
+def test_the_settings_give_each_budget_its_credential_and_tenant_limits() -> None:
+    settings = make_settings(
+        HOOKLINE_RATE_LIMIT_INGEST_PER_S=5,
+        HOOKLINE_RATE_LIMIT_TENANT_INGEST_PER_S=7,
+        HOOKLINE_RATE_LIMIT_MANAGEMENT_PER_S=2,
+        HOOKLINE_RATE_LIMIT_TENANT_MANAGEMENT_PER_S=3,
+    )
+
+    assert limits(INGEST, settings, None) == (5, 7)
+    assert limits(MANAGEMENT, settings, None) == (2, 3)
+
+
+def test_a_tenant_override_replaces_only_the_limits_it_names() -> None:
+    settings = make_settings(HOOKLINE_RATE_LIMIT_INGEST_PER_S=5)
+    overrides = {"ingest_per_s": 50, "tenant_ingest_per_s": None, "unknown": 1}
+
+    assert limits(INGEST, settings, overrides) == (50, settings.rate_limit_tenant_ingest_per_s)
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "many", "1000001"])
+def test_a_malformed_rate_limit_setting_is_refused(value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        make_settings(HOOKLINE_RATE_LIMIT_MANAGEMENT_PER_S=value)
+    assert caught.value.variable == "HOOKLINE_RATE_LIMIT_MANAGEMENT_PER_S"
+
+
+def test_the_defaults_give_ingest_more_room_than_management() -> None:
+    settings = make_settings()
+
+    assert limits(INGEST, settings, None) > limits(MANAGEMENT, settings, None) > (0, 0)
+
+
+def test_hits_count_per_bucket_and_window_in_one_statement(sqlite_db: Any) -> None:
+    assert ratelimit.hit(["a", "b"], 100) == {"a": 1, "b": 1}
+    assert ratelimit.hit(["a", "b"], 100) == {"a": 2, "b": 2}
+    assert ratelimit.hit(["a"], 101) == {"a": 1}
+    assert ratelimit.hit(["b"], 100) == {"b": 3}
+
+
+def test_sweep_deletes_only_the_windows_before_the_cutoff(sqlite_db: Any) -> None:
+    for window in (98, 99, 100):
+        ratelimit.hit(["a"], window)
+
+    assert ratelimit.sweep(100) == 2
+    assert [row.window_start for row in RateLimitWindow.select()] == [100]
+
+
+def test_consume_counts_the_key_and_the_tenant_and_refuses_over_either(sqlite_db: Any) -> None:
+    settings = make_settings(
+        HOOKLINE_RATE_LIMIT_MANAGEMENT_PER_S=2, HOOKLINE_RATE_LIMIT_TENANT_MANAGEMENT_PER_S=3
+    )
+    first, second = (
+        Principal("ten_a", "key_1", frozenset()),
+        Principal("ten_a", "key_2", frozenset()),
+    )
+
+    verdicts = [ratelimit.consume(p, MANAGEMENT, settings, T0) for p in (first, first, first)]
+    other = ratelimit.consume(second, MANAGEMENT, settings, T0)
+
+    assert [v.allowed for v in verdicts if v] == [True, True, False]
+    assert other is not None and not other.allowed  # the tenant's 3 are spent
+    assert ratelimit.consume(first, INGEST, settings, T0).allowed  # type: ignore[union-attr]
+
+
+def test_consume_counts_nothing_when_no_limit_applies(sqlite_db: Any) -> None:
+    settings = make_settings(
+        HOOKLINE_RATE_LIMIT_MANAGEMENT_PER_S=0, HOOKLINE_RATE_LIMIT_TENANT_MANAGEMENT_PER_S=0
+    )
+
+    assert ratelimit.consume(Principal("t", "k", frozenset()), MANAGEMENT, settings, T0) is None
+    assert RateLimitWindow.select().count() == 0
