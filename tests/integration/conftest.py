@@ -113,12 +113,19 @@ class Processes:
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = 30) -> int:
         child = self.children.pop(name)
         if child.poll() is None:
-            os.killpg(child.pid, sig)
+            # A graceful signal goes to the leader only, as a process manager sends it: it
+            # forwards it to its children (dramatiq, gunicorn). SIGKILL takes the whole group.
+            if sig == signal.SIGKILL:
+                os.killpg(child.pid, sig)
+            else:
+                os.kill(child.pid, sig)
         try:
             return child.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             os.killpg(child.pid, signal.SIGKILL)
             return child.wait()
+        finally:
+            _kill_group(child.pid)
 
     def stop_all(self) -> None:
         for name in list(self.children):
@@ -131,6 +138,14 @@ class Processes:
             if path.exists()
             else ""
         )
+
+
+def _kill_group(pgid: int) -> None:
+    """Leave no stray process of a stopped role behind (a fork that outlived its parent)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def stack_env(pg_url: str, amqp_url: str, **extra: str) -> dict[str, str]:
@@ -152,6 +167,7 @@ def stack_env(pg_url: str, amqp_url: str, **extra: str) -> dict[str, str]:
         HOOKLINE_LOG_FORMAT="json",
         HOOKLINE_WORKER_METRICS_BIND=f"127.0.0.1:{free_port()}",
         HOOKLINE_SCHEDULER_METRICS_BIND=f"127.0.0.1:{free_port()}",
+        HOOKLINE_SUPERVISOR_METRICS_BIND=f"127.0.0.1:{free_port()}",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)
