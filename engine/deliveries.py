@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from peewee import JOIN
 
-from engine import alerts, endpoint_secrets, health, signing
+from engine import alert_records, alerts, endpoint_secrets, health, signing
 from engine.delivery import Outcome, Request
 from engine.errors import NotFoundError
 from engine.filters import matches
@@ -255,7 +255,7 @@ def _disable_gone(claimed: Claim, reason: str, now: dt.datetime) -> None:
     )
     if disabled:
         row = EndpointHealth.get_or_none(EndpointHealth.endpoint_id == endpoint.id)
-        health.emit(
+        alert_records.about(
             endpoint,
             alerts.DISABLED,
             health.to_breaker(row),

@@ -15,11 +15,12 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+import structlog
 from peewee import EXCLUDED
 
-from engine import alert_records, alerts, breaker
+from engine import alerts, breaker
+from engine.alert_records import about
 from engine.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, Policy, Window
 from engine.database import is_postgres
 from engine.models import (
@@ -32,6 +33,8 @@ from engine.models import (
     db,
     utcnow,
 )
+
+log = structlog.get_logger("hookline.breaker")
 
 BUCKET_S = 10
 MAX_WINDOW_S = 86400  # the longest window an endpoint may ask for; older buckets are pruned
@@ -67,11 +70,6 @@ class HealthView:
     next_probe_at: dt.datetime | None
     disables_at: dt.datetime | None
     parked: int
-
-
-def stamp(value: dt.datetime | None) -> str | None:
-    """RFC 3339 UTC with a Z, or None."""
-    return value.isoformat(timespec="milliseconds") + "Z" if value else None
 
 
 def epoch_s(value: dt.datetime) -> int:
@@ -209,14 +207,24 @@ def _fold_one(
         now=now,
     )
     emitted = []
+    if change.events:
+        log.info(
+            "breaker_changed",
+            endpoint_id=endpoint.id,
+            events=list(change.events),
+            state=change.breaker.state,
+            failure_rate=round(window.failure_rate, 4),
+            window_attempts=window.attempts,
+            consecutive_failures=consecutive,
+        )
     if "opened" in change.events:
-        emitted.append(emit(endpoint, alerts.FAILING, change.breaker, window, policy, now))
+        emitted.append(about(endpoint, alerts.FAILING, change.breaker, window, policy, now))
     if "closed" in change.events:
         HealthBucket.delete().where(HealthBucket.endpoint_id == endpoint.id).execute()
         row.releasing, row.release_next_at = True, now
         parked = parked_count(endpoint.id)
         emitted.append(
-            emit(endpoint, alerts.RECOVERED, change.breaker, window, policy, now, parked=parked)
+            about(endpoint, alerts.RECOVERED, change.breaker, window, policy, now, parked=parked)
         )
     store(row, change.breaker, policy, now)
     return [alert_id for alert_id in emitted if alert_id]
@@ -285,39 +293,4 @@ def view(endpoint: Endpoint, policy: Policy, now: dt.datetime | None = None) -> 
         if endpoint.status == ENDPOINT_ACTIVE
         else None,
         parked=parked_count(endpoint.id),
-    )
-
-
-def emit(
-    endpoint: Endpoint,
-    kind: str,
-    state: Breaker,
-    window: Window | None,
-    policy: Policy | None,
-    now: dt.datetime,
-    *,
-    dedup: str | None = None,
-    **extra: Any,
-) -> str | None:
-    """Record one alert about an endpoint, keyed by the breaker's transition unless `dedup`."""
-    facts: dict[str, Any] = {
-        "endpoint_id": endpoint.id,
-        "endpoint_url": endpoint.url,
-        "tenant_id": endpoint.tenant_id,
-        "state": state.state,
-        "failure_rate": round(window.failure_rate, 4) if window else None,
-        "window_attempts": window.attempts if window else None,
-        "consecutive_failures": state.consecutive_failures,
-        "opened_at": stamp(state.outage_started_at),
-        "disables_at": stamp(breaker.disables_at(state, policy)) if policy else None,
-        "occurred_at": stamp(now),
-        **extra,
-    }
-    return alert_records.emit(
-        tenant_id=endpoint.tenant_id,
-        endpoint_id=endpoint.id,
-        kind=kind,
-        dedup=dedup or f"t{state.transition}",
-        facts=facts,
-        now=now,
     )

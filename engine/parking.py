@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from engine import alerts, breaker, health
+from engine import alert_records, alerts, breaker, health
 from engine.breaker import CLOSED, Policy
 from engine.endpoints import get_endpoint
 from engine.errors import ConflictError
@@ -115,7 +115,7 @@ def enable(
         health.store(row, closed, Policy(), now)
         endpoint = get_endpoint(tenant_id, endpoint_id)
         if was_down:
-            health.emit(
+            alert_records.about(
                 endpoint, alerts.RECOVERED, closed, None, None, now, reason="enabled", parked=count
             )
     return endpoint, count

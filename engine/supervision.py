@@ -13,9 +13,10 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any, cast
 
+import structlog
 from peewee import fn
 
-from engine import alerts, breaker, health, parking
+from engine import alert_records, alerts, breaker, health, parking
 from engine.breaker import CLOSED, HALF_OPEN, OPEN, Policy
 from engine.database import is_postgres
 from engine.models import (
@@ -28,6 +29,8 @@ from engine.models import (
     HealthBucket,
     db,
 )
+
+log = structlog.get_logger("hookline.breaker")
 
 DIGEST_SETTLE_S = 10.0  # a digest waits this long after its first quarantine, to gather a burst
 
@@ -90,6 +93,13 @@ def _advance_one(
         health.to_breaker(row), policy=policy, now=now, probe_timeout_s=probe_timeout_s
     )
     state, outage = change.breaker, change.breaker.outage
+    if change.events:
+        log.info(
+            "breaker_changed",
+            endpoint_id=endpoint.id,
+            events=list(change.events),
+            state=state.state,
+        )
     alerting = any(e.startswith("warning:") or e == "disable" for e in change.events)
     window = health.windows({endpoint.id: policy}, now)[endpoint.id] if alerting else None
     emitted = []
@@ -97,7 +107,7 @@ def _advance_one(
         if event.startswith("warning:"):
             pct = int(event.split(":")[1])
             emitted.append(
-                health.emit(
+                alert_records.about(
                     endpoint,
                     alerts.FAILING,
                     state,
@@ -110,14 +120,14 @@ def _advance_one(
             )
         elif event == "disable":
             reason = (
-                f"circuit breaker open since {health.stamp(state.outage_started_at)}, "
+                f"circuit breaker open since {alert_records.stamp(state.outage_started_at)}, "
                 f"{policy.disable_after_s:g} s without recovery"
             )
             Endpoint.update(
                 status=ENDPOINT_DISABLED, disabled_reason=reason, disabled_at=now, updated_at=now
             ).where((Endpoint.id == endpoint.id) & (Endpoint.status == ENDPOINT_ACTIVE)).execute()
             emitted.append(
-                health.emit(
+                alert_records.about(
                     endpoint,
                     alerts.DISABLED,
                     state,
@@ -201,7 +211,7 @@ def digest(policy: Policy, *, digest_s: float, now: dt.datetime, batch: int) -> 
             mine = policy.merged(endpoint.breaker)
             window = health.windows({endpoint.id: mine}, now)[endpoint.id]
             emitted.append(
-                health.emit(
+                alert_records.about(
                     endpoint,
                     alerts.QUARANTINED,
                     health.to_breaker(row),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,6 +22,13 @@ from tests.receiver import Receiver
 
 @pytest.fixture
 def embedded(tmp_path: Path) -> Iterator[tuple[Api, dict[str, str], Path]]:
+    with hookline_up(tmp_path) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def hookline_up(tmp_path: Path, **extra: str) -> Iterator[tuple[Api, dict[str, str], Path]]:
+    """`hookline up` with nothing configured but `extra`, in `tmp_path`; stopped cleanly."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
     env.update(
@@ -28,6 +36,7 @@ def embedded(tmp_path: Path) -> Iterator[tuple[Api, dict[str, str], Path]]:
         HOOKLINE_DANGEROUS_ALLOW_PRIVATE_NETWORKS="true",
         HOOKLINE_LOG_FORMAT="json",
         PYTHONUNBUFFERED="1",
+        **extra,
     )
     log = tmp_path / "up.log"
     with open(log, "wb") as out:

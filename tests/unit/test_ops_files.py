@@ -70,7 +70,7 @@ VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("hookline_alerts_total", "channel"): frozenset({"slack", "email", "pagerduty", "webhook"}),
     ("hookline_alerts_total", "result"): frozenset({"sent", "failed"}),
 }
-JOBS = frozenset({"hookline-api", "hookline-worker", "hookline-scheduler"})
+JOBS = frozenset({"hookline-api", "hookline-worker", "hookline-scheduler", "hookline-supervisor"})
 TARGET_LABELS = frozenset({"job", "instance"})
 ALL_LABELS = frozenset().union(*(labels for _, labels in CONTRACT.values())) | TARGET_LABELS
 
@@ -272,7 +272,7 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
         assert kinds == {True, False}, f"{name}: needs a case that fires and one that does not"
 
 
-def test_the_scrape_config_has_the_three_jobs() -> None:
+def test_the_scrape_config_has_a_job_per_role() -> None:
     text = PROMETHEUS_CONFIG.read_text()
     assert set(re.findall(r"job_name:\s*(\S+)", text)) == JOBS
     assert re.search(r"rule_files:\s*\n\s*-\s*alerts\.yml", text)
