@@ -1,0 +1,222 @@
+"""Medians with min and max, the issue's targets, the table on stdout and the JSON file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+from pathlib import Path
+from typing import Any
+
+# (scenario, metric, unit, label) for the table, in order.
+ROWS = (
+    ("ingest", "events_per_s", "ev/s", "ingest: accepted (202, committed + confirmed)"),
+    ("ingest", "p50_ms", "ms", "ingest: latency p50"),
+    ("ingest", "p99_ms", "ms", "ingest: latency p99"),
+    ("end_to_end", "deliveries_per_s", "dlv/s", "end to end: deliveries/s"),
+    (
+        "end_to_end",
+        "pg_transactions_per_delivery",
+        "xact",
+        "end to end: PostgreSQL transactions per delivery",
+    ),
+    ("baseline", "deliveries_per_s", "dlv/s", "naive baseline: deliveries/s"),
+    ("lag", "p50_ms", "ms", "lag at half load: p50"),
+    ("lag", "p99_ms", "ms", "lag at half load: p99"),
+    ("isolation", "healthy_deliveries_per_s", "dlv/s", "isolation: healthy dlv/s, 10% hang"),
+    ("isolation", "all_healthy_deliveries_per_s", "dlv/s", "isolation: same endpoints, none hang"),
+    ("backlog", "rss_max_process_mib", "MiB", "worker RSS, largest process"),
+    ("backlog", "rss_max_total_mib", "MiB", "worker RSS, process group total"),
+    ("backlog", "rss_backlog_max_process_mib", "MiB", "worker RSS, largest process, backlog"),
+    ("backlog", "rss_backlog_max_total_mib", "MiB", "worker RSS, group total, backlog"),
+    ("backlog", "e2e_backlog_deliveries_per_s", "dlv/s", "end to end with the backlog"),
+    ("backlog", "dispatch_due_per_s", "dlv/s", "scheduler: due deliveries/s"),
+)
+
+
+CPU_KINDS = ("api", "worker", "scheduler", "receiver", "naive_worker", "postgres")
+CPU_UNITS = (
+    ("ingest", "event", ""),
+    ("end_to_end", "delivery", ""),
+    ("baseline", "delivery", ""),
+    ("backlog", "due delivery dispatched", "dispatch_"),
+)
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max of some runs."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": len(values),
+    }
+
+
+def summarise(runs: list[dict[str, Any]], *keys: str) -> dict[str, Any]:
+    """The spread of each key over the runs, and of every `cpu_*` key they share."""
+    cpu = [k for k in runs[0] if k.startswith("cpu_") and all(k in run for run in runs)]
+    return {key: spread([float(run[key]) for run in runs]) for key in (*keys, *cpu)}
+
+
+def _target(name: str, value: float, op: str, goal: float, unit: str) -> dict[str, Any]:
+    met = value >= goal if op == ">=" else value <= goal
+    if op == ">=":
+        margin = value / goal - 1 if goal else 0.0
+    else:
+        margin = 1 - value / goal if goal else 0.0
+    return {
+        "target": name,
+        "value": value,
+        "op": op,
+        "goal": goal,
+        "unit": unit,
+        "met": met,
+        "margin_pct": round(margin * 100, 1),
+    }
+
+
+def targets(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of issue 6 with this invocation's medians: met or missed, and the margin."""
+
+    def med(scenario: str, metric: str) -> float | None:
+        values = scenarios.get(scenario, {}).get("summary", {}).get(metric)
+        return None if values is None else float(values["median"])
+
+    def value(scenario: str, key: str) -> float | None:
+        found = scenarios.get(scenario, {}).get(key)
+        return None if found is None else float(found)
+
+    rss = [med("backlog", "rss_max_process_mib"), med("backlog", "rss_backlog_max_process_mib")]
+    change = value("backlog", "rss_change_pct")
+    isolation = value("isolation", "ratio")
+    wanted = [
+        (
+            "end-to-end ≥ 4x the naive baseline",
+            value("end_to_end", "ratio_to_baseline"),
+            ">=",
+            4.0,
+            "x",
+        ),
+        ("ingest ≥ 2,000 events/s", med("ingest", "events_per_s"), ">=", 2000, "ev/s"),
+        ("ingest p99 ≤ 50 ms", med("ingest", "p99_ms"), "<=", 50, "ms"),
+        ("lag p50 ≤ 25 ms", med("lag", "p50_ms"), "<=", 25, "ms"),
+        ("lag p99 ≤ 250 ms", med("lag", "p99_ms"), "<=", 250, "ms"),
+        (
+            "healthy keep ≥ 80 % with 10 % hanging",
+            None if isolation is None else isolation * 100,
+            ">=",
+            80,
+            "%",
+        ),
+        (
+            "worker RSS ≤ 300 MB per process",
+            None if None in rss else max(r for r in rss if r is not None),
+            "<=",
+            300 * 1e6 / 2**20,
+            "MiB",
+        ),
+        (
+            "worker RSS unchanged (±10 %) with the backlog",
+            None if change is None else abs(change),
+            "<=",
+            10,
+            "%",
+        ),
+        (
+            "scheduler ≥ 5,000 due deliveries/s",
+            med("backlog", "dispatch_due_per_s"),
+            ">=",
+            5000,
+            "dlv/s",
+        ),
+    ]
+    return [
+        _target(name, found, op, goal, unit)
+        for name, found, op, goal, unit in wanted
+        if found is not None
+    ]
+
+
+def machine(pg_version: str, rabbitmq_version: str) -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        mem_kib = 0
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "postgresql": pg_version,
+        "rabbitmq": rabbitmq_version,
+        "kernel": platform.release(),
+        "loadavg_at_start": os.getloadavg()[0],
+    }
+
+
+def _fmt(value: float) -> str:
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.2f}"
+
+
+def _margin(target: dict[str, Any]) -> str:
+    """How far from the goal: a percentage, or for a missed ceiling, how many times over it."""
+    if target["op"] == "<=" and not target["met"] and target["goal"]:
+        return f"{target['value'] / target['goal']:.1f} x the limit"
+    return f"{target['margin_pct']:+.1f} %"
+
+
+def table(document: dict[str, Any]) -> str:
+    """The results and the targets as a Markdown table."""
+    runs = document["settings"]["runs"]
+    lines = [
+        f"| metric (median of {runs}) | median | min | max | unit |",
+        "|---|---:|---:|---:|---|",
+    ]
+    scenarios = document["scenarios"]
+    for scenario, metric, unit, label in ROWS:
+        values = scenarios.get(scenario, {}).get("summary", {}).get(metric)
+        if values is None:
+            continue
+        lines.append(
+            f"| {label} | {_fmt(values['median'])} | {_fmt(values['min'])} "
+            f"| {_fmt(values['max'])} | {unit} |"
+        )
+    lines += ["", "| CPU ms per unit, median | " + " | ".join(CPU_KINDS) + " |"]
+    lines.append("|---|" + "---:|" * len(CPU_KINDS))
+    for scenario, unit, prefix in CPU_UNITS:
+        summary = scenarios.get(scenario, {}).get("summary", {})
+        cells = [summary.get(f"{prefix}cpu_{kind}_ms", {}).get("median") for kind in CPU_KINDS]
+        if any(cell is not None for cell in cells):
+            shown = ["" if cell is None else f"{cell:.2f}" for cell in cells]
+            lines.append(f"| {scenario}, per {unit} | " + " | ".join(shown) + " |")
+    lines += ["", "| target | measured | met | margin |", "|---|---:|---|---:|"]
+    for target in document["targets"]:
+        verdict = "met" if target["met"] else "**missed**"
+        margin = _margin(target)
+        lines.append(
+            f"| {target['target']} | {_fmt(target['value'])} {target['unit']} "
+            f"| {verdict} | {margin} |"
+        )
+    return "\n".join(lines)
+
+
+def write(document: dict[str, Any], path: Path) -> None:
+    """Write the JSON document (parents created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def now_iso() -> str:
+    """Now, in UTC, to the second."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

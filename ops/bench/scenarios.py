@@ -1,0 +1,198 @@
+"""The scenarios on Hookline's real processes: ingest, end to end, lag, isolation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+from ops.bench.context import Context, CpuMeter, RssSampler, wait_until
+from ops.bench.processes import ROOT
+from ops.bench.services import purge_queues
+
+OPEN_STATES = "('pending', 'queued', 'delivering', 'scheduled')"
+QUEUES = ("hookline.fan_out", "hookline.deliver", "hookline.fan_out.DQ", "hookline.deliver.DQ")
+
+
+def load(ctx: Context, key: str, *options: str, timeout_s: float = 600) -> dict[str, Any]:
+    """Run the load generator in its own process; answer its JSON result."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ops.bench.load",
+            *("--url", ctx.api.base_url + "/v1/events", "--key", key),
+            *("--payload-bytes", str(ctx.args.payload_bytes), *options),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the load generator failed: {done.stderr[-2000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def ingest(ctx: Context) -> list[dict[str, Any]]:
+    """Events/s accepted (202) and latency at N connections, the API alone running."""
+    args = ctx.args
+    runs = []
+    for _ in range(args.runs):
+        _, key = ctx.tenant("ingest")
+        with ctx.profile("api-ingest", "api"), CpuMeter(ctx, "api") as cpu:
+            result = load(
+                ctx,
+                key,
+                "--connections",
+                str(args.connections),
+                "--duration",
+                str(args.ingest_duration_s),
+                "--warmup",
+                str(args.ingest_warmup_s),
+            )
+        runs.append(
+            {
+                "events_per_s": result["accepted_per_s"],
+                "p50_ms": result["p50_ms"],
+                "p99_ms": result["p99_ms"],
+                "requests": result["requests"],
+                "statuses": result["statuses"],
+                **cpu.per_unit(result["requests"]),
+            }
+        )
+    # Nobody fans these out: mark them done so no scheduler publishes them later.
+    ctx.pg.execute("UPDATE event SET fanned_out_at = now(), fan_out_lease_until = NULL")
+    purge_queues(ctx.amqp_url, *QUEUES)
+    return runs
+
+
+def _succeeded(ctx: Context, tenant: str, endpoints: list[str] | None = None) -> tuple[int, float]:
+    """Succeeded deliveries of a tenant (optionally of some endpoints) and the last one's time."""
+    sql = (
+        "SELECT count(*), extract(epoch FROM max(updated_at)) FROM delivery"
+        " WHERE tenant_id = %s AND status = 'succeeded'"
+    )
+    params: list[Any] = [tenant]
+    if endpoints is not None:
+        sql += " AND endpoint_id = ANY(%s)"
+        params.append(endpoints)
+    count, last = ctx.pg.row(sql, params)
+    return int(count), float(last or 0.0)
+
+
+def end_to_end(ctx: Context, events: int, label: str = "e2e") -> dict[str, Any]:
+    """N events x fan-out M, from the first ingest to the last delivery recorded."""
+    args = ctx.args
+    tenant, key = ctx.tenant(label)
+    endpoints = ctx.endpoints(key, args.fanout)
+    healthy = endpoints[args.hanging :]
+    expected = events * len(endpoints)
+    transactions = ctx.pg.transactions()
+    profile = ctx.profile(f"worker-{label}", "worker")
+    cpu = CpuMeter(ctx, "api", "worker", "scheduler", "receiver")
+    with RssSampler(ctx.processes.pid("worker")) as rss, profile, cpu:
+        result = load(ctx, key, "--connections", str(args.connections), "--count", str(events))
+        wait_until(lambda: _succeeded(ctx, tenant)[0] >= expected, args.scenario_cap_s, 0.25)
+    count, last = _succeeded(ctx, tenant)
+    healthy_count, healthy_last = _succeeded(ctx, tenant, healthy)
+    time.sleep(1.5)  # let the idle backends report their transactions
+    transactions = ctx.pg.transactions() - transactions
+    started = result["started_at"]
+    if count < expected:
+        raise RuntimeError(f"{label}: {count} of {expected} deliveries in {args.scenario_cap_s}s")
+    return {
+        "events": events,
+        "deliveries": count,
+        "elapsed_s": last - started,
+        "deliveries_per_s": count / (last - started),
+        "healthy_deliveries_per_s": healthy_count / (healthy_last - started),
+        "ingest_statuses": result["statuses"],
+        "worker_rss_max_process_mib": rss.max_process_kib / 1024,
+        "worker_rss_max_total_mib": rss.max_total_kib / 1024,
+        "worker_processes_seen": rss.processes,
+        "pg_transactions_per_delivery": transactions / count,
+        **cpu.per_unit(count),
+    }
+
+
+def lag(ctx: Context, rate_events_per_s: float) -> dict[str, Any]:
+    """Event-to-first-attempt percentiles at a fixed offered rate, from the attempt rows."""
+    args = ctx.args
+    tenant, key = ctx.tenant("lag")
+    endpoints = ctx.endpoints(key, args.fanout)
+    result = load(
+        ctx,
+        key,
+        "--connections",
+        str(args.connections),
+        "--rate",
+        f"{rate_events_per_s:.3f}",
+        "--duration",
+        str(args.lag_duration_s),
+    )
+    expected = result["accepted"] * len(endpoints)
+    wait_until(lambda: _succeeded(ctx, tenant)[0] >= expected, args.scenario_cap_s)
+    p50, p99, attempts = ctx.pg.row(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s),"
+        " percentile_cont(0.99) WITHIN GROUP (ORDER BY s), count(*) FROM ("
+        "  SELECT extract(epoch FROM a.started_at - e.created_at) * 1000 AS s"
+        "  FROM attempt a JOIN delivery d ON d.id = a.delivery_id JOIN event e ON e.id = d.event_id"
+        "  WHERE a.tenant_id = %s AND a.number = 1) AS lags",
+        [tenant],
+    )
+    return {
+        "offered_events_per_s": rate_events_per_s,
+        "offered_deliveries_per_s": rate_events_per_s * len(endpoints),
+        "events": result["accepted"],
+        "first_attempts": int(attempts),
+        "p50_ms": float(p50 or 0.0),
+        "p99_ms": float(p99 or 0.0),
+    }
+
+
+def isolation(ctx: Context) -> dict[str, Any]:
+    """Healthy endpoints' deliveries/s while the first `hanging` ones hang until the timeout."""
+    args = ctx.args
+    tenant, key = ctx.tenant("isolation")
+    endpoints = ctx.endpoints(key, args.fanout, hanging=args.hanging)
+    healthy = endpoints[args.hanging :]
+    expected = args.e2e_events * len(healthy)
+    result = load(ctx, key, "--connections", str(args.connections), "--count", str(args.e2e_events))
+    completed = wait_until(
+        lambda: _succeeded(ctx, tenant, healthy)[0] >= expected, args.isolation_cap_s, 0.1
+    )
+    stopped_at = time.time()
+    count, last = _succeeded(ctx, tenant, healthy)
+    started = result["started_at"]
+    elapsed = (last if completed else stopped_at) - started
+    hanging_attempts = int(
+        ctx.pg.scalar(
+            "SELECT count(*) FROM attempt WHERE tenant_id = %s AND error_class = 'timeout'",
+            [tenant],
+        )
+    )
+    _cancel(ctx, tenant)
+    return {
+        "healthy_deliveries": count,
+        "healthy_expected": expected,
+        "completed": completed,
+        "elapsed_s": elapsed,
+        "healthy_deliveries_per_s": count / elapsed,
+        "timed_out_attempts": hanging_attempts,
+    }
+
+
+def _cancel(ctx: Context, tenant: str) -> None:
+    """End a run: cancel its open deliveries, release the hanging requests, drain the queue."""
+    ctx.pg.execute(
+        "UPDATE delivery SET status = 'cancelled', lease_until = NULL, next_attempt_at = NULL"
+        f" WHERE tenant_id = %s AND status IN {OPEN_STATES}",
+        [tenant],
+    )
+    purge_queues(ctx.amqp_url, "hookline.deliver")
+    wait_until(lambda: ctx.receiver("/_release") and ctx.receiver("/_stats")["hanging"] == 0, 30)
+    time.sleep(1.0)  # let the workers record (and discard) the released attempts

@@ -1,0 +1,64 @@
+"""The benchmark cannot rot: `python -m ops.bench --smoke` runs every scenario end to end.
+
+Asserts only that each scenario reported positive numbers, never how fast they are.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.services import unavailable
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ("ingest", "baseline", "end_to_end", "lag", "isolation", "backlog")
+UNAVAILABLE = 3  # the benchmark's exit status when PostgreSQL or RabbitMQ is down
+
+
+def test_smoke_reports_every_scenario(tmp_path: Any) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        # Small pools: the suite's own stacks share the server's 100 connections.
+        [
+            sys.executable,
+            "-m",
+            "ops.bench",
+            "--smoke",
+            "--db-max-connections",
+            "6",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+    )
+    if done.returncode == UNAVAILABLE:
+        unavailable("PostgreSQL or RabbitMQ", done.stderr.strip()[-500:])
+    assert done.returncode == 0, done.stderr[-4000:]
+    document = json.loads(out.read_text())
+    for scenario in SCENARIOS:
+        summary = document["scenarios"][scenario]["summary"]
+        assert summary, scenario
+        for metric, values in summary.items():
+            # CPU is counted in 10 ms ticks: a tiny run may spend none in a process.
+            low = 0 if "cpu_" in metric else 1e-9
+            assert values["median"] >= low, (scenario, metric, values)
+            assert values["min"] <= values["median"] <= values["max"], (scenario, metric)
+    assert document["scenarios"]["end_to_end"]["ratio_to_baseline"] > 0
+    assert document["scenarios"]["isolation"]["ratio"] > 0
+    assert len(document["targets"]) == 9
+    assert all(isinstance(target["met"], bool) for target in document["targets"])
+    for field in ("nproc", "memory_gib", "cpu", "python", "postgresql", "rabbitmq"):
+        assert document["machine"][field], field
+    assert document["command"].startswith("python -m ops.bench --smoke")
+    assert "| target |" in done.stdout
