@@ -128,16 +128,26 @@ def claim(delivery_id: str, *, lease_s: float) -> Claim | None:
     claimable = Delivery.status.in_((PENDING, QUEUED)) | (
         (Delivery.status == DELIVERING) & (Delivery.lease_until < now)
     )
-    delivery = Delivery.get_or_none((Delivery.id == delivery_id) & claimable)
+    # One round trip for the delivery, its endpoint, its event and the breaker's state.
+    delivery = (
+        Delivery.select(Delivery, Endpoint, Event, EndpointHealth.state)
+        .join(Endpoint, on=(Endpoint.id == Delivery.endpoint_id), attr="endpoint_row")
+        .switch(Delivery)
+        .join(Event, on=(Event.id == Delivery.event_id), attr="event_row")
+        .switch(Delivery)
+        .join(
+            EndpointHealth,
+            JOIN.LEFT_OUTER,
+            on=(EndpointHealth.endpoint_id == Delivery.endpoint_id),
+            attr="health_row",
+        )
+        .where((Delivery.id == delivery_id) & claimable)
+        .first()
+    )
     if delivery is None:
         return None
-    endpoint = (
-        Endpoint.select(Endpoint, EndpointHealth.state.alias("breaker_state"))
-        .join(EndpointHealth, JOIN.LEFT_OUTER, on=(EndpointHealth.endpoint_id == Endpoint.id))
-        .where(Endpoint.id == delivery.endpoint_id)
-        .objects()
-        .get()
-    )
+    endpoint, event = delivery.endpoint_row, delivery.event_row
+    health_row = getattr(delivery, "health_row", None)
     mine = (Delivery.id == delivery_id) & claimable & (Delivery.attempts == delivery.attempts)
     if endpoint.deleted_at is not None or endpoint.status not in (
         ENDPOINT_ACTIVE,
@@ -148,7 +158,7 @@ def claim(delivery_id: str, *, lease_s: float) -> Claim | None:
             status=CANCELLED, lease_until=None, last_error=reason, updated_at=now
         ).where(mine).execute()
         return None
-    state = getattr(endpoint, "breaker_state", None)
+    state = getattr(health_row, "state", None)
     if endpoint.status == ENDPOINT_DISABLED or not health.admit(
         endpoint.id, delivery_id, state, now=now
     ):
@@ -164,7 +174,6 @@ def claim(delivery_id: str, *, lease_s: float) -> Claim | None:
         return None
     for name, value in changes.items():
         setattr(delivery, name, value)
-    event = Event.get(Event.id == delivery.event_id)
     return Claim(delivery, endpoint, event)
 
 
