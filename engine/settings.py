@@ -7,22 +7,17 @@ a one-line comment; the README's settings table repeats them.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
+from engine import env_parsers as parse
 from engine.errors import SettingsError
-from engine.secretbox import parse_key
-from engine.signing import InvalidSecretError, decode_secret
-
-T = TypeVar("T")
 
 PREFIX = "HOOKLINE_"
 DEFAULT_RETRY_SCHEDULE_S = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPNetwork = parse.IPNetwork
 
 
 @dataclass(frozen=True)
@@ -256,214 +251,76 @@ class Settings:
             )
 
 
-def _integer(low: int, high: int) -> Callable[[str, str], int]:
-    def parse(name: str, raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingsError(name, f"expected an integer, got {raw!r}") from None
-        if not low <= value <= high:
-            raise SettingsError(name, f"must be between {low} and {high}, got {value}")
-        return value
-
-    return parse
-
-
-def _number(low: float, high: float) -> Callable[[str, str], float]:
-    def parse(name: str, raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise SettingsError(name, f"expected a number, got {raw!r}") from None
-        if not low <= value <= high:
-            raise SettingsError(name, f"must be between {low} and {high}, got {value}")
-        return value
-
-    return parse
-
-
-def _boolean(name: str, raw: str) -> bool:
-    lowered = raw.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(name, f"expected true or false, got {raw!r}")
-
-
-def _text(name: str, raw: str) -> str:
-    return raw
-
-
-def _secret(name: str, raw: str) -> str:
-    if len(raw) < 16:
-        raise SettingsError(name, "must be at least 16 characters")
-    return raw
-
-
-def _url(*schemes: str) -> Callable[[str, str], str]:
-    def parse(name: str, raw: str) -> str:
-        parts = urlsplit(raw)
-        if parts.scheme.split("+")[0] not in schemes:
-            raise SettingsError(name, f"scheme must be one of {', '.join(schemes)}, got {raw!r}")
-        if parts.scheme != "sqlite" and not parts.hostname:
-            raise SettingsError(name, f"has no host: {raw!r}")
-        return raw
-
-    return parse
-
-
-def _bind(name: str, raw: str) -> str:
-    host, sep, port = raw.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise SettingsError(name, f"expected host:port, got {raw!r}")
-    return raw
-
-
-def _schedule(name: str, raw: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in raw.split(","))
-    except ValueError:
-        raise SettingsError(name, f"expected comma-separated seconds, got {raw!r}") from None
-    if not 1 <= len(values) <= 50 or any(not 1 <= v <= 7 * 86400 for v in values):
-        raise SettingsError(name, "expected 1 to 50 delays, each 1 to 604800 seconds")
-    return values
-
-
-def _cidrs(name: str, raw: str) -> tuple[IPNetwork, ...]:
-    try:
-        return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in raw.split(","))
-    except ValueError as exc:
-        raise SettingsError(name, f"expected comma-separated CIDRs: {exc}") from None
-
-
-def _aes_key(name: str, raw: str) -> str:
-    parse_key(raw, name)
-    return raw
-
-
-def _aes_keys(name: str, raw: str) -> tuple[str, ...]:
-    keys = tuple(part.strip() for part in raw.split(",") if part.strip())
-    for key in keys:
-        parse_key(key, name)
-    return keys
-
-
-def _addresses(name: str, raw: str) -> tuple[str, ...]:
-    values = tuple(part.strip() for part in raw.split(",") if part.strip())
-    for value in values:
-        if "@" not in value or any(char in value for char in "\r\n <>\x00"):
-            raise SettingsError(name, f"expected comma-separated email addresses, got {value!r}")
-    return values
-
-
-def _whsec(name: str, raw: str) -> str:
-    try:
-        decode_secret(raw)
-    except InvalidSecretError as exc:
-        raise SettingsError(name, str(exc)) from None
-    return raw
-
-
-def _choice(*options: str) -> Callable[[str, str], str]:
-    def parse(name: str, raw: str) -> str:
-        if raw.lower() not in options:
-            raise SettingsError(name, f"must be one of {', '.join(options)}, got {raw!r}")
-        return raw.lower()
-
-    return parse
-
-
-def _file(name: str, raw: str) -> str:
-    if not os.path.isfile(raw):
-        raise SettingsError(name, f"no such file: {raw!r}")
-    return raw
-
-
-def _jwt_algorithms(name: str, raw: str) -> tuple[str, ...]:
-    values = tuple(part.strip().upper() for part in raw.split(",") if part.strip())
-    unknown = sorted(set(values) - {"HS256", "RS256", "ES256"})
-    if not values or unknown:
-        raise SettingsError(name, f"expected HS256, RS256 or ES256, got {raw!r}")
-    return values
-
-
-def _claim(name: str, raw: str) -> str:
-    if len(raw) > 64:
-        raise SettingsError(name, "must be at most 64 characters")
-    return raw
-
-
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
-    "database_url": _url("postgres", "postgresql", "sqlite"),
-    "broker_url": _url("amqp", "amqps"),
-    "admin_token": _secret,
-    "bind": _bind,
-    "data_dir": _text,
-    "max_body_bytes": _integer(1024, 64 * 1024 * 1024),
-    "api_workers": _integer(1, 256),
-    "api_threads": _integer(1, 1024),
-    "worker_processes": _integer(1, 256),
-    "worker_threads": _integer(1, 1024),
-    "db_max_connections": _integer(1, 1000),
-    "db_pool_timeout_s": _number(0.1, 300),
-    "connect_timeout_s": _number(0.1, 120),
-    "request_timeout_s": _number(0.1, 600),
-    "max_response_bytes": _integer(0, 16 * 1024 * 1024),
-    "max_connections_per_host": _integer(1, 1024),
-    "retry_schedule_s": _schedule,
-    "max_age_s": _integer(60, 90 * 86400),
-    "scheduler_interval_s": _number(0.05, 60),
-    "scheduler_batch": _integer(1, 100_000),
-    "queue_lease_s": _integer(5, 86400),
-    "fan_out_lease_s": _integer(1, 86400),
-    "lease_grace_s": _number(0.5, 3600),
-    "broker_heartbeat_s": _integer(0, 3600),
-    "broker_blocked_timeout_s": _number(0.1, 600),
-    "dangerous_allow_private_networks": _boolean,
-    "allowed_cidrs": _cidrs,
-    "secret_key": _aes_key,
-    "secret_key_previous": _aes_keys,
-    "secret_rotation_grace_s": _integer(0, 7 * 86400),
-    "verify_endpoints_default": _boolean,
-    "rate_limit_ingest_per_s": _integer(0, 1_000_000),
-    "rate_limit_management_per_s": _integer(0, 1_000_000),
-    "rate_limit_tenant_ingest_per_s": _integer(0, 1_000_000),
-    "rate_limit_tenant_management_per_s": _integer(0, 1_000_000),
-    "jwt_hs256_secret": _text,
-    "jwt_public_key_file": _file,
-    "jwt_jwks_file": _file,
-    "jwt_algorithms": _jwt_algorithms,
-    "jwt_issuer": _text,
-    "jwt_audience": _text,
-    "jwt_tenant_claim": _claim,
-    "jwt_scope_claim": _claim,
-    "jwt_leeway_s": _integer(0, 3600),
-    "breaker_window_s": _integer(10, 86400),
-    "breaker_min_attempts": _integer(1, 1_000_000),
-    "breaker_failure_pct": _number(1, 100),
-    "breaker_consecutive_failures": _integer(1, 1_000_000),
-    "breaker_cooldown_s": _number(0.1, 86400),
-    "breaker_max_cooldown_s": _number(0.1, 7 * 86400),
-    "breaker_disable_after_s": _integer(1, 90 * 86400),
-    "breaker_release_per_s": _number(0.01, 100_000),
-    "alert_digest_s": _integer(1, 86400),
-    "alert_slack_webhook_url": _url("http", "https"),
-    "alert_pagerduty_routing_key": _claim,
-    "alert_pagerduty_url": _url("http", "https"),
-    "alert_smtp_host": _text,
-    "alert_smtp_port": _integer(1, 65535),
-    "alert_smtp_starttls": _boolean,
-    "alert_smtp_username": _text,
-    "alert_smtp_password": _text,
-    "alert_smtp_from": lambda name, raw: _addresses(name, raw)[0],
-    "alert_smtp_to": _addresses,
-    "alert_webhook_url": _url("http", "https"),
-    "alert_webhook_secret": _whsec,
-    "public_url": _url("http", "https"),
-    "worker_metrics_bind": _bind,
-    "scheduler_metrics_bind": _bind,
-    "supervisor_metrics_bind": _bind,
-    "log_level": _choice("debug", "info", "warning", "error"),
-    "log_format": _choice("json", "console", "auto"),
+    "database_url": parse.url("postgres", "postgresql", "sqlite"),
+    "broker_url": parse.url("amqp", "amqps"),
+    "admin_token": parse.secret,
+    "bind": parse.bind,
+    "data_dir": parse.text,
+    "max_body_bytes": parse.integer(1024, 64 * 1024 * 1024),
+    "api_workers": parse.integer(1, 256),
+    "api_threads": parse.integer(1, 1024),
+    "worker_processes": parse.integer(1, 256),
+    "worker_threads": parse.integer(1, 1024),
+    "db_max_connections": parse.integer(1, 1000),
+    "db_pool_timeout_s": parse.number(0.1, 300),
+    "connect_timeout_s": parse.number(0.1, 120),
+    "request_timeout_s": parse.number(0.1, 600),
+    "max_response_bytes": parse.integer(0, 16 * 1024 * 1024),
+    "max_connections_per_host": parse.integer(1, 1024),
+    "retry_schedule_s": parse.schedule,
+    "max_age_s": parse.integer(60, 90 * 86400),
+    "scheduler_interval_s": parse.number(0.05, 60),
+    "scheduler_batch": parse.integer(1, 100_000),
+    "queue_lease_s": parse.integer(5, 86400),
+    "fan_out_lease_s": parse.integer(1, 86400),
+    "lease_grace_s": parse.number(0.5, 3600),
+    "broker_heartbeat_s": parse.integer(0, 3600),
+    "broker_blocked_timeout_s": parse.number(0.1, 600),
+    "dangerous_allow_private_networks": parse.boolean,
+    "allowed_cidrs": parse.cidrs,
+    "secret_key": parse.aes_key,
+    "secret_key_previous": parse.aes_keys,
+    "secret_rotation_grace_s": parse.integer(0, 7 * 86400),
+    "verify_endpoints_default": parse.boolean,
+    "rate_limit_ingest_per_s": parse.integer(0, 1_000_000),
+    "rate_limit_management_per_s": parse.integer(0, 1_000_000),
+    "rate_limit_tenant_ingest_per_s": parse.integer(0, 1_000_000),
+    "rate_limit_tenant_management_per_s": parse.integer(0, 1_000_000),
+    "jwt_hs256_secret": parse.text,
+    "jwt_public_key_file": parse.file,
+    "jwt_jwks_file": parse.file,
+    "jwt_algorithms": parse.jwt_algorithms,
+    "jwt_issuer": parse.text,
+    "jwt_audience": parse.text,
+    "jwt_tenant_claim": parse.claim,
+    "jwt_scope_claim": parse.claim,
+    "jwt_leeway_s": parse.integer(0, 3600),
+    "breaker_window_s": parse.integer(10, 86400),
+    "breaker_min_attempts": parse.integer(1, 1_000_000),
+    "breaker_failure_pct": parse.number(1, 100),
+    "breaker_consecutive_failures": parse.integer(1, 1_000_000),
+    "breaker_cooldown_s": parse.number(0.1, 86400),
+    "breaker_max_cooldown_s": parse.number(0.1, 7 * 86400),
+    "breaker_disable_after_s": parse.integer(1, 90 * 86400),
+    "breaker_release_per_s": parse.number(0.01, 100_000),
+    "alert_digest_s": parse.integer(1, 86400),
+    "alert_slack_webhook_url": parse.url("http", "https"),
+    "alert_pagerduty_routing_key": parse.claim,
+    "alert_pagerduty_url": parse.url("http", "https"),
+    "alert_smtp_host": parse.text,
+    "alert_smtp_port": parse.integer(1, 65535),
+    "alert_smtp_starttls": parse.boolean,
+    "alert_smtp_username": parse.text,
+    "alert_smtp_password": parse.text,
+    "alert_smtp_from": lambda name, raw: parse.addresses(name, raw)[0],
+    "alert_smtp_to": parse.addresses,
+    "alert_webhook_url": parse.url("http", "https"),
+    "alert_webhook_secret": parse.whsec,
+    "public_url": parse.url("http", "https"),
+    "worker_metrics_bind": parse.bind,
+    "scheduler_metrics_bind": parse.bind,
+    "supervisor_metrics_bind": parse.bind,
+    "log_level": parse.choice("debug", "info", "warning", "error"),
+    "log_format": parse.choice("json", "console", "auto"),
 }
