@@ -136,58 +136,63 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from actors.broker import WORKER_QUEUES
 
-    if settings.broker_url is None:
-        raise SettingsError("HOOKLINE_BROKER_URL", "`hookline worker` needs RabbitMQ")
-    _check_secret_key(settings)
     # Dramatiq reads its own knobs from the environment: no message waits in worker RAM
     # beyond what the threads can take.
     os.environ["dramatiq_queue_prefetch"] = str(settings.worker_threads)
-    _multiprocess_metrics(settings, "worker")
-    command = [
-        sys.executable,
-        "-m",
-        "dramatiq",
-        "actors.worker:setup",
-        "--queues",
-        *WORKER_QUEUES,
-        "--processes",
-        str(settings.worker_processes),
-        "--threads",
-        str(settings.worker_threads),
-        "--worker-shutdown-timeout",
-        str(int((settings.request_timeout_s + 15) * 1000)),
-        "--skip-logging",
-        "--fork",
-        "actors.metrics:serve_worker_metrics",
-    ]
-    os.execv(sys.executable, command)
-    return 0  # pragma: no cover
+    return _run_dramatiq(
+        settings,
+        "worker",
+        WORKER_QUEUES,
+        processes=settings.worker_processes,
+        threads=settings.worker_threads,
+        metrics="actors.metrics:serve_worker_metrics",
+    )
 
 
 def _supervisor(settings: Settings, args: argparse.Namespace) -> int:
     """One dramatiq process, one thread: the single consumer of outcomes, and the alerts."""
     from actors.broker import SUPERVISOR_QUEUES
 
+    return _run_dramatiq(
+        settings,
+        "supervisor",
+        SUPERVISOR_QUEUES,
+        processes=1,
+        threads=1,
+        metrics="actors.metrics:serve_supervisor_metrics",
+    )
+
+
+def _run_dramatiq(
+    settings: Settings,
+    role: str,
+    queues: Sequence[str],
+    *,
+    processes: int,
+    threads: int,
+    metrics: str,
+) -> int:
+    """Replace this process with dramatiq's, consuming `queues`, plus a metrics fork."""
     if settings.broker_url is None:
-        raise SettingsError("HOOKLINE_BROKER_URL", "`hookline supervisor` needs RabbitMQ")
+        raise SettingsError("HOOKLINE_BROKER_URL", f"`hookline {role}` needs RabbitMQ")
     _check_secret_key(settings)
-    _multiprocess_metrics(settings, "supervisor")
+    _multiprocess_metrics(settings, role)
     command = [
         sys.executable,
         "-m",
         "dramatiq",
         "actors.worker:setup",
         "--queues",
-        *SUPERVISOR_QUEUES,
+        *queues,
         "--processes",
-        "1",
+        str(processes),
         "--threads",
-        "1",
+        str(threads),
         "--worker-shutdown-timeout",
         str(int((settings.request_timeout_s + 15) * 1000)),
         "--skip-logging",
         "--fork",
-        "actors.metrics:serve_supervisor_metrics",
+        metrics,
     ]
     os.execv(sys.executable, command)
     return 0  # pragma: no cover
