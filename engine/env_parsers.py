@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from engine.errors import SettingsError
@@ -14,32 +15,30 @@ from engine.secretbox import parse_key
 from engine.signing import InvalidSecretError, decode_secret
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+T = TypeVar("T", int, float)
+
+
+def _bounded(kind: Callable[[str], T], noun: str, low: T, high: T) -> Callable[[str, str], T]:
+    def parse(name: str, raw: str) -> T:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise SettingsError(name, f"expected {noun}, got {raw!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(name, f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
 
 
 def integer(low: int, high: int) -> Callable[[str, str], int]:
-    def parse(name: str, raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingsError(name, f"expected an integer, got {raw!r}") from None
-        if not low <= value <= high:
-            raise SettingsError(name, f"must be between {low} and {high}, got {value}")
-        return value
-
-    return parse
+    """A whole number within [low, high]."""
+    return _bounded(int, "an integer", low, high)
 
 
 def number(low: float, high: float) -> Callable[[str, str], float]:
-    def parse(name: str, raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise SettingsError(name, f"expected a number, got {raw!r}") from None
-        if not low <= value <= high:
-            raise SettingsError(name, f"must be between {low} and {high}, got {value}")
-        return value
-
-    return parse
+    """A decimal number within [low, high]."""
+    return _bounded(float, "a number", low, high)
 
 
 def boolean(name: str, raw: str) -> bool:
