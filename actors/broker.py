@@ -157,13 +157,22 @@ class Publisher:
         self.actors.supervise.send(outcomes)
 
     def enqueue_many(self, kind: str, idents: list[str]) -> int:
-        """Publish several; stop at the first failure and answer how many were confirmed."""
-        for count, ident in enumerate(idents):
+        """Publish several; stop at the first failure and answer how many were confirmed.
+
+        `deliver` messages carry up to `deliver_batch` ids each; the other
+        actors take one id per message.
+        """
+        actor: dramatiq.Actor[Any, Any] = getattr(self.actors, kind)
+        size = self.settings.deliver_batch if kind == "deliver" else 1
+        confirmed = 0
+        for start in range(0, len(idents), size):
+            chunk = idents[start : start + size]
             try:
-                self.enqueue(kind, ident)
+                actor.send(chunk if kind == "deliver" else chunk[0])
             except Exception:  # noqa: BLE001 - the caller's lease covers the rest
-                return count
-        return len(idents)
+                return confirmed
+            confirmed += len(chunk)
+        return confirmed
 
     def publish_quarantine(self, documents: list[bytes]) -> int:
         """Copy quarantine documents to the durable `hookline.quarantine` queue.

@@ -1,7 +1,8 @@
-"""The delivery actors: `fan_out(event_id)` and `deliver(delivery_id)`.
+"""The delivery actors: `fan_out(event_id)` and `deliver(delivery_ids)`.
 
-Thin shells: claim, call the engine, record, return. The database work runs
-in the worker thread; the HTTP attempt runs on the process's event loop.
+Thin shells over the engine: the claim runs in the worker thread, the HTTP
+attempts on the process's event loop, the recording on the pipeline's
+recorder thread (`actors.attempts`).
 """
 
 from __future__ import annotations
@@ -9,65 +10,121 @@ from __future__ import annotations
 import time
 
 import structlog
-from dramatiq.asyncio import async_to_sync
+from dramatiq.asyncio import get_event_loop_thread
 
 from actors import metrics, runtime
+from actors.attempts import Pipeline
 from actors.supervision import outcome_row
 from engine import deliveries
-from engine.delivery import Outcome
+from engine.delivery import Outcome, Request
 from engine.errors import CryptoError
 from engine.models import utcnow
+from engine.retry import Decision
 
 log = structlog.get_logger("hookline.delivery")
 
 
 def fan_out(event_id: str) -> None:
-    """Create the event's deliveries and publish each one."""
-    rt = runtime.current()
-    with rt.database.connection_context():
-        delivery_ids = deliveries.fan_out(event_id, lease_s=rt.settings.fan_out_lease_s)
-    if not delivery_ids:
-        return
-    published = rt.publisher.enqueue_many("deliver", delivery_ids)
-    with rt.database.connection_context():
-        deliveries.mark_queued(delivery_ids[:published], lease_s=rt.settings.queue_lease_s)
-    log.info(
-        "event_fanned_out", event_id=event_id, deliveries=len(delivery_ids), published=published
-    )
+    """Create the event's deliveries; send the first `deliver_batch` at once, publish the rest.
 
-
-def deliver(delivery_id: str) -> None:
-    """Make one attempt of a delivery and record what happened."""
+    The deliveries this worker sends itself are created already claimed
+    (`engine.deliveries.fan_out_and_claim`): a fan-out to a few endpoints costs
+    no `deliver` message at all. The rest go out `deliver_batch` ids per message.
+    """
     rt = runtime.current()
     settings = rt.settings
-    with rt.database.connection_context():
-        claimed = deliveries.claim(
-            delivery_id, lease_s=settings.request_timeout_s + settings.lease_grace_s
-        )
-    if claimed is None:
-        return
-    assert rt.client is not None, "the HttpClient middleware opens the client at boot"
+    pipeline = _pipeline(rt)
+    room = settings.deliver_batch
+    pipeline.reserve(room)
     try:
-        request = deliveries.build_request(
-            claimed, user_agent=runtime.USER_AGENT, timestamp=int(time.time()), box=rt.box
+        with rt.database.connection_context():
+            plan = deliveries.fan_out_and_claim(
+                event_id,
+                lease_s=settings.fan_out_lease_s,
+                claim=room,
+                claim_lease_s=settings.request_timeout_s + settings.lease_grace_s,
+            )
+    except BaseException:
+        pipeline.release(room)
+        raise
+    pipeline.release(room - len(plan.claimed))
+    published = 0
+    if plan.pending:
+        published = rt.publisher.enqueue_many("deliver", plan.pending)
+        with rt.database.connection_context():
+            deliveries.mark_queued(plan.pending[:published], lease_s=settings.queue_lease_s)
+    if plan.claimed or plan.pending:
+        log.info(
+            "event_fanned_out",
+            event_id=event_id,
+            deliveries=len(plan.claimed) + len(plan.pending),
+            sent_here=len(plan.claimed),
+            published=published,
         )
-    except CryptoError as exc:  # a key is missing: an attempt that failed, retried later
-        outcome = Outcome(utcnow(), 0.0, error_class="secret_unavailable", error_detail=str(exc))
-    else:
-        outcome = async_to_sync(rt.client.send)(request)
-    with rt.database.connection_context():
-        decision = deliveries.record(
-            claimed, outcome, schedule=settings.retry_schedule_s, max_age_s=settings.max_age_s
-        )
+    _attempt(rt, plan.claimed)
+
+
+def deliver(delivery_ids: str | list[str]) -> None:
+    """Make one attempt of each delivery (sent concurrently) and record what happened.
+
+    Takes one id (as messages published before batching did) or a list.
+    """
+    ids = [delivery_ids] if isinstance(delivery_ids, str) else list(delivery_ids)
+    rt = runtime.current()
+    settings = rt.settings
+    pipeline = _pipeline(rt)
+    pipeline.reserve(len(ids))
+    try:
+        with rt.database.connection_context():
+            claimed = deliveries.claim_many(
+                ids, lease_s=settings.request_timeout_s + settings.lease_grace_s
+            )
+    except BaseException:
+        pipeline.release(len(ids))
+        raise
+    pipeline.release(len(ids) - len(claimed))
+    _attempt(rt, claimed)
+
+
+def _pipeline(rt: runtime.Runtime) -> Pipeline:
+    assert rt.client is not None and rt.pipeline is not None, "the HttpClient middleware sets up"
+    return rt.pipeline
+
+
+def _attempt(rt: runtime.Runtime, claimed: list[deliveries.Claim]) -> None:
+    """Sign each claimed delivery's request and hand them all to the pipeline."""
+    if not claimed:
+        return
+    assert rt.client is not None and rt.pipeline is not None
+    timestamp = int(time.time())
+    work: list[tuple[deliveries.Claim, Request | Outcome]] = []
+    for one in claimed:
+        try:
+            request: Request | Outcome = deliveries.build_request(
+                one, user_agent=runtime.USER_AGENT, timestamp=timestamp, box=rt.box
+            )
+        except CryptoError as exc:  # a key is missing: an attempt that failed, retried later
+            request = Outcome(
+                utcnow(), 0.0, error_class="secret_unavailable", error_detail=str(exc)
+            )
+        work.append((one, request))
+    loop_thread = get_event_loop_thread()
+    assert loop_thread is not None, "the AsyncIO middleware runs the event loop"
+    rt.pipeline.run(loop_thread.loop, rt.client.send, work)
+
+
+def after_record(claimed: deliveries.Claim, outcome: Outcome, decision: Decision) -> None:
+    """Report a recorded attempt: to the supervisor, to the metrics, to the log."""
+    rt = runtime.current()
     # A secret that does not decrypt is our fault, not the endpoint's: the breaker ignores it.
     if rt.outcomes is not None and outcome.error_class != "secret_unavailable":
-        rt.outcomes.report(outcome_row(claimed.endpoint.id, delivery_id, outcome, decision))
+        rt.outcomes.report(outcome_row(claimed.endpoint.id, claimed.delivery.id, outcome, decision))
     first = claimed.delivery.attempts == 1
     lag_s = (outcome.started_at - claimed.event.created_at).total_seconds() if first else None
     metrics.observe_attempt(outcome, decision, lag_s)
     log.info(
         "delivery_attempted",
-        delivery_id=delivery_id,
+        delivery_id=claimed.delivery.id,
         event_id=claimed.event.id,
         endpoint_id=claimed.endpoint.id,
         attempt=claimed.delivery.attempts,

@@ -22,6 +22,7 @@ from engine.settings import Settings
 from engine.ssrf import AddressPolicy
 
 if TYPE_CHECKING:
+    from actors.attempts import Pipeline
     from actors.broker import Publisher
     from actors.supervision import OutcomeReporter
 
@@ -40,6 +41,8 @@ class Runtime:
     secretbox: SecretBox | None = field(default=None, repr=False)
     # Batches attempt outcomes for the supervisor; None where no deliveries run.
     outcomes: OutcomeReporter | None = field(default=None, repr=False)
+    # Sends and records the attempts in flight; opened with the client.
+    pipeline: Pipeline | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.secretbox is None:
@@ -78,7 +81,7 @@ def client_options(settings: Settings) -> ClientOptions:
         connect_timeout_s=settings.connect_timeout_s,
         request_timeout_s=settings.request_timeout_s,
         max_response_bytes=settings.max_response_bytes,
-        max_connections=max(settings.worker_threads, 16),
+        max_connections=settings.worker_max_in_flight,
         max_connections_per_host=settings.max_connections_per_host,
         policy=AddressPolicy(
             allow_private=settings.dangerous_allow_private_networks,
@@ -88,11 +91,21 @@ def client_options(settings: Settings) -> ClientOptions:
 
 
 class HttpClient(Middleware):
-    """Opens the process's one aiohttp session after boot and closes it at shutdown."""
+    """Opens the process's aiohttp session and attempt pipeline; drains and closes them.
+
+    Comes after `Outcomes` in the middleware list, so that at shutdown (dramatiq
+    runs the `after_` hooks in reverse) the attempts still in flight are
+    recorded and reported before the outcome reporter flushes, and all of it
+    before the AsyncIO middleware stops the event loop.
+    """
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        from actors import attempts, delivery
+        from engine import deliveries
+
         runtime = current()
-        options = client_options(runtime.settings)
+        settings = runtime.settings
+        options = client_options(settings)
 
         async def open_client() -> DeliveryClient:
             return DeliveryClient(open_session(options), options)
@@ -101,11 +114,26 @@ class HttpClient(Middleware):
         assert loop_thread is not None, "the AsyncIO middleware must come first"
         runtime.client = loop_thread.run_coroutine(open_client())
 
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        def record(pairs: Any) -> Any:
+            return deliveries.record_many(
+                pairs, schedule=settings.retry_schedule_s, max_age_s=settings.max_age_s
+            )
+
+        runtime.pipeline = attempts.Pipeline(
+            record=record,
+            after_record=delivery.after_record,
+            connection=runtime.database.connection_context,
+            handoff_s=settings.deliver_handoff_s,
+            max_in_flight=settings.worker_max_in_flight,
+        )
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         runtime = _runtime
         loop_thread = get_event_loop_thread()
         if runtime is None or runtime.client is None or loop_thread is None:
             return
+        if runtime.pipeline is not None:
+            runtime.pipeline.drain(runtime.settings.request_timeout_s + 5.0)
         session = runtime.client.session
 
         async def close() -> None:

@@ -20,7 +20,7 @@ def setup(settings: Settings | None = None) -> dramatiq.Broker:
     settings = settings or Settings.from_env()
     logs.configure(settings.log_level, settings.log_format)
     database = bind(settings)
-    extra = [runtime.DatabaseConnections(), runtime.HttpClient(), supervision.Outcomes()]
+    extra = [runtime.DatabaseConnections(), supervision.Outcomes(), runtime.HttpClient()]
     broker = build_broker(settings, worker_middleware(settings, extra))
     actors = declare_actors(broker)
     publisher = Publisher(broker, actors, settings)

@@ -77,7 +77,7 @@ def start(settings: Settings) -> Embedded:
     threads = settings.worker_threads
     if settings.database_url is None:
         threads = min(threads, SQLITE_WORKER_THREADS)
-    extra = [runtime.HttpClient(), supervision.Outcomes()]
+    extra = [supervision.Outcomes(), runtime.HttpClient()]
     broker = build_broker(settings, worker_middleware(settings, extra))
     actors = declare_actors(broker)
     publisher = Publisher(broker, actors, settings)

@@ -11,8 +11,9 @@ import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from peewee import JOIN
+from peewee import JOIN, SQL, fn
 
 from engine import alert_records, alerts, endpoint_secrets, health, signing
 from engine.delivery import Outcome, Request
@@ -49,45 +50,103 @@ def fan_out(event_id: str, *, lease_s: float = 30.0, now: dt.datetime | None = N
     The new rows wait `lease_s` for the caller to publish them before the
     scheduler does. Safe to repeat: existing (event, endpoint) pairs are kept.
     """
+    return fan_out_and_claim(event_id, lease_s=lease_s, now=now).pending
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """What one fan-out created: deliveries already claimed, and ids still to publish."""
+
+    claimed: list[Claim]
+    pending: list[str]
+
+
+def fan_out_and_claim(
+    event_id: str,
+    *,
+    lease_s: float = 30.0,
+    claim: int = 0,
+    claim_lease_s: float = 60.0,
+    now: dt.datetime | None = None,
+) -> FanOut:
+    """Fan an event out, claiming up to `claim` of the new deliveries for their first attempt.
+
+    Claimed deliveries are inserted as `delivering` (attempt 1, leased for
+    `claim_lease_s`) in the same transaction that creates them, so the worker
+    that fans out can send them at once: no message, no second claim. Only
+    endpoints whose breaker is closed are claimed this way; the rest are
+    inserted `pending` (leased for `lease_s`) for the caller to publish, and
+    the ordinary claim parks or probes them.
+
+    Exactly one caller fans an event out: the conditional update of
+    `fanned_out_at` is the gate. A repeat (a redelivered message) creates
+    nothing and answers the deliveries still pending.
+    """
     now = now or utcnow()
-    lease_until = now + dt.timedelta(seconds=lease_s)
     with db.atomic():
-        event = Event.get_or_none(Event.id == event_id)
-        if event is None:
-            return []
-        if event.fanned_out_at is None:
-            endpoints = Endpoint.select(Endpoint.id, Endpoint.event_types).where(
+        gate: Any = (
+            Event.update(fanned_out_at=now, fan_out_lease_until=None)
+            .where((Event.id == event_id) & Event.fanned_out_at.is_null())
+            .returning(Event)
+            .execute()
+        )
+        events = list(gate)
+        if not events:
+            pending = Delivery.select(Delivery.id).where(
+                (Delivery.event_id == event_id) & (Delivery.status == PENDING)
+            )
+            return FanOut([], [row.id for row in pending])
+        event = events[0]
+        endpoints: Any = (
+            Endpoint.select(Endpoint, EndpointHealth.state)
+            .join(
+                EndpointHealth,
+                JOIN.LEFT_OUTER,
+                on=(EndpointHealth.endpoint_id == Endpoint.id),
+                attr="health_row",
+            )
+            .where(
                 (Endpoint.tenant_id == event.tenant_id)
                 & (Endpoint.status == ENDPOINT_ACTIVE)
                 & Endpoint.deleted_at.is_null()
             )
-            rows = [
-                _new_delivery(event, endpoint.id, now, lease_until)
-                for endpoint in endpoints
-                if matches(event.event_type, endpoint.event_types)
-            ]
-            if rows:
-                Delivery.insert_many(rows).on_conflict_ignore().execute()
-            Event.update(fanned_out_at=now, fan_out_lease_until=None).where(
-                Event.id == event.id
-            ).execute()
-        pending = Delivery.select(Delivery.id).where(
-            (Delivery.event_id == event.id) & (Delivery.status == PENDING)
+            .order_by(Endpoint.id)
         )
-        return [row.id for row in pending]
+        claim_until = now + dt.timedelta(seconds=claim_lease_s)
+        pending_until = now + dt.timedelta(seconds=lease_s)
+        rows: list[dict[str, Any]] = []
+        claimed: list[Claim] = []
+        for endpoint in endpoints:
+            if not matches(event.event_type, endpoint.event_types):
+                continue
+            state = getattr(getattr(endpoint, "health_row", None), "state", None)
+            if len(claimed) < claim and state in (None, "closed"):
+                row = _new_delivery(event, endpoint.id, now, claim_until, DELIVERING, 1)
+                claimed.append(Claim(Delivery(**row), endpoint, event))
+            else:
+                row = _new_delivery(event, endpoint.id, now, pending_until, PENDING, 0)
+            rows.append(row)
+        for start in range(0, len(rows), 1000):
+            Delivery.insert_many(rows[start : start + 1000]).execute()
+    return FanOut(claimed, [str(row["id"]) for row in rows if row["status"] == PENDING])
 
 
 def _new_delivery(
-    event: Event, endpoint_id: str, now: dt.datetime, lease_until: dt.datetime
-) -> dict[str, object]:
+    event: Event,
+    endpoint_id: str,
+    now: dt.datetime,
+    lease_until: dt.datetime,
+    status: str,
+    attempts: int,
+) -> dict[str, Any]:
     return {
         "id": new_id("dlv"),
         "tenant_id": event.tenant_id,
         "event_id": event.id,
         "endpoint_id": endpoint_id,
         "event_type": event.event_type,
-        "status": PENDING,
-        "attempts": 0,
+        "status": status,
+        "attempts": attempts,
         "lease_until": lease_until,
         "event_created_at": event.created_at,
         "created_at": now,
@@ -114,8 +173,20 @@ class Claim:
     event: Event
 
 
+def _claimable(now: dt.datetime) -> Any:
+    return Delivery.status.in_((PENDING, QUEUED)) | (
+        (Delivery.status == DELIVERING) & (Delivery.lease_until < now)
+    )
+
+
 def claim(delivery_id: str, *, lease_s: float) -> Claim | None:
-    """Take a delivery for one attempt, or None if it is not ours to attempt now.
+    """Take one delivery for one attempt, or None if it is not ours to attempt now."""
+    claimed = claim_many([delivery_id], lease_s=lease_s)
+    return claimed[0] if claimed else None
+
+
+def claim_many(delivery_ids: Sequence[str], *, lease_s: float) -> list[Claim]:
+    """Take deliveries for one attempt each; answer those that are ours to attempt now.
 
     `lease_s` must outlive the attempt: once it passes, the scheduler hands the
     delivery to another worker. A delivery whose endpoint was deleted (or
@@ -123,13 +194,17 @@ def claim(delivery_id: str, *, lease_s: float) -> Claim | None:
     whose breaker is open, is parked without spending an attempt, so that the
     breaker closing or `enable` with replay can release it (cancelling would
     lose it); a half-open breaker lets exactly one probe through.
+
+    Two round trips whatever the count: one SELECT joins each delivery to its
+    endpoint, event and breaker; one conditional UPDATE takes the admitted ones
+    and answers (RETURNING) which it took. A delivery another worker took in
+    between is simply not returned.
     """
+    if not delivery_ids:
+        return []
     now = utcnow()
-    claimable = Delivery.status.in_((PENDING, QUEUED)) | (
-        (Delivery.status == DELIVERING) & (Delivery.lease_until < now)
-    )
-    # One round trip for the delivery, its endpoint, its event and the breaker's state.
-    delivery = (
+    claimable = _claimable(now)
+    rows: Any = (
         Delivery.select(Delivery, Endpoint, Event, EndpointHealth.state)
         .join(Endpoint, on=(Endpoint.id == Delivery.endpoint_id), attr="endpoint_row")
         .switch(Delivery)
@@ -141,40 +216,64 @@ def claim(delivery_id: str, *, lease_s: float) -> Claim | None:
             on=(EndpointHealth.endpoint_id == Delivery.endpoint_id),
             attr="health_row",
         )
-        .where((Delivery.id == delivery_id) & claimable)
-        .first()
+        .where(Delivery.id.in_(list(dict.fromkeys(delivery_ids))) & claimable)
     )
-    if delivery is None:
-        return None
-    endpoint, event = delivery.endpoint_row, delivery.event_row
-    health_row = getattr(delivery, "health_row", None)
-    mine = (Delivery.id == delivery_id) & claimable & (Delivery.attempts == delivery.attempts)
-    if endpoint.deleted_at is not None or endpoint.status not in (
-        ENDPOINT_ACTIVE,
-        ENDPOINT_DISABLED,
-    ):
-        reason = endpoint.disabled_reason or "endpoint is not active"
-        Delivery.update(
-            status=CANCELLED, lease_until=None, last_error=reason, updated_at=now
-        ).where(mine).execute()
-        return None
-    state = getattr(health_row, "state", None)
-    if endpoint.status == ENDPOINT_DISABLED or not health.admit(
-        endpoint.id, delivery_id, state, now=now
-    ):
+    admitted: dict[str, Any] = {}  # deliveries with their joined rows
+    probes: dict[str, str] = {}  # delivery id -> endpoint id, for half-open probes
+    parked: list[str] = []
+    for delivery in list(rows):
+        endpoint = delivery.endpoint_row
+        if endpoint.deleted_at is not None or endpoint.status not in (
+            ENDPOINT_ACTIVE,
+            ENDPOINT_DISABLED,
+        ):
+            reason = endpoint.disabled_reason or "endpoint is not active"
+            Delivery.update(
+                status=CANCELLED, lease_until=None, last_error=reason, updated_at=now
+            ).where((Delivery.id == delivery.id) & claimable).execute()
+            continue
+        state = getattr(getattr(delivery, "health_row", None), "state", None)
+        if endpoint.status == ENDPOINT_DISABLED or not health.admit(
+            endpoint.id, delivery.id, state, now=now
+        ):
+            parked.append(delivery.id)
+            continue
+        if state not in (None, "closed"):
+            probes[delivery.id] = endpoint.id
+        admitted[delivery.id] = delivery
+    if parked:
         Delivery.update(
             status=PARKED, lease_until=None, next_attempt_at=None, updated_at=now
-        ).where(mine).execute()
-        return None
+        ).where(Delivery.id.in_(parked) & claimable).execute()
+    if not admitted:
+        return []
     lease_until = now + dt.timedelta(seconds=lease_s)
-    changes = {"status": DELIVERING, "attempts": delivery.attempts + 1, "lease_until": lease_until}
-    if not Delivery.update(updated_at=now, **changes).where(mine).execute():
-        if state not in (None, "closed"):
-            health.give_back_probe(endpoint.id, delivery_id)
-        return None
-    for name, value in changes.items():
-        setattr(delivery, name, value)
-    return Claim(delivery, endpoint, event)
+    taken = (
+        Delivery.update(
+            status=DELIVERING,
+            attempts=Delivery.attempts + 1,
+            lease_until=lease_until,
+            updated_at=now,
+        )
+        .where(Delivery.id.in_(list(admitted)) & claimable)
+        .returning(Delivery.id, Delivery.attempts)
+        .execute()
+    )
+    claims = []
+    for row in taken:
+        delivery = admitted.pop(row.id)
+        delivery.status, delivery.attempts, delivery.lease_until = (
+            DELIVERING,
+            row.attempts,
+            lease_until,
+        )
+        claims.append(Claim(delivery, delivery.endpoint_row, delivery.event_row))
+    for delivery_id in admitted:  # taken by another worker in between
+        if delivery_id in probes:
+            health.give_back_probe(probes[delivery_id], delivery_id)
+    order = {delivery_id: n for n, delivery_id in enumerate(delivery_ids)}
+    claims.sort(key=lambda c: order.get(c.delivery.id, 0))
+    return claims
 
 
 def build_request(claimed: Claim, *, user_agent: str, timestamp: int, box: SecretBox) -> Request:
@@ -208,21 +307,90 @@ def record(
     max_age_s: float,
     rand: Callable[[], float] = random.random,
 ) -> Decision:
-    """Store the attempt and the delivery's next state in one transaction."""
-    delivery = claimed.delivery
-    number = delivery.attempts
+    """Store one attempt and the delivery's next state in one transaction."""
+    return record_many([(claimed, outcome)], schedule=schedule, max_age_s=max_age_s, rand=rand)[0]
+
+
+def record_many(
+    attempts: Sequence[tuple[Claim, Outcome]],
+    *,
+    schedule: Sequence[float],
+    max_age_s: float,
+    rand: Callable[[], float] = random.random,
+) -> list[Decision]:
+    """Store attempts and their deliveries' next states in one transaction.
+
+    Answers each attempt's decision, in order. A delivery moves only if it is
+    still `delivering` on the attempt recorded here: a late answer after the
+    lease passed to another worker keeps its attempt row but moves nothing.
+    Successes (the common case) move in one UPDATE whose `last_*` columns are
+    read from the attempt rows just inserted; retries and quarantines, whose
+    times and reasons differ row by row, move one UPDATE each.
+    """
     now = utcnow()
-    decision = decide(
-        success=outcome.success,
-        status_code=outcome.status_code,
-        attempts_made=number,
-        schedule=claimed.endpoint.retry_schedule or schedule,
-        first_attempt_at=delivery.event_created_at,
-        now=now,
-        max_age_s=max_age_s,
-        retry_after_s=outcome.retry_after_s,
-        rand=rand,
-    )
+    decisions = [
+        decide(
+            success=outcome.success,
+            status_code=outcome.status_code,
+            attempts_made=claimed.delivery.attempts,
+            schedule=claimed.endpoint.retry_schedule or schedule,
+            first_attempt_at=claimed.delivery.event_created_at,
+            now=now,
+            max_age_s=max_age_s,
+            retry_after_s=outcome.retry_after_s,
+            rand=rand,
+        )
+        for claimed, outcome in attempts
+    ]
+    succeeded = [
+        claimed.delivery.id
+        for (claimed, _outcome), decision in zip(attempts, decisions, strict=True)
+        if decision.action == "succeed"
+    ]
+    with db.atomic():
+        Attempt.insert_many(
+            [
+                _attempt_row(claimed, claimed.delivery.attempts, outcome)
+                for claimed, outcome in attempts
+            ]
+        ).on_conflict_ignore().execute()
+        if succeeded:
+            _mark_succeeded(succeeded, now)
+        for (claimed, outcome), decision in zip(attempts, decisions, strict=True):
+            if decision.action != "succeed":
+                _move_failed(claimed, outcome, decision, now)
+    return decisions
+
+
+def _mark_succeeded(delivery_ids: list[str], now: dt.datetime) -> None:
+    """Move deliveries whose recorded attempt succeeded, in one statement."""
+    mine = Attempt.alias("mine")
+
+    def of_attempt(column: Any) -> Any:
+        return mine.select(column).where(
+            (mine.delivery_id == Delivery.id) & (mine.number == Delivery.attempts)
+        )
+
+    Delivery.update(
+        {
+            Delivery.status: SUCCEEDED,
+            Delivery.lease_until: None,
+            Delivery.next_attempt_at: None,
+            Delivery.updated_at: now,
+            Delivery.last_attempt_at: of_attempt(mine.started_at),
+            Delivery.last_status_code: of_attempt(mine.status_code),
+            Delivery.last_error: of_attempt(mine.error_detail),
+        }
+    ).where(
+        Delivery.id.in_(delivery_ids)
+        & (Delivery.status == DELIVERING)
+        & fn.EXISTS(of_attempt(SQL("1")))
+    ).execute()
+
+
+def _move_failed(claimed: Claim, outcome: Outcome, decision: Decision, now: dt.datetime) -> None:
+    """Schedule the retry, or quarantine, one delivery whose attempt failed."""
+    delivery = claimed.delivery
     changes: dict[object, object] = {
         Delivery.lease_until: None,
         Delivery.last_attempt_at: outcome.started_at,
@@ -231,25 +399,20 @@ def record(
         Delivery.updated_at: now,
         Delivery.next_attempt_at: None,
     }
-    if decision.action == "succeed":
-        changes[Delivery.status] = SUCCEEDED
-    elif decision.action == "retry":
+    if decision.action == "retry":
         changes[Delivery.status] = SCHEDULED
         changes[Delivery.next_attempt_at] = now + dt.timedelta(seconds=decision.delay_s or 0)
     else:
         changes[Delivery.status] = QUARANTINED
         changes[Delivery.quarantine_reason] = decision.reason
         changes[Delivery.quarantined_at] = now
-    with db.atomic():
-        Attempt.insert(_attempt_row(claimed, number, outcome)).on_conflict_ignore().execute()
-        Delivery.update(changes).where(
-            (Delivery.id == delivery.id)
-            & (Delivery.status == DELIVERING)
-            & (Delivery.attempts == number)
-        ).execute()
-        if decision.action == "disable":
-            _disable_gone(claimed, decision.reason or "endpoint answered 410 Gone", now)
-    return decision
+    Delivery.update(changes).where(
+        (Delivery.id == delivery.id)
+        & (Delivery.status == DELIVERING)
+        & (Delivery.attempts == delivery.attempts)
+    ).execute()
+    if decision.action == "disable":
+        _disable_gone(claimed, decision.reason or "endpoint answered 410 Gone", now)
 
 
 def _disable_gone(claimed: Claim, reason: str, now: dt.datetime) -> None:

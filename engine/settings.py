@@ -42,8 +42,14 @@ class Settings:
     api_threads: int = 8
     # Dramatiq worker processes for `hookline worker`.
     worker_processes: int = 2
-    # Threads per worker process (deliveries in flight per process).
+    # Threads per worker process (`deliver` messages handled at once per process).
     worker_threads: int = 64
+    # Most deliveries one `deliver` message carries; a worker sends them concurrently.
+    deliver_batch: int = 50
+    # Seconds a worker waits on a message's slowest attempts before letting them finish alone.
+    deliver_handoff_s: float = 1.0
+    # Attempts in flight per worker process, across its threads.
+    worker_max_in_flight: int = 1024
     # Pooled database connections per process.
     db_max_connections: int = 16
     # Seconds a thread waits for a pooled database connection.
@@ -262,6 +268,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "api_threads": parse.integer(1, 1024),
     "worker_processes": parse.integer(1, 256),
     "worker_threads": parse.integer(1, 1024),
+    "deliver_batch": parse.integer(1, 1000),
+    "deliver_handoff_s": parse.number(0.01, 600),
+    "worker_max_in_flight": parse.integer(1, 100_000),
     "db_max_connections": parse.integer(1, 1000),
     "db_pool_timeout_s": parse.number(0.1, 300),
     "connect_timeout_s": parse.number(0.1, 120),

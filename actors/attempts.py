@@ -1,0 +1,257 @@
+"""A worker process's attempts in flight: sent on the event loop, recorded in groups.
+
+A `deliver` message carries up to `deliver_batch` delivery ids. Its worker
+thread claims them in two round trips, builds and signs the requests, and
+hands them to the process's event loop, where they are sent concurrently.
+Each answer goes to one recorder thread, which records whatever has arrived
+(from every message) in one transaction, so a fast endpoint's attempt is
+committed within milliseconds of its answer whatever the rest of its message
+is doing.
+
+The worker thread waits until its attempts are recorded, then returns, and
+dramatiq acks the message: the state change is committed before the ack. An
+attempt still unanswered after `deliver_handoff_s` (an endpoint that hangs
+until the timeout) is left to finish alone and the thread goes back to work,
+so a few slow endpoints cannot hold every thread. Nothing is lost by that:
+the delivery was committed as `delivering` with a lease when it was claimed,
+and if the process dies before the late answer is recorded, the scheduler's
+lease sweep publishes it again.
+
+`worker_max_in_flight` bounds the attempts a process holds, finished-but-not-
+recorded and handed-off ones included: a thread waits for room before it
+claims, which is the backpressure that keeps memory flat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from engine.database import UNAVAILABLE_ERRORS
+from engine.deliveries import Claim
+from engine.delivery import Outcome, Request
+from engine.retry import Decision
+
+log = structlog.get_logger("hookline.delivery")
+
+# How long the recorder waits for more answers before it commits a group.
+GATHER_S = 0.002
+# Most attempts one recording transaction holds.
+MAX_GROUP = 500
+# Seconds between the recorder's tries when the database is unreachable.
+RECORD_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 4.0)
+
+Record = Callable[[Sequence[tuple[Claim, Outcome]]], list[Decision]]
+AfterRecord = Callable[[Claim, Outcome, Decision], None]
+
+
+class RecordingFailed(Exception):
+    """Some attempts of a message could not be recorded; their leases will run out."""
+
+
+@dataclass
+class Batch:
+    """One message's attempts, as its worker thread waits for them."""
+
+    remaining: int
+    failed: int = 0
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def finish(self, ok: bool) -> None:
+        """Called by the recorder, once per attempt (under the pipeline's lock)."""
+        self.remaining -= 1
+        if not ok:
+            self.failed += 1
+        if self.remaining <= 0:
+            self.done.set()
+
+
+class Pipeline:
+    """Sends claimed attempts on one event loop and records them on one thread."""
+
+    def __init__(
+        self,
+        *,
+        record: Record,
+        after_record: AfterRecord,
+        connection: Callable[[], Any],
+        handoff_s: float,
+        max_in_flight: int,
+    ) -> None:
+        self.record = record
+        self.after_record = after_record
+        self.connection = connection  # a context manager holding a database connection
+        self.handoff_s = handoff_s
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+        self._room = threading.Condition()
+        self._answers: queue.SimpleQueue[tuple[Claim, Outcome, Batch] | None] = queue.SimpleQueue()
+        self._tasks: set[asyncio.Future[Outcome]] = set()
+        self._recorder: threading.Thread | None = None
+        self._stopped = False
+
+    # Worker threads --------------------------------------------------------
+
+    def reserve(self, count: int) -> None:
+        """Wait until `count` more attempts fit (a larger batch waits for an empty pipeline)."""
+        with self._room:
+            while self.in_flight and self.in_flight + count > self.max_in_flight:
+                self._room.wait()
+            self.in_flight += count
+
+    def release(self, count: int) -> None:
+        """Give back room reserved for attempts that will not be made."""
+        if count <= 0:
+            return
+        with self._room:
+            self.in_flight -= count
+            self._room.notify_all()
+
+    def run(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        send: Callable[[Request], Any],
+        work: Sequence[tuple[Claim, Request | Outcome]],
+    ) -> int:
+        """Send (or, for a ready outcome, just record) each; answer how many were handed off.
+
+        Room for every item must have been reserved. Waits until all are recorded
+        or `handoff_s` passes, whichever is first.
+
+        Raises:
+            RecordingFailed: an attempt's recording failed for good.
+        """
+        if not work:
+            return 0
+        self._ensure_recorder()
+        batch = Batch(len(work))
+        to_send: list[tuple[Claim, Request]] = []
+        for claimed, item in work:
+            if isinstance(item, Outcome):
+                self._answers.put((claimed, item, batch))
+            else:
+                to_send.append((claimed, item))
+        if to_send:
+            loop.call_soon_threadsafe(self._launch, loop, send, to_send, batch)
+        if not batch.done.wait(self.handoff_s):
+            with self._room:
+                handed_off = batch.remaining
+            if handed_off:
+                log.info("delivery_handed_off", attempts=handed_off, waited_s=self.handoff_s)
+                return handed_off
+        with self._room:
+            failed = batch.failed
+        if failed:
+            raise RecordingFailed(f"{failed} attempt(s) not recorded; their leases will expire")
+        return 0
+
+    # The event loop --------------------------------------------------------
+
+    def _launch(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        send: Callable[[Request], Any],
+        to_send: list[tuple[Claim, Request]],
+        batch: Batch,
+    ) -> None:
+        for claimed, request in to_send:
+            task = loop.create_task(send(request))
+            self._tasks.add(task)
+            task.add_done_callback(functools.partial(self._answered, claimed=claimed, batch=batch))
+
+    def _answered(self, task: asyncio.Future[Outcome], *, claimed: Claim, batch: Batch) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            # Only a stopping loop cancels; send() itself never raises. The lease sweep
+            # makes the attempt again.
+            self._finish([(claimed, batch)], ok=False)
+            return
+        self._answers.put((claimed, task.result(), batch))
+
+    # The recorder thread ---------------------------------------------------
+
+    def _ensure_recorder(self) -> None:
+        with self._room:
+            if self._recorder is None and not self._stopped:
+                self._recorder = threading.Thread(target=self._record_loop, name="recorder")
+                self._recorder.daemon = True
+                self._recorder.start()
+
+    def _record_loop(self) -> None:
+        while True:
+            first = self._answers.get()
+            if first is None:
+                return
+            group = [first]
+            deadline = time.monotonic() + GATHER_S
+            while len(group) < MAX_GROUP:
+                try:
+                    item = self._answers.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._answers.put(None)  # stop after this group
+                    break
+                group.append(item)
+            self._record_group(group)
+
+    def _record_group(self, group: list[tuple[Claim, Outcome, Batch]]) -> None:
+        pairs = [(claimed, outcome) for claimed, outcome, _batch in group]
+        decisions: list[Decision] | None = None
+        for delay_s in (*RECORD_BACKOFF_S, None):
+            try:
+                with self.connection():
+                    decisions = self.record(pairs)
+                break
+            except UNAVAILABLE_ERRORS as exc:
+                if delay_s is None:
+                    log.error("attempts_not_recorded", attempts=len(group), error=str(exc)[:200])
+                    break
+                time.sleep(delay_s)
+            except Exception:
+                log.exception("attempts_not_recorded", attempts=len(group))
+                break
+        if decisions is not None:
+            for (claimed, outcome), decision in zip(pairs, decisions, strict=True):
+                try:
+                    self.after_record(claimed, outcome, decision)
+                except Exception:  # reporting never costs a recorded attempt
+                    log.exception("after_record_failed", delivery_id=claimed.delivery.id)
+        self._finish([(c, b) for c, _o, b in group], ok=decisions is not None)
+
+    def _finish(self, items: list[tuple[Claim, Batch]], *, ok: bool) -> None:
+        with self._room:
+            for _claimed, batch in items:
+                batch.finish(ok)
+            self.in_flight -= len(items)
+            self._room.notify_all()
+
+    # Shutdown --------------------------------------------------------------
+
+    def drain(self, timeout_s: float) -> int:
+        """Wait for every attempt in flight to be recorded, then stop the recorder.
+
+        Answers how many were still in flight when the time ran out (their
+        leases will run out and the scheduler publishes them again).
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._room:
+            while self.in_flight and time.monotonic() < deadline:
+                self._room.wait(max(0.0, deadline - time.monotonic()))
+            left = self.in_flight
+            self._stopped = True
+            recorder = self._recorder
+        self._answers.put(None)
+        if recorder is not None:
+            recorder.join(max(0.0, deadline - time.monotonic()) + 1.0)
+        if left:
+            log.warning("attempts_left_in_flight", attempts=left)
+        return left
