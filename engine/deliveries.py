@@ -16,6 +16,7 @@ from typing import Any
 from peewee import JOIN, SQL, fn
 
 from engine import alert_records, alerts, endpoint_secrets, health, signing
+from engine.database import insert_rows
 from engine.delivery import Outcome, Request
 from engine.errors import NotFoundError
 from engine.filters import matches
@@ -127,7 +128,7 @@ def fan_out_and_claim(
                 row = _new_delivery(event, endpoint.id, now, pending_until, PENDING, 0)
             rows.append(row)
         for start in range(0, len(rows), 1000):
-            Delivery.insert_many(rows[start : start + 1000]).execute()
+            insert_rows(Delivery, rows[start : start + 1000])
     return FanOut(claimed, [str(row["id"]) for row in rows if row["status"] == PENDING])
 
 
@@ -348,12 +349,14 @@ def record_many(
         if decision.action == "succeed"
     ]
     with db.atomic():
-        Attempt.insert_many(
+        insert_rows(
+            Attempt,
             [
                 _attempt_row(claimed, claimed.delivery.attempts, outcome)
                 for claimed, outcome in attempts
-            ]
-        ).on_conflict_ignore().execute()
+            ],
+            skip_conflicts=True,
+        )
         if succeeded:
             _mark_succeeded(succeeded, now)
         for (claimed, outcome), decision in zip(attempts, decisions, strict=True):

@@ -28,18 +28,20 @@ LEADER_LOCK_KEY = 0x486F6F6C  # advisory lock the active scheduler holds
 
 
 def _take(condition: Any, order: Any, *, batch: int, lease_s: float) -> list[str]:
+    """Move up to `batch` matching rows to `queued` with a fresh lease, in one statement."""
     now = utcnow()
-    lease = now + dt.timedelta(seconds=lease_s)
-    with db.atomic():
-        picked = Delivery.select(Delivery.id).where(condition(now)).order_by(order).limit(batch)
-        if is_postgres(db.obj):
-            picked = picked.for_update(of=Delivery, skip_locked=True)
-        ids = [row.id for row in picked]
-        if ids:
-            Delivery.update(status=QUEUED, lease_until=lease, updated_at=now).where(
-                Delivery.id.in_(ids)
-            ).execute()
-    return ids
+    picked = Delivery.select(Delivery.id).where(condition(now)).order_by(order).limit(batch)
+    if is_postgres(db.obj):
+        picked = picked.for_update(skip_locked=True)
+    taken: Any = (
+        Delivery.update(
+            status=QUEUED, lease_until=now + dt.timedelta(seconds=lease_s), updated_at=now
+        )
+        .where(Delivery.id.in_(picked))
+        .returning(Delivery.id)
+        .execute()
+    )
+    return [row.id for row in taken]
 
 
 def take_due(*, batch: int, lease_s: float) -> list[str]:
