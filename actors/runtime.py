@@ -1,7 +1,7 @@
 """What the actors of one process share: settings, publisher, HTTP client.
 
 Set once per process by `actors.worker.setup` (or the embedded runner); the
-HTTP client is opened on the AsyncIO middleware's event loop after boot.
+HTTP client is opened on the AsyncIO middleware's event loop as the worker boots.
 """
 
 from __future__ import annotations
@@ -99,7 +99,9 @@ class HttpClient(Middleware):
     before the AsyncIO middleware stops the event loop.
     """
 
-    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # Before the worker threads start, so that no message finds the client missing;
+        # the AsyncIO middleware, earlier in the list, has started the event loop.
         from actors import attempts, delivery
         from engine import deliveries
 
