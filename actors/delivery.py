@@ -98,10 +98,14 @@ def _attempt(rt: runtime.Runtime, claimed: list[deliveries.Claim]) -> None:
     assert rt.client is not None and rt.pipeline is not None
     timestamp = int(time.time())
     work: list[tuple[deliveries.Claim, Request | Outcome]] = []
+    bodies: dict[str, bytes] = {}  # one body per event, shared by its deliveries
     for one in claimed:
+        body = bodies.get(one.event.id)
+        if body is None:
+            body = bodies[one.event.id] = deliveries.envelope(one.event)
         try:
             request: Request | Outcome = deliveries.build_request(
-                one, user_agent=runtime.USER_AGENT, timestamp=timestamp, box=rt.box
+                one, user_agent=runtime.USER_AGENT, timestamp=timestamp, box=rt.box, body=body
             )
         except CryptoError as exc:  # a key is missing: an attempt that failed, retried later
             request = Outcome(

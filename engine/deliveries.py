@@ -272,26 +272,43 @@ def claim_many(delivery_ids: Sequence[str], *, lease_s: float) -> list[Claim]:
     for delivery_id in admitted:  # taken by another worker in between
         if delivery_id in probes:
             health.give_back_probe(probes[delivery_id], delivery_id)
-    order = {delivery_id: n for n, delivery_id in enumerate(delivery_ids)}
+    order: dict[str, int] = {}
+    for n, delivery_id in enumerate(delivery_ids):
+        order.setdefault(delivery_id, n)
     claims.sort(key=lambda c: order.get(c.delivery.id, 0))
     return claims
 
 
-def build_request(claimed: Claim, *, user_agent: str, timestamp: int, box: SecretBox) -> Request:
+def envelope(event: Event) -> bytes:
+    """The body every endpoint of an event receives: type, timestamp and data, as JSON."""
+    sent_at = event.created_at.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z")
+    # The payload is stored as compact JSON text; the envelope is joined around it as is.
+    return (
+        f'{{"type":{json.dumps(event.event_type)},"timestamp":"{sent_at}",'
+        f'"data":{event.payload}}}'.encode()
+    )
+
+
+def build_request(
+    claimed: Claim,
+    *,
+    user_agent: str,
+    timestamp: int,
+    box: SecretBox,
+    body: bytes | None = None,
+) -> Request:
     """The signed POST for a claimed delivery (Standard Webhooks headers).
 
     Every live secret signs: during a rotation's grace period, the old one too.
+    `body` is the event's `envelope`, when the caller already has it (a fan-out
+    shares one among all its deliveries).
 
     Raises:
         CryptoError: the endpoint's secret does not decrypt with the configured keys.
     """
     event = claimed.event
-    sent_at = event.created_at.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z")
-    # The payload is stored as compact JSON text; the envelope is joined around it as is.
-    body = (
-        f'{{"type":{json.dumps(event.event_type)},"timestamp":"{sent_at}",'
-        f'"data":{event.payload}}}'.encode()
-    )
+    if body is None:
+        body = envelope(event)
     headers = dict(claimed.endpoint.headers or {})
     signers = endpoint_secrets.signing_secrets(claimed.endpoint, box)
     headers.update(signing.webhook_headers(signers, event.id, timestamp, body))
@@ -370,8 +387,12 @@ def _mark_succeeded(delivery_ids: list[str], now: dt.datetime) -> None:
     mine = Attempt.alias("mine")
 
     def of_attempt(column: Any) -> Any:
+        # The delivery's current attempt, and a success: a late success of an earlier
+        # attempt recorded in the same group as a failed current one moves nothing here.
         return mine.select(column).where(
-            (mine.delivery_id == Delivery.id) & (mine.number == Delivery.attempts)
+            (mine.delivery_id == Delivery.id)
+            & (mine.number == Delivery.attempts)
+            & (mine.outcome == "success")
         )
 
     Delivery.update(
