@@ -191,7 +191,8 @@ def refused(case: str, tenant_id: str, rsa_key: Any, ec_key: Any) -> str:
         "unknown-tenant": lambda: hs(claims("ten_01ARZ3NDEKTSV4RRFFQ69G5FAV")),
         "without-tenant": lambda: hs({"scope": "endpoints:read", "exp": now + 60}),
         "audience-nobody-configured": lambda: hs(claims(tenant_id, aud="someone")),
-        "truncated-signature": lambda: hs(claims(tenant_id))[:-5],
+        # 37 of 43 signature characters: never valid base64url, whatever the signature.
+        "truncated-signature": lambda: hs(claims(tenant_id))[:-6],
         "not-a-jwt": lambda: "eyJhbGciOi.not.a-token",
         "unsupported-alg": lambda: jwt.encode(claims(tenant_id), HS_SECRET * 2, algorithm="HS512"),
     }
