@@ -92,6 +92,7 @@ class Pipeline:
         self.handoff_s = handoff_s
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        self._waiting = 0  # threads in reserve() or drain(), to notify only when someone waits
         self._room = threading.Condition()
         self._answers: queue.SimpleQueue[tuple[Claim, Outcome, Batch] | None] = queue.SimpleQueue()
         self._tasks: set[asyncio.Future[Outcome]] = set()
@@ -102,9 +103,15 @@ class Pipeline:
 
     def reserve(self, count: int) -> None:
         """Wait until `count` more attempts fit (a larger batch waits for an empty pipeline)."""
+        if count <= 0:
+            return
         with self._room:
             while self.in_flight and self.in_flight + count > self.max_in_flight:
-                self._room.wait()
+                self._waiting += 1
+                try:
+                    self._room.wait()
+                finally:
+                    self._waiting -= 1
             self.in_flight += count
 
     def release(self, count: int) -> None:
@@ -113,7 +120,8 @@ class Pipeline:
             return
         with self._room:
             self.in_flight -= count
-            self._room.notify_all()
+            if self._waiting:
+                self._room.notify_all()
 
     def run(
         self,
@@ -232,7 +240,8 @@ class Pipeline:
             for _claimed, batch in items:
                 batch.finish(ok)
             self.in_flight -= len(items)
-            self._room.notify_all()
+            if self._waiting:
+                self._room.notify_all()
 
     # Shutdown --------------------------------------------------------------
 
@@ -244,8 +253,10 @@ class Pipeline:
         """
         deadline = time.monotonic() + timeout_s
         with self._room:
+            self._waiting += 1
             while self.in_flight and time.monotonic() < deadline:
                 self._room.wait(max(0.0, deadline - time.monotonic()))
+            self._waiting -= 1
             left = self.in_flight
             self._stopped = True
             recorder = self._recorder

@@ -34,20 +34,16 @@ def fan_out(event_id: str) -> None:
     rt = runtime.current()
     settings = rt.settings
     pipeline = _pipeline(rt)
-    room = settings.deliver_batch
-    pipeline.reserve(room)
-    try:
-        with rt.database.connection_context():
-            plan = deliveries.fan_out_and_claim(
-                event_id,
-                lease_s=settings.fan_out_lease_s,
-                claim=room,
-                claim_lease_s=settings.request_timeout_s + settings.lease_grace_s,
-            )
-    except BaseException:
-        pipeline.release(room)
-        raise
-    pipeline.release(room - len(plan.claimed))
+    with rt.database.connection_context():
+        plan = deliveries.fan_out_and_claim(
+            event_id,
+            lease_s=settings.fan_out_lease_s,
+            claim=settings.deliver_batch,
+            claim_lease_s=settings.request_timeout_s + settings.lease_grace_s,
+        )
+    # Room is taken once the count is known; a wait here is shorter than the claims' lease,
+    # since room frees as attempts end (within the request timeout).
+    pipeline.reserve(len(plan.claimed))
     published = 0
     if plan.pending:
         published = rt.publisher.enqueue_many("deliver", plan.pending)
@@ -92,10 +88,24 @@ def _pipeline(rt: runtime.Runtime) -> Pipeline:
 
 
 def _attempt(rt: runtime.Runtime, claimed: list[deliveries.Claim]) -> None:
-    """Sign each claimed delivery's request and hand them all to the pipeline."""
+    """Hand the claimed deliveries, for which room is reserved, to the pipeline."""
     if not claimed:
         return
     assert rt.client is not None and rt.pipeline is not None
+    try:
+        work = _requests(rt, claimed)
+    except BaseException:
+        rt.pipeline.release(len(claimed))  # their leases run out; the scheduler sends them
+        raise
+    loop_thread = get_event_loop_thread()
+    assert loop_thread is not None, "the AsyncIO middleware runs the event loop"
+    rt.pipeline.run(loop_thread.loop, rt.client.send, work)
+
+
+def _requests(
+    rt: runtime.Runtime, claimed: list[deliveries.Claim]
+) -> list[tuple[deliveries.Claim, Request | Outcome]]:
+    """Each claimed delivery's signed request, or the outcome that stands for it."""
     timestamp = int(time.time())
     work: list[tuple[deliveries.Claim, Request | Outcome]] = []
     bodies: dict[str, bytes] = {}  # one body per event, shared by its deliveries
@@ -112,9 +122,7 @@ def _attempt(rt: runtime.Runtime, claimed: list[deliveries.Claim]) -> None:
                 utcnow(), 0.0, error_class="secret_unavailable", error_detail=str(exc)
             )
         work.append((one, request))
-    loop_thread = get_event_loop_thread()
-    assert loop_thread is not None, "the AsyncIO middleware runs the event loop"
-    rt.pipeline.run(loop_thread.loop, rt.client.send, work)
+    return work
 
 
 def after_record(claimed: deliveries.Claim, outcome: Outcome, decision: Decision) -> None:

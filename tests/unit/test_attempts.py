@@ -433,6 +433,19 @@ def test_release_of_nothing_changes_nothing(make_pipeline: Callable[..., Pipelin
     assert pipeline.in_flight == 1
 
 
+def test_reserving_nothing_never_waits_even_over_capacity(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
+    pipeline = make_pipeline(max_in_flight=2)
+    pipeline.reserve(5)  # an empty pipeline takes any batch: now over capacity
+
+    thread, reserved = in_thread(lambda: pipeline.reserve(0))
+
+    assert reserved.wait(WAIT_S), "a fan-out that claimed nothing must not wait for room"
+    thread.join(WAIT_S)
+    assert pipeline.in_flight == 5
+
+
 def test_a_batch_larger_than_max_in_flight_proceeds_when_the_pipeline_is_empty(
     make_pipeline: Callable[..., Pipeline], loop: asyncio.AbstractEventLoop
 ) -> None:
