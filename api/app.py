@@ -21,6 +21,7 @@ from api.resources.events import Enqueue, Events
 from api.resources.health import Health, OpenApi, Readiness
 from api.resources.keys import Keys
 from api.resources.tenants import Tenants
+from engine.credentials import CredentialCache
 from engine.secretbox import SecretBox
 from engine.secretbox import from_settings as secretbox_from_settings
 from engine.settings import Settings
@@ -43,10 +44,13 @@ def create_app(
     broker_check: Callable[[], None] = lambda: None,
     clock: Callable[[], float] = time.time,
     secretbox: SecretBox | None = None,
+    credentials: CredentialCache | None = None,
 ) -> falcon.App:
     """Build the WSGI app; the database is bound and `enqueue` publishes `fan_out`.
 
     `secretbox` seals endpoint secrets; by default it is built from the settings.
+    `credentials` remembers authenticated API keys for a moment (`engine.credentials`);
+    without it every request reads its key from the database.
     """
     app = falcon.App(
         media_type=falcon.MEDIA_JSON,
@@ -54,7 +58,7 @@ def create_app(
             Metrics(),
             RequestContext(),
             Database(database),
-            Auth(settings),
+            Auth(settings, credentials=credentials),
             RateLimit(settings, clock),
         ],
     )
@@ -106,6 +110,7 @@ def create_app(
 def get_app() -> falcon.App:
     """The production app: settings from the environment, RabbitMQ as the broker."""
     from actors.broker import Publisher  # the one place the API is wired to the actors
+    from actors.transactional import TransactionalPublisher
     from engine import logs
     from engine.database import bind
 
@@ -114,5 +119,11 @@ def get_app() -> falcon.App:
     database = bind(settings)
     publisher = Publisher.from_settings(settings)
     return create_app(
-        settings, database=database, enqueue=publisher.enqueue, broker_check=publisher.ping
+        settings,
+        database=database,
+        # Concurrent requests share one RabbitMQ commit: each still answers only once
+        # its own message is committed (actors.transactional).
+        enqueue=TransactionalPublisher.sharing(publisher).enqueue,
+        broker_check=publisher.ping,
+        credentials=CredentialCache(settings.credential_cache_ttl_s),
     )

@@ -21,6 +21,7 @@ from actors import runtime, supervision
 from actors.broker import Publisher, build_broker, declare_actors, worker_middleware
 from actors.scheduling import Scheduler
 from api.app import create_app
+from engine.credentials import CredentialCache
 from engine.database import bind
 from engine.migrations import migrate
 from engine.settings import Settings
@@ -90,7 +91,13 @@ def start(settings: Settings) -> Embedded:
     scheduler = Scheduler(settings, database, publisher)
     scheduler_thread = threading.Thread(target=scheduler.run, name="scheduler", daemon=True)
     scheduler_thread.start()
-    app = create_app(settings, database=database, enqueue=publisher.enqueue, secretbox=shared.box)
+    app = create_app(
+        settings,
+        database=database,
+        enqueue=publisher.enqueue,
+        secretbox=shared.box,
+        credentials=CredentialCache(settings.credential_cache_ttl_s),
+    )
     host, _, port = settings.bind.rpartition(":")
     server = make_server(
         host.strip("[]"), int(port), app, server_class=_ThreadingServer, handler_class=_QuietHandler

@@ -14,6 +14,7 @@ import structlog
 from api.errors import Problem
 from api.tokens import TokenError, TokenVerifier
 from engine import ratelimit
+from engine.credentials import CredentialCache
 from engine.errors import ForbiddenError
 from engine.settings import Settings
 from engine.tenants import KEY_PREFIX, Principal, authenticate_key, find_tenant, is_admin_token
@@ -80,12 +81,19 @@ class Auth:
     (`{"GET": "endpoints:read", "POST": "endpoints:write"}`); a method it
     serves without declaring a scope fails closed. The credential is an API
     key (`hk_...`) or, when configured, a JWT. The tenant's principal is put
-    on `req.context.principal`.
+    on `req.context.principal`. With a `credentials` cache, an API key is read
+    from the database once per its TTL rather than on every request.
     """
 
-    def __init__(self, settings: Settings, tokens: TokenVerifier | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        tokens: TokenVerifier | None = None,
+        credentials: CredentialCache | None = None,
+    ) -> None:
         self.settings = settings
         self.tokens = tokens or TokenVerifier(settings)
+        self.credentials = credentials
 
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
@@ -113,7 +121,7 @@ class Auth:
 
     def _principal(self, token: str) -> Principal:
         if token.startswith(KEY_PREFIX) or not self.tokens.enabled:
-            principal = authenticate_key(token)
+            principal = authenticate_key(token, self.credentials)
             if principal is None:
                 raise _unauthorized("The API key is missing, unknown or revoked.")
             return principal

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from engine import credentials
 from engine.errors import ForbiddenError, NotFoundError
 from engine.models import ApiKey, utcnow
 from engine.pages import Page, paginate
@@ -38,7 +39,8 @@ def list_keys(tenant_id: str, *, limit: int, cursor: str | None) -> Page:
 
 
 def revoke_key(tenant_id: str, key_id: str) -> None:
-    """Revoke a key; from the next request on, in every process, it authenticates nothing.
+    """Revoke a key; from the next request on, in every process of this host, it
+    authenticates nothing (on other hosts within `engine.credentials`' TTL).
 
     Raises:
         NotFoundError: the tenant has no such key, or it is revoked already.
@@ -54,3 +56,4 @@ def revoke_key(tenant_id: str, key_id: str) -> None:
     )
     if not revoked:
         raise NotFoundError("key", key_id)
+    credentials.changed()

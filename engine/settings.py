@@ -49,7 +49,7 @@ class Settings:
     # Seconds a worker waits on a message's slowest attempts before letting them finish alone.
     deliver_handoff_s: float = 1.0
     # Attempts in flight per worker process, across its threads.
-    worker_max_in_flight: int = 1024
+    worker_max_in_flight: int = 512
     # Pooled database connections per process.
     db_max_connections: int = 16
     # Seconds a thread waits for a pooled database connection.
@@ -92,6 +92,8 @@ class Settings:
     secret_rotation_grace_s: int = 24 * 3600
     # Every new endpoint must echo a verification challenge first, even with `verify: false`.
     verify_endpoints_default: bool = False
+    # Seconds an API process trusts a key it authenticated, unread; 0 = read it on every request.
+    credential_cache_ttl_s: float = 1.0
     # Requests per second one credential may send to POST /v1/events; 0 = no limit.
     rate_limit_ingest_per_s: int = 1000
     # Requests per second one credential may send to the other tenant routes; 0 = no limit.
@@ -292,6 +294,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "secret_key_previous": parse.aes_keys,
     "secret_rotation_grace_s": parse.integer(0, 7 * 86400),
     "verify_endpoints_default": parse.boolean,
+    "credential_cache_ttl_s": parse.number(0, 60),
     "rate_limit_ingest_per_s": parse.integer(0, 1_000_000),
     "rate_limit_management_per_s": parse.integer(0, 1_000_000),
     "rate_limit_tenant_ingest_per_s": parse.integer(0, 1_000_000),

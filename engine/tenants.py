@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from engine import credentials
+from engine.credentials import CredentialCache
 from engine.errors import InvalidInputError, NotFoundError
 from engine.ids import new_id
 from engine.models import ApiKey, Tenant, db, utcnow
@@ -69,20 +71,33 @@ def new_key(tenant_id: str, scopes: Sequence[str], name: str | None) -> tuple[Ap
     return row, api_key
 
 
-def authenticate_key(api_key: str) -> Principal | None:
-    """The principal a presented key stands for, or None if unknown or revoked."""
+def authenticate_key(api_key: str, cache: CredentialCache | None = None) -> Principal | None:
+    """The principal a presented key stands for, or None if unknown or revoked.
+
+    With a `cache`, a key authenticated within its TTL is not read again
+    (`engine.credentials` says how soon a revocation holds); without, every
+    call reads the key's row.
+    """
     if not api_key.startswith(KEY_PREFIX) or len(api_key) > 256:
         return None
-    # Read on every request, never cached, so a revocation holds at once in every process.
+    digest = hash_key(api_key)
+    if cache is not None:
+        cached = cache.get(digest)
+        if cached is not None:
+            return cached
+    generation = credentials.generation()
     query = (
         ApiKey.select(ApiKey.id, ApiKey.tenant_id, ApiKey.scopes, Tenant.rate_limits)
         .join(Tenant, on=ApiKey.tenant_id == Tenant.id)
-        .where(ApiKey.key_hash == hash_key(api_key), ApiKey.revoked_at.is_null())
+        .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_null())
     )
     row = cast("dict[str, Any] | None", query.dicts().get_or_none())
     if row is None:
         return None
-    return Principal(row["tenant_id"], row["id"], frozenset(row["scopes"]), row["rate_limits"])
+    principal = Principal(row["tenant_id"], row["id"], frozenset(row["scopes"]), row["rate_limits"])
+    if cache is not None:
+        cache.put(digest, principal, generation=generation)
+    return principal
 
 
 def find_tenant(tenant_id: str) -> Tenant | None:
@@ -110,6 +125,7 @@ def update_tenant(tenant_id: str, fields: Mapping[str, Any]) -> Tenant:
         if name in fields:
             setattr(tenant, name, fields[name])
     tenant.save()
+    credentials.changed()  # cached principals carry the tenant's rate limits
     return tenant
 
 

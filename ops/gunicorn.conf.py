@@ -26,6 +26,13 @@ loglevel = _settings.log_level
 proc_name = "hookline-api"
 
 
+def on_starting(server):
+    """Before the first fork: a revoked key is then refused by every worker at once."""
+    from engine import credentials
+
+    credentials.share_across_fork()
+
+
 def child_exit(server, worker):
     """Let prometheus-client drop a dead worker's live gauges."""
     from prometheus_client import multiprocess

@@ -1,0 +1,137 @@
+"""Authenticated API keys, remembered briefly so a busy key costs no query per request.
+
+Reading the key's row on every request was a quarter of the API's CPU at full
+ingest. A `CredentialCache` keeps each authenticated key's principal for
+`ttl_s` (one second by default, `HOOKLINE_CREDENTIAL_CACHE_TTL_S`) in the
+process, keyed by the key's digest, never its plaintext. What that costs, and
+what it does not:
+
+- Revoking a key, or changing a tenant's rate limits, through Hookline
+  (`engine.keys.revoke_key`, `engine.tenants.update_tenant`) calls `changed()`,
+  which empties every cache of this host at once: the processes share one
+  counter (`share_across_fork`, which gunicorn's master calls before it forks
+  its workers), and a cache checks it on every read.
+- Any other change, a revocation on another host or a row edited by hand in
+  the database, is seen within `ttl_s` at most: an entry is never used past it.
+- Unknown and revoked keys are never remembered, so a new key works at once
+  and a wrong one costs its query every time; the cache holds at most
+  `max_entries` keys, the oldest going first.
+"""
+
+from __future__ import annotations
+
+import mmap
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # engine.tenants calls `changed()`: no import cycle at run time
+    from engine.tenants import Principal
+
+_COUNTER_BYTES = 8
+
+
+class _Generation:
+    """A counter every process forked after `share_across_fork` reads and bumps alike."""
+
+    def __init__(self) -> None:
+        self._memory: mmap.mmap | None = None
+        self._local = 0
+
+    def share_across_fork(self) -> None:
+        # An anonymous MAP_SHARED mapping: children forked after this see one memory.
+        if self._memory is None:
+            self._memory = mmap.mmap(-1, _COUNTER_BYTES)
+
+    def read(self) -> int:
+        memory = self._memory
+        if memory is None:
+            return self._local
+        return int.from_bytes(memory[:_COUNTER_BYTES], "little")
+
+    def bump(self) -> None:
+        # Racing bumps may both write n + 1: either write still moves the counter
+        # off n after both changes were committed, which is all a reader needs.
+        value = (self.read() + 1) % (1 << 63)
+        memory = self._memory
+        if memory is None:
+            self._local = value
+        else:
+            memory[:_COUNTER_BYTES] = value.to_bytes(_COUNTER_BYTES, "little")
+
+
+_generation = _Generation()
+
+
+def share_across_fork() -> None:
+    """Let every process forked from now on see the others' `changed()` at once."""
+    _generation.share_across_fork()
+
+
+def changed() -> None:
+    """Forget every cached credential of this host; call after a credential change commits."""
+    _generation.bump()
+
+
+def generation() -> int:
+    """The counter `changed()` moves; read it before the database, hand it to `put`."""
+    return _generation.read()
+
+
+class CredentialCache:
+    """Principals by API-key digest, each used for `ttl_s` at most; thread-safe."""
+
+    def __init__(
+        self,
+        ttl_s: float,
+        *,
+        max_entries: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self.clock = clock
+        self._entries: dict[str, tuple[float, Principal]] = {}
+        self._seen = _generation.read()
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> Principal | None:
+        """The principal cached for a key digest, or None when absent, expired or outdated."""
+        generation = _generation.read()
+        if generation != self._seen:
+            with self._lock:
+                self._entries.clear()
+                self._seen = generation
+            return None
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        expires_at, principal = entry
+        if self.clock() >= expires_at:
+            self._entries.pop(digest, None)
+            return None
+        return principal
+
+    def put(self, digest: str, principal: Principal, *, generation: int) -> None:
+        """Remember a principal read while the counter stood at `generation`.
+
+        A principal read before a `changed()` is dropped: it may be the old one.
+        """
+        if self.ttl_s <= 0:
+            return
+        with self._lock:
+            if generation != _generation.read() or generation != self._seen:
+                return
+            if len(self._entries) >= self.max_entries:
+                self._evict()
+            self._entries[digest] = (self.clock() + self.ttl_s, principal)
+
+    def _evict(self) -> None:
+        now = self.clock()
+        expired = [digest for digest, (until, _) in self._entries.items() if until <= now]
+        for digest in expired:
+            del self._entries[digest]
+        if len(self._entries) >= self.max_entries:
+            # Insertion order: the first key is the one cached longest ago.
+            del self._entries[next(iter(self._entries))]
