@@ -67,12 +67,58 @@ def _message(error: jsonschema.ValidationError) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+@functools.cache
+def _event_create_rules() -> tuple[frozenset[str], frozenset[str], re.Pattern[str], int, int]:
+    """What `event_create` asks, read from the schema files so they stay the one source."""
+    schema = schemas.load("event_create")
+    key = schema["properties"]["idempotency_key"]
+    return (
+        frozenset(schema["properties"]),
+        frozenset(schema["required"]),
+        re.compile(schemas.load("event_type")["pattern"]),
+        key["minLength"],
+        key["maxLength"],
+    )
+
+
+def _plain_event(document: Any) -> bool:
+    """True for an `event_create` body the schema surely accepts; False is no verdict.
+
+    The full validator took 8 % of the API's CPU at ingest. This accepts
+    nothing the schema refuses (the unit tests compare the two), and hands
+    every body it does not accept to the validator, which names the errors.
+    """
+    if type(document) is not dict:
+        return False
+    allowed, required, event_type, shortest, longest = _event_create_rules()
+    if not required.issubset(document) or not allowed.issuperset(document):
+        return False
+    if "idempotency_key" in document:
+        key = document["idempotency_key"]
+        if type(key) is not str or not shortest <= len(key) <= longest:
+            return False
+    kind = document["event_type"]
+    # fullmatch: stricter than the schema's search, whose `$` also matches before a final "\n".
+    return (
+        type(document["payload"]) is dict
+        and type(kind) is str
+        and event_type.fullmatch(kind) is not None
+    )
+
+
+# Bodies a quick check can pass without the full validator; the check is exact when it passes.
+_QUICK = {"event_create": _plain_event}
+
+
 def check(name: str, document: Any) -> None:
     """Validate a document against a schema.
 
     Raises:
         Problem: 422 naming every field at fault, the first one as `field`.
     """
+    quick = _QUICK.get(name)
+    if quick is not None and quick(document):
+        return
     errors = sorted(validator(name).iter_errors(document), key=lambda e: list(e.absolute_path))
     if not errors:
         return

@@ -33,6 +33,8 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     )
     structlog.configure(
         processors=[
+            # Drop what the level hides before the timestamp and the rest are built for it.
+            structlog.stdlib.filter_by_level,
             *_SHARED,
             structlog.processors.format_exc_info,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
