@@ -12,11 +12,26 @@ from typing import Any
 
 import pytest
 
+from engine import credentials
 from engine.database import bind
 from engine.migrations import migrate
 from engine.settings import Settings
-from tests.factories import make_settings
+from tests.factories import Clock, make_settings
 from tests.services import amqp_url_for, new_database, new_vhost
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def fresh_credential_generation() -> Iterator[None]:
+    """A process-local credential counter, as an API process has before a fork."""
+    saved = credentials._generation
+    credentials._generation = credentials._Generation()
+    yield
+    credentials._generation = saved
 
 
 @pytest.fixture

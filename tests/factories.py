@@ -48,3 +48,13 @@ def endpoint_body(**fields: Any) -> dict[str, Any]:
 def event_body(event_type: str = "order.paid", **fields: Any) -> dict[str, Any]:
     """A valid `POST /v1/events` body; keyword arguments replace or add fields."""
     return {"event_type": event_type, "payload": {"order_id": 42}, **fields}
+
+
+class Clock:
+    """A clock tests move by hand (`clock.now += 2`)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now

@@ -2,43 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from falcon.testing import TestClient
 
 from api.app import create_app
-from engine import credentials
 from engine.credentials import CredentialCache
 from engine.models import ApiKey
 from engine.settings import Settings
 from tests.api.support import Api, Recorder, assert_problem
-from tests.factories import ADMIN_TOKEN
+from tests.factories import ADMIN_TOKEN, Clock
 
 ENDPOINTS = "/v1/endpoints"
 TTL_S = 1.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(autouse=True)
-def fresh_generation() -> Iterator[None]:
-    saved = credentials._generation
-    credentials._generation = credentials._Generation()
-    yield
-    credentials._generation = saved
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+pytestmark = pytest.mark.usefixtures("fresh_credential_generation")
 
 
 @pytest.fixture

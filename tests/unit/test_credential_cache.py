@@ -4,35 +4,15 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterator
 
 import pytest
 
 from engine import credentials
 from engine.credentials import CredentialCache
 from engine.tenants import Principal
+from tests.factories import Clock
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture(autouse=True)
-def fresh_generation() -> Iterator[None]:
-    # Every test starts from a process-local counter, as an API process does before a fork.
-    saved = credentials._generation
-    credentials._generation = credentials._Generation()
-    yield
-    credentials._generation = saved
+pytestmark = pytest.mark.usefixtures("fresh_credential_generation")
 
 
 def principal(key_id: str = "key_1", tenant_id: str = "ten_1") -> Principal:
