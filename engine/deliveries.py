@@ -7,6 +7,7 @@ workers and late answers can never move a delivery backwards.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import random
 from collections.abc import Callable, Sequence
@@ -84,35 +85,16 @@ def fan_out_and_claim(
     nothing and answers the deliveries still pending.
     """
     now = now or utcnow()
+    gate_sql, endpoints_sql = _fan_out_sql(db.obj.param)
     with db.atomic():
-        gate: Any = (
-            Event.update(fanned_out_at=now, fan_out_lease_until=None)
-            .where((Event.id == event_id) & Event.fanned_out_at.is_null())
-            .returning(Event)
-            .execute()
-        )
-        events = list(gate)
+        events = list(Event.raw(gate_sql, Event.fanned_out_at.db_value(now), event_id))
         if not events:
             pending = Delivery.select(Delivery.id).where(
                 (Delivery.event_id == event_id) & (Delivery.status == PENDING)
             )
             return FanOut([], [row.id for row in pending])
         event = events[0]
-        endpoints: Any = (
-            Endpoint.select(Endpoint, EndpointHealth.state)
-            .join(
-                EndpointHealth,
-                JOIN.LEFT_OUTER,
-                on=(EndpointHealth.endpoint_id == Endpoint.id),
-                attr="health_row",
-            )
-            .where(
-                (Endpoint.tenant_id == event.tenant_id)
-                & (Endpoint.status == ENDPOINT_ACTIVE)
-                & Endpoint.deleted_at.is_null()
-            )
-            .order_by(Endpoint.id)
-        )
+        endpoints = Endpoint.raw(endpoints_sql, event.tenant_id, ENDPOINT_ACTIVE)
         claim_until = now + dt.timedelta(seconds=claim_lease_s)
         pending_until = now + dt.timedelta(seconds=lease_s)
         rows: list[dict[str, Any]] = []
@@ -120,8 +102,7 @@ def fan_out_and_claim(
         for endpoint in endpoints:
             if not matches(event.event_type, endpoint.event_types):
                 continue
-            state = getattr(getattr(endpoint, "health_row", None), "state", None)
-            if len(claimed) < claim and state in (None, "closed"):
+            if len(claimed) < claim and endpoint.breaker_state in (None, "closed"):
                 row = _new_delivery(event, endpoint.id, now, claim_until, DELIVERING, 1)
                 claimed.append(Claim(Delivery(**row), endpoint, event))
             else:
@@ -130,6 +111,27 @@ def fan_out_and_claim(
         for start in range(0, len(rows), 1000):
             insert_rows(Delivery, rows[start : start + 1000])
     return FanOut(claimed, [str(row["id"]) for row in rows if row["status"] == PENDING])
+
+
+@functools.cache
+def _fan_out_sql(param: str) -> tuple[str, str]:
+    """The fan-out's two statements, written once: peewee built them in 0.4 ms per event.
+
+    The gate marks the event fanned out and answers it, only if nobody did
+    before; the second reads the tenant's active endpoints with their breaker.
+    """
+    gate = (
+        f'UPDATE "event" SET "fanned_out_at" = {param}, "fan_out_lease_until" = NULL'
+        f' WHERE "id" = {param} AND "fanned_out_at" IS NULL RETURNING *'
+    )
+    endpoints = (
+        'SELECT "endpoint".*, "endpoint_health"."state" AS "breaker_state" FROM "endpoint"'
+        ' LEFT OUTER JOIN "endpoint_health"'
+        ' ON "endpoint_health"."endpoint_id" = "endpoint"."id"'
+        f' WHERE "endpoint"."tenant_id" = {param} AND "endpoint"."status" = {param}'
+        ' AND "endpoint"."deleted_at" IS NULL ORDER BY "endpoint"."id"'
+    )
+    return gate, endpoints
 
 
 def _new_delivery(
