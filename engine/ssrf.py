@@ -14,6 +14,7 @@ by the IPv4 address they lead to. Teredo is refused outright.
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import re
 import socket
@@ -147,8 +148,13 @@ def parse_host_address(host: str) -> IPAddress | None:
     return _inet_aton(text.removesuffix("."))
 
 
+@functools.lru_cache(maxsize=4096)
 def check_url(url: str, policy: AddressPolicy) -> str | None:
-    """Return why a delivery URL is unacceptable before any DNS lookup, or None."""
+    """Return why a delivery URL is unacceptable before any DNS lookup, or None.
+
+    A pure function of its arguments, remembered for the last 4,096 URLs: every
+    attempt asks it, mostly about the same few endpoints.
+    """
     if _URL_FORBIDDEN_CHARS.search(url):
         return "URL contains whitespace, control characters or a backslash"
     try:

@@ -439,3 +439,14 @@ def test_an_allowed_loopback_cidr_lets_a_delivery_reach_loopback() -> None:
     receiver, results = fetch_all(["http://127.0.0.1:{port}/"], policy)
     assert results == [200]
     assert receiver.hits == 1
+
+
+def test_check_url_remembers_its_answer_per_url_and_policy() -> None:
+    strict, lenient = AddressPolicy(), AddressPolicy(allow_private=True)
+    url = "http://127.0.0.1:9/remembered"
+    check_url.cache_clear()
+
+    assert check_url(url, strict) is not None
+    assert check_url(url, lenient) is None  # never the other policy's remembered answer
+    assert check_url(url, strict) is not None
+    assert check_url.cache_info().hits == 1
