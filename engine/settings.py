@@ -47,7 +47,7 @@ class Settings:
     # Most deliveries one `deliver` message carries; a worker sends them concurrently.
     deliver_batch: int = 50
     # Seconds a worker waits on a message's slowest attempts before letting them finish alone.
-    deliver_handoff_s: float = 1.0
+    deliver_handoff_s: float = 0.25
     # Attempts in flight per worker process, across its threads.
     worker_max_in_flight: int = 512
     # Pooled database connections per process.
