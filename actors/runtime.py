@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from actors.supervision import OutcomeReporter
 
 USER_AGENT = f"Hookline/{__version__}"
+# Open connections per worker process, whatever the attempts in flight: attempts beyond
+# it (most of them waiting on a hanging endpoint's per-host limit) hold no socket.
+MAX_CONNECTIONS = 512
 
 
 @dataclass
@@ -81,7 +84,7 @@ def client_options(settings: Settings) -> ClientOptions:
         connect_timeout_s=settings.connect_timeout_s,
         request_timeout_s=settings.request_timeout_s,
         max_response_bytes=settings.max_response_bytes,
-        max_connections=settings.worker_max_in_flight,
+        max_connections=min(settings.worker_max_in_flight, MAX_CONNECTIONS),
         max_connections_per_host=settings.max_connections_per_host,
         policy=AddressPolicy(
             allow_private=settings.dangerous_allow_private_networks,

@@ -49,7 +49,7 @@ class Settings:
     # Seconds a worker waits on a message's slowest attempts before letting them finish alone.
     deliver_handoff_s: float = 0.25
     # Attempts in flight per worker process, across its threads.
-    worker_max_in_flight: int = 512
+    worker_max_in_flight: int = 2048
     # Pooled database connections per process.
     db_max_connections: int = 16
     # Seconds a thread waits for a pooled database connection.
