@@ -188,11 +188,24 @@ def isolation(ctx: Context) -> dict[str, Any]:
 
 def _cancel(ctx: Context, tenant: str) -> None:
     """End a run: cancel its open deliveries, release the hanging requests, drain the queue."""
-    ctx.pg.execute(
-        "UPDATE delivery SET status = 'cancelled', lease_until = NULL, next_attempt_at = NULL"
-        f" WHERE tenant_id = %s AND status IN {OPEN_STATES}",
-        [tenant],
-    )
+    # In id order and skipping rows a worker holds: the workers update rows in id order
+    # too, and a plain UPDATE of the tenant's rows could deadlock with them. Rows a worker
+    # held are taken on a later round, once it has moved them.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        moved = ctx.pg.execute(
+            "UPDATE delivery SET status = 'cancelled', lease_until = NULL, next_attempt_at = NULL"
+            " WHERE id IN (SELECT id FROM delivery WHERE tenant_id = %s"
+            f" AND status IN {OPEN_STATES} ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED)",
+            [tenant],
+        )
+        if not moved and not ctx.pg.scalar(
+            f"SELECT count(*) FROM delivery WHERE tenant_id = %s AND status IN {OPEN_STATES}",
+            [tenant],
+        ):
+            break
+        if not moved:
+            time.sleep(0.1)
     purge_queues(ctx.amqp_url, "hookline.deliver")
     wait_until(lambda: ctx.receiver("/_release") and ctx.receiver("/_stats")["hanging"] == 0, 30)
     time.sleep(1.0)  # let the workers record (and discard) the released attempts
