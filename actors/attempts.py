@@ -63,15 +63,18 @@ class Batch:
 
     remaining: int
     failed: int = 0
+    size: int = 0  # bytes the batch holds while in flight (see `Pipeline.weigh`)
     done: threading.Event = field(default_factory=threading.Event)
 
-    def finish(self, ok: bool) -> None:
-        """Called by the recorder, once per attempt (under the pipeline's lock)."""
+    def finish(self, ok: bool) -> bool:
+        """Called by the recorder, once per attempt (under the pipeline's lock); True at the end."""
         self.remaining -= 1
         if not ok:
             self.failed += 1
         if self.remaining <= 0:
             self.done.set()
+            return True
+        return False
 
 
 class Pipeline:
@@ -85,6 +88,7 @@ class Pipeline:
         connection: Callable[[], Any],
         handoff_s: float,
         max_in_flight: int,
+        max_in_flight_bytes: int = 0,
     ) -> None:
         self.record = record
         self.after_record = after_record
@@ -92,6 +96,10 @@ class Pipeline:
         self.handoff_s = handoff_s
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        # Payload bytes held by the batches in flight; 0 = not bounded. Counting attempts
+        # alone, 2,048 attempts of distinct 256 KiB events would hold about 1 GiB.
+        self.max_in_flight_bytes = max_in_flight_bytes
+        self.in_flight_bytes = 0
         self._waiting = 0  # threads in reserve() or drain(), to notify only when someone waits
         self._room = threading.Condition()
         self._answers: queue.SimpleQueue[tuple[Claim, Outcome, Batch] | None] = queue.SimpleQueue()
@@ -140,7 +148,8 @@ class Pipeline:
         if not work:
             return 0
         self._ensure_recorder()
-        batch = Batch(len(work))
+        batch = Batch(len(work), size=self.weigh(work) if self.max_in_flight_bytes else 0)
+        self._hold_bytes(batch.size)
         to_send: list[tuple[Claim, Request]] = []
         for claimed, item in work:
             if isinstance(item, Outcome):
@@ -160,6 +169,28 @@ class Pipeline:
         if failed:
             raise RecordingFailed(f"{failed} attempt(s) not recorded; their leases will expire")
         return 0
+
+    @staticmethod
+    def weigh(work: Sequence[tuple[Claim, Request | Outcome]]) -> int:
+        """The bytes a batch holds: each event's body, and its stored payload, once."""
+        sizes: dict[str, int] = {}
+        for claimed, item in work:
+            body = len(item.body) if isinstance(item, Request) else 0
+            sizes[claimed.event.id] = body + len(claimed.event.payload or "")
+        return sum(sizes.values())
+
+    def _hold_bytes(self, size: int) -> None:
+        """Wait until `size` more bytes fit (a larger batch waits for no bytes in flight)."""
+        if not self.max_in_flight_bytes or size <= 0:
+            return
+        with self._room:
+            while self.in_flight_bytes and self.in_flight_bytes + size > self.max_in_flight_bytes:
+                self._waiting += 1
+                try:
+                    self._room.wait()
+                finally:
+                    self._waiting -= 1
+            self.in_flight_bytes += size
 
     # The event loop --------------------------------------------------------
 
@@ -238,7 +269,8 @@ class Pipeline:
     def _finish(self, items: list[tuple[Claim, Batch]], *, ok: bool) -> None:
         with self._room:
             for _claimed, batch in items:
-                batch.finish(ok)
+                if batch.finish(ok) and self.max_in_flight_bytes:
+                    self.in_flight_bytes -= batch.size
             self.in_flight -= len(items)
             if self._waiting:
                 self._room.notify_all()

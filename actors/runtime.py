@@ -130,6 +130,7 @@ class HttpClient(Middleware):
             connection=runtime.database.connection_context,
             handoff_s=settings.deliver_handoff_s,
             max_in_flight=settings.worker_max_in_flight,
+            max_in_flight_bytes=settings.worker_max_in_flight_bytes,
         )
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:

@@ -50,6 +50,8 @@ class Settings:
     deliver_handoff_s: float = 0.25
     # Attempts in flight per worker process, across its threads.
     worker_max_in_flight: int = 2048
+    # Bytes of event payloads a worker process holds in flight (body and stored copy); 0 = no bound.
+    worker_max_in_flight_bytes: int = 64 * 1024 * 1024
     # Pooled database connections per process.
     db_max_connections: int = 16
     # Seconds a thread waits for a pooled database connection.
@@ -273,6 +275,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "deliver_batch": parse.integer(1, 1000),
     "deliver_handoff_s": parse.number(0.01, 600),
     "worker_max_in_flight": parse.integer(1, 100_000),
+    "worker_max_in_flight_bytes": parse.integer(0, 64 * 1024 * 1024 * 1024),
     "db_max_connections": parse.integer(1, 1000),
     "db_pool_timeout_s": parse.number(0.1, 300),
     "connect_timeout_s": parse.number(0.1, 120),

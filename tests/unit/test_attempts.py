@@ -566,3 +566,57 @@ def test_an_exception_in_after_record_costs_no_other_attempt(
     assert pipeline.in_flight == 0
     failed = [e for e in logs if e["event"] == "after_record_failed"]
     assert [e["delivery_id"] for e in failed] == ["dlv_0"]
+
+
+def heavy(n: int, payload_bytes: int) -> Claim:
+    """A stand-in claim whose event carries a payload of `payload_bytes`."""
+    delivery = SimpleNamespace(id=f"dlv_{n}", attempts=1)
+    event = SimpleNamespace(id=f"evt_{n}", payload="x" * payload_bytes)
+    return Claim(delivery, SimpleNamespace(id="ep_1"), event)  # type: ignore[arg-type]
+
+
+def test_payload_bytes_in_flight_are_bounded_even_for_handed_off_attempts(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    record = Recorder()
+    pipeline = Pipeline(
+        record=record,
+        after_record=AfterRecord(),
+        connection=contextlib.nullcontext,
+        handoff_s=0.05,
+        max_in_flight=100,
+        max_in_flight_bytes=100,
+    )
+    try:
+        slow = [(heavy(1, 80), request(0.4))]
+        assert run(pipeline, loop, Sender(), slow) == 1, "handed off, still holding its bytes"
+        assert pipeline.in_flight_bytes == 80
+
+        second = [(heavy(2, 50), request(0.01))]
+        thread, finished = in_thread(lambda: run(pipeline, loop, Sender(), second))
+
+        assert not finished.wait(0.2), "80 + 50 bytes do not fit in 100: it waits"
+        assert finished.wait(WAIT_S), "it goes once the slow attempt is recorded"
+        thread.join(WAIT_S)
+        assert record.recorded() == ["dlv_1", "dlv_2"]
+        assert pipeline.in_flight_bytes == 0
+    finally:
+        pipeline.drain(WAIT_S)
+
+
+def test_a_batch_heavier_than_the_bound_goes_alone(loop: asyncio.AbstractEventLoop) -> None:
+    pipeline = Pipeline(
+        record=Recorder(),
+        after_record=AfterRecord(),
+        connection=contextlib.nullcontext,
+        handoff_s=WAIT_S,
+        max_in_flight=100,
+        max_in_flight_bytes=10,
+    )
+    try:
+        work = [(heavy(n, 40), request(0.01)) for n in range(3)]
+        assert Pipeline.weigh(work) == 120
+        assert run(pipeline, loop, Sender(), work) == 0
+        assert pipeline.in_flight_bytes == 0
+    finally:
+        pipeline.drain(WAIT_S)
