@@ -114,12 +114,9 @@ class Pipeline:
         if count <= 0:
             return
         with self._room:
-            while self.in_flight and self.in_flight + count > self.max_in_flight:
-                self._waiting += 1
-                try:
-                    self._room.wait()
-                finally:
-                    self._waiting -= 1
+            self._wait_locked(
+                lambda: not self.in_flight or self.in_flight + count <= self.max_in_flight
+            )
             self.in_flight += count
 
     def release(self, count: int) -> None:
@@ -184,13 +181,22 @@ class Pipeline:
         if not self.max_in_flight_bytes or size <= 0:
             return
         with self._room:
-            while self.in_flight_bytes and self.in_flight_bytes + size > self.max_in_flight_bytes:
-                self._waiting += 1
-                try:
-                    self._room.wait()
-                finally:
-                    self._waiting -= 1
+            self._wait_locked(
+                lambda: (
+                    not self.in_flight_bytes
+                    or self.in_flight_bytes + size <= self.max_in_flight_bytes
+                )
+            )
             self.in_flight_bytes += size
+
+    def _wait_locked(self, fits: Callable[[], bool]) -> None:
+        """Wait, holding `_room`, until `fits()`; a waiter is notified by every release."""
+        while not fits():
+            self._waiting += 1
+            try:
+                self._room.wait()
+            finally:
+                self._waiting -= 1
 
     # The event loop --------------------------------------------------------
 
