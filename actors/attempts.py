@@ -97,7 +97,7 @@ class Pipeline:
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         # Payload bytes held by the batches in flight; 0 = not bounded. Counting attempts
-        # alone, 2,048 attempts of distinct 256 KiB events would hold about 1 GiB.
+        # alone, 1,024 attempts of distinct 256 KiB events would hold about 512 MiB.
         self.max_in_flight_bytes = max_in_flight_bytes
         self.in_flight_bytes = 0
         self._waiting = 0  # threads in reserve() or drain(), to notify only when someone waits

@@ -49,7 +49,7 @@ class Settings:
     # Seconds a worker waits on a message's slowest attempts before letting them finish alone.
     deliver_handoff_s: float = 0.25
     # Attempts in flight per worker process, across its threads.
-    worker_max_in_flight: int = 2048
+    worker_max_in_flight: int = 1024
     # Bytes of event payloads a worker process holds in flight (body and stored copy); 0 = no bound.
     worker_max_in_flight_bytes: int = 64 * 1024 * 1024
     # Pooled database connections per process.
