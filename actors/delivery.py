@@ -15,7 +15,7 @@ from dramatiq.asyncio import get_event_loop_thread
 from actors import metrics, runtime
 from actors.attempts import Pipeline
 from actors.supervision import outcome_row
-from engine import deliveries
+from engine import deliveries, fanout
 from engine.delivery import Outcome, Request
 from engine.errors import CryptoError
 from engine.models import utcnow
@@ -28,14 +28,14 @@ def fan_out(event_id: str) -> None:
     """Create the event's deliveries; send the first `deliver_batch` at once, publish the rest.
 
     The deliveries this worker sends itself are created already claimed
-    (`engine.deliveries.fan_out_and_claim`): a fan-out to a few endpoints costs
+    (`engine.fanout.fan_out_and_claim`): a fan-out to a few endpoints costs
     no `deliver` message at all. The rest go out `deliver_batch` ids per message.
     """
     rt = runtime.current()
     settings = rt.settings
     pipeline = _pipeline(rt)
     with rt.database.connection_context():
-        plan = deliveries.fan_out_and_claim(
+        plan = fanout.fan_out_and_claim(
             event_id,
             lease_s=settings.fan_out_lease_s,
             claim=settings.deliver_batch,
@@ -48,7 +48,7 @@ def fan_out(event_id: str) -> None:
     if plan.pending:
         published = rt.publisher.enqueue_many("deliver", plan.pending)
         with rt.database.connection_context():
-            deliveries.mark_queued(plan.pending[:published], lease_s=settings.queue_lease_s)
+            fanout.mark_queued(plan.pending[:published], lease_s=settings.queue_lease_s)
     if plan.claimed or plan.pending:
         log.info(
             "event_fanned_out",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from engine import deliveries, health
+from engine import deliveries, fanout, health
 from engine.breaker import Policy
 from engine.delivery import Outcome
 from engine.models import (
@@ -66,7 +66,7 @@ def deliveries_to(publish: Publish) -> Callable[[int], list[str]]:
     def make(count: int) -> list[str]:
         made: list[str] = []
         for _ in range(count):
-            made += sorted(deliveries.fan_out(publish()["id"]))
+            made += sorted(fanout.fan_out(publish()["id"]))
         return made
 
     return make
@@ -80,7 +80,7 @@ def one_each(
 
     def make(count: int) -> tuple[list[str], dict[str, str]]:
         endpoint_ids = [create_endpoint()["id"] for _ in range(count)]
-        ids = deliveries.fan_out(publish()["id"])
+        ids = fanout.fan_out(publish()["id"])
         by_endpoint = {row(d).endpoint_id: d for d in ids}
         assert set(by_endpoint) == set(endpoint_ids)
         return endpoint_ids, by_endpoint
@@ -400,7 +400,7 @@ def test_fan_out_and_claim_claims_at_most_its_budget_and_leaves_the_rest_pending
     endpoint_ids = {create_endpoint()["id"] for _ in range(5)}
     event_id = publish()["id"]
 
-    plan = deliveries.fan_out_and_claim(event_id, lease_s=20, claim=3, claim_lease_s=90)
+    plan = fanout.fan_out_and_claim(event_id, lease_s=20, claim=3, claim_lease_s=90)
 
     assert len(plan.claimed) == 3 and len(plan.pending) == 2
     claimed_ids = [c.delivery.id for c in plan.claimed]
@@ -424,7 +424,7 @@ def test_a_claim_from_fan_out_is_recorded_like_any_other(
     create_endpoint: CreateEndpoint, publish: Publish
 ) -> None:
     create_endpoint()
-    plan = deliveries.fan_out_and_claim(publish()["id"], claim=5)
+    plan = fanout.fan_out_and_claim(publish()["id"], claim=5)
     [claimed] = plan.claimed
 
     decisions = record([(claimed, outcome(503, error_class="http_status"))])
@@ -443,7 +443,7 @@ def test_fan_out_and_claim_never_claims_for_a_breaker_that_is_not_closed(
     set_breaker(probing, "half_open")
     set_breaker(recovered, "closed")
 
-    plan = deliveries.fan_out_and_claim(publish()["id"], claim=10)
+    plan = fanout.fan_out_and_claim(publish()["id"], claim=10)
 
     assert sorted(c.endpoint.id for c in plan.claimed) == sorted([recovered, fresh])
     assert sorted(row(d).endpoint_id for d in plan.pending) == sorted([failing, probing])
@@ -457,11 +457,11 @@ def test_fan_out_and_claim_twice_creates_nothing_and_answers_what_is_still_pendi
     for _ in range(4):
         create_endpoint()
     event_id = publish()["id"]
-    first = deliveries.fan_out_and_claim(event_id, claim=1)
+    first = fanout.fan_out_and_claim(event_id, claim=1)
     assert (len(first.claimed), len(first.pending)) == (1, 3)
-    deliveries.mark_queued(first.pending[:1], lease_s=30)
+    fanout.mark_queued(first.pending[:1], lease_s=30)
 
-    again = deliveries.fan_out_and_claim(event_id, claim=10)
+    again = fanout.fan_out_and_claim(event_id, claim=10)
 
     assert again.claimed == []
     assert sorted(again.pending) == sorted(first.pending[1:])
@@ -476,7 +476,7 @@ def test_fan_out_and_claim_gives_nothing_to_an_endpoint_whose_types_do_not_match
     orders = create_endpoint(event_types=["order.*"])["id"]
     event_id = publish("order.paid")["id"]
 
-    plan = deliveries.fan_out_and_claim(event_id, claim=10)
+    plan = fanout.fan_out_and_claim(event_id, claim=10)
 
     assert [c.endpoint.id for c in plan.claimed] == [orders]
     assert plan.pending == []
@@ -492,7 +492,7 @@ def test_fan_out_without_a_claim_leaves_everything_pending(
         create_endpoint()
     event_id = publish()["id"]
 
-    pending = deliveries.fan_out(event_id)
+    pending = fanout.fan_out(event_id)
 
     assert len(pending) == 3
     assert {(row(d).status, row(d).attempts) for d in pending} == {("pending", 0)}
@@ -502,7 +502,7 @@ def test_a_late_success_and_a_failed_current_attempt_in_one_group_schedule_a_ret
     publish: Callable[..., dict[str, Any]], create_endpoint: Callable[..., dict[str, Any]]
 ) -> None:
     create_endpoint()
-    [delivery_id] = deliveries.fan_out(publish()["id"])
+    [delivery_id] = fanout.fan_out(publish()["id"])
     [stale] = deliveries.claim_many([delivery_id], lease_s=30)
     Delivery.update(lease_until=utcnow() - dt.timedelta(seconds=1)).execute()
     [fresh] = deliveries.claim_many([delivery_id], lease_s=30)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from engine import deliveries, health
+from engine import deliveries, fanout, health
 from engine.breaker import Policy
 from engine.tenants import authenticate_key
 from tests.api.support import Api, assert_problem, attempt, outcome
@@ -56,7 +56,7 @@ def test_the_health_of_a_failing_endpoint_shows_the_open_breaker_and_parked_deli
     tenant: Api, create_endpoint: CreateEndpoint, publish: Publish
 ) -> None:
     endpoint_id = create_endpoint()["id"]
-    [delivery_id] = deliveries.fan_out(publish()["id"])
+    [delivery_id] = fanout.fan_out(publish()["id"])
     failures(endpoint_id, 12)
     assert deliveries.claim(delivery_id, lease_s=30) is None
 
@@ -76,7 +76,7 @@ def test_enable_with_replay_reactivates_a_disabled_endpoint_and_requeues_its_del
     tenant: Api, create_endpoint: CreateEndpoint, publish: Publish
 ) -> None:
     endpoint_id = create_endpoint()["id"]
-    gone, waiting = (deliveries.fan_out(publish()["id"])[0] for _ in range(2))
+    gone, waiting = (fanout.fan_out(publish()["id"])[0] for _ in range(2))
     attempt(gone, outcome(410, error_class="http_status"))
     deliveries.claim(waiting, lease_s=30)
     assert tenant.get(ENDPOINT, endpoint_id=endpoint_id).json["status"] == "disabled"
@@ -96,7 +96,7 @@ def test_enable_without_a_body_cancels_what_was_parked(
     tenant: Api, create_endpoint: CreateEndpoint, publish: Publish
 ) -> None:
     endpoint_id = create_endpoint()["id"]
-    [delivery_id] = deliveries.fan_out(publish()["id"])
+    [delivery_id] = fanout.fan_out(publish()["id"])
     failures(endpoint_id, 20)
     deliveries.claim(delivery_id, lease_s=30)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from engine import deliveries
+from engine import fanout
 from tests.api.support import Api, assert_problem, attempt, outcome
 
 DELIVERIES = "/v1/deliveries"
@@ -25,7 +25,7 @@ def fanned_out(
 
     def make(event_type: str = "order.paid") -> tuple[str, list[str]]:
         event_id = publish(event_type)["id"]
-        return event_id, sorted(deliveries.fan_out(event_id))
+        return event_id, sorted(fanout.fan_out(event_id))
 
     return make
 

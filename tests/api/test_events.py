@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from engine import deliveries
+from engine import fanout
 from tests.api.conftest import MakeApi
 from tests.api.support import Api, BrokenBroker, Recorder, UnconfirmedBroker, assert_problem
 from tests.factories import event_body
@@ -119,7 +119,7 @@ def test_an_event_shows_one_delivery_per_matching_endpoint(
     event = publish("order.paid")
 
     before = tenant.get(EVENT, event_id=event["id"]).json["deliveries"]
-    deliveries.fan_out(event["id"])
+    fanout.fan_out(event["id"])
     after = tenant.get(EVENT, event_id=event["id"]).json["deliveries"]
 
     assert before == []

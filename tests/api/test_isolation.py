@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import schemas
-from engine import deliveries
+from engine import fanout
 from tests.api.support import Api, assert_problem
 from tests.factories import endpoint_body, event_body
 
@@ -53,7 +53,7 @@ def owned(tenant: Api) -> dict[str, str]:
     """Ids of everything the first tenant owns, by path parameter name."""
     endpoint = tenant.post("/v1/endpoints", endpoint_body(description="mine")).json
     event = tenant.post("/v1/events", event_body()).json
-    [delivery_id] = deliveries.fan_out(event["id"])
+    [delivery_id] = fanout.fan_out(event["id"])
     key = tenant.post("/v1/keys", {"name": "mine", "scopes": ["endpoints:read"]}).json
     return {
         "endpoint_id": endpoint["id"],

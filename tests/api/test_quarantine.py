@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from engine import deliveries
+from engine import fanout
 from tests.api.support import Api, Recorder, assert_problem, attempt, outcome
 
 QUARANTINE = "/v1/quarantine"
@@ -21,7 +21,7 @@ def quarantined(
 ) -> tuple[str, str]:
     """An endpoint and one delivery to it that expired into quarantine."""
     endpoint_id = create_endpoint()["id"]
-    [delivery_id] = deliveries.fan_out(publish()["id"])
+    [delivery_id] = fanout.fan_out(publish()["id"])
     attempt(delivery_id, outcome(503, error_class="http_status"), max_age_s=0)
     return endpoint_id, delivery_id
 
@@ -61,7 +61,7 @@ def test_retrying_a_delivery_that_is_not_stuck_is_409(
     create_endpoint: Callable[..., dict[str, Any]],
 ) -> None:
     create_endpoint()
-    [delivery_id] = deliveries.fan_out(publish()["id"])
+    [delivery_id] = fanout.fan_out(publish()["id"])
 
     problem = assert_problem(tenant.post(RETRY, delivery_id=delivery_id), 409)
     assert problem["type"] == "urn:hookline:problem:conflict"

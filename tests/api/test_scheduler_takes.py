@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from engine import deliveries, scheduling
+from engine import fanout, scheduling
 from engine.models import PENDING, QUEUED, SCHEDULED, Delivery, utcnow
 from tests.api.support import attempt, outcome
 
@@ -23,7 +23,7 @@ def test_take_due_moves_only_due_rows_earliest_first_and_at_most_a_batch(
 ) -> None:
     for _ in range(4):
         create_endpoint()
-    ids = sorted(deliveries.fan_out(publish()["id"]))
+    ids = sorted(fanout.fan_out(publish()["id"]))
     now = utcnow()
     for n, delivery_id in enumerate(ids[:3]):  # due 3 s, 2 s and 1 s ago
         _set(delivery_id, status=SCHEDULED, next_attempt_at=now - dt.timedelta(seconds=3 - n))
@@ -46,7 +46,7 @@ def test_take_expired_finds_lost_rows_in_every_unfinished_state(
 ) -> None:
     for _ in range(3):
         create_endpoint()
-    pending, queued, delivering = sorted(deliveries.fan_out(publish()["id"]))
+    pending, queued, delivering = sorted(fanout.fan_out(publish()["id"]))
     attempt(delivering, outcome(500))  # an attempt made and recorded: now scheduled
     past = utcnow() - dt.timedelta(seconds=1)
     _set(pending, status=PENDING, lease_until=past)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from engine import deliveries, secretbox, verification
+from engine import fanout, secretbox, verification
 from engine.delivery import Outcome
 from engine.models import utcnow
 from engine.settings import Settings
@@ -73,7 +73,7 @@ def test_an_unverified_endpoint_receives_no_deliveries(
     active = create_endpoint()
 
     event = publish()
-    deliveries.fan_out(event["id"])
+    fanout.fan_out(event["id"])
 
     listed = tenant.get("/v1/deliveries", params={"event_id": event["id"]}).json["data"]
     assert [row["endpoint_id"] for row in listed] == [active["id"]]
@@ -91,7 +91,7 @@ def test_an_echoed_challenge_activates_the_endpoint(
     assert fetched["status"] == "active"
     assert fetched["verified_at"] is not None and fetched["verification_error"] is None
     event = publish()
-    assert len(deliveries.fan_out(event["id"])) == 1
+    assert len(fanout.fan_out(event["id"])) == 1
 
 
 def test_a_failed_verification_is_shown_on_the_endpoint(

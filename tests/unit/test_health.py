@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from actors.supervision import OutcomeReporter
-from engine import alert_records, deliveries, health, parking, supervision
+from engine import alert_records, deliveries, fanout, health, parking, supervision
 from engine.breaker import Policy
 from engine.delivery import Outcome
 from engine.endpoints import create_endpoint
@@ -40,7 +40,7 @@ def publish(endpoint: Endpoint) -> Callable[[], str]:
 
     def make() -> str:
         event, _ = ingest_event(endpoint.tenant_id, "order.paid", {}, None, fan_out_lease_s=30)
-        [delivery_id] = deliveries.fan_out(event.id)
+        [delivery_id] = fanout.fan_out(event.id)
         return delivery_id
 
     return make
