@@ -1,7 +1,8 @@
 """Deliveries: one event to one endpoint, from its claim to its last attempt.
 
-`engine.fanout` creates them. Every state change is a conditional update, so duplicate messages, crashed
-workers and late answers can never move a delivery backwards.
+`engine.fanout` creates them. Every state change is a conditional update, so
+duplicate messages, crashed workers and late answers can never move a delivery
+backwards.
 """
 
 from __future__ import annotations
