@@ -36,6 +36,8 @@ QUARANTINE_QUEUE = "hookline.quarantine"
 # What `hookline worker` consumes; `hookline supervisor` consumes the other two, alone.
 WORKER_QUEUES = (FAN_OUT_QUEUE, DELIVER_QUEUE, VERIFY_QUEUE)
 SUPERVISOR_QUEUES = (SUPERVISE_QUEUE, ALERT_QUEUE)
+# The actors whose messages carry a list of ids (up to `deliver_batch`); one id still works.
+BATCHED_KINDS = frozenset({"fan_out", "deliver"})
 
 
 def connection_url(settings: Settings, *, publisher: bool) -> str:
@@ -159,16 +161,17 @@ class Publisher:
     def enqueue_many(self, kind: str, idents: list[str]) -> int:
         """Publish several; stop at the first failure and answer how many were confirmed.
 
-        `deliver` messages carry up to `deliver_batch` ids each; the other
-        actors take one id per message.
+        `deliver` and `fan_out` messages carry up to `deliver_batch` ids each;
+        the other actors take one id per message.
         """
         actor: dramatiq.Actor[Any, Any] = getattr(self.actors, kind)
-        size = self.settings.deliver_batch if kind == "deliver" else 1
+        batched = kind in BATCHED_KINDS
+        size = self.settings.deliver_batch if batched else 1
         confirmed = 0
         for start in range(0, len(idents), size):
             chunk = idents[start : start + size]
             try:
-                actor.send(chunk if kind == "deliver" else chunk[0])
+                actor.send(chunk if batched else chunk[0])
             except Exception:  # noqa: BLE001 - the caller's lease covers the rest
                 return confirmed
             confirmed += len(chunk)

@@ -16,6 +16,10 @@ unroutable (its queue deleted) answers False, and its queue is declared again
 on the next publish. Caveat, from RabbitMQ's own issue tracker: a quorum queue
 with a `reject-publish` length limit may drop a message yet commit the
 transaction; Hookline's queues have no length limit.
+
+The `fan_out` ids of one commit travel in one message (up to `batch` ids):
+RabbitMQ stores, and a worker consumes, one message where it took one per
+event, and the worker fans the events out in one transaction.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import q_name
 from dramatiq.errors import ConnectionClosed
 
-from actors.broker import Actors, Publisher
+from actors.broker import BATCHED_KINDS, Actors, Publisher
 from engine.batching import GroupCommit
 
 # A connection RabbitMQ dropped (idle past its heartbeat, a restart) is noticed on use:
@@ -41,18 +45,25 @@ _BROKER_ERRORS = (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChann
 
 
 class TransactionalPublisher:
-    """Publishes `kind(ident)` messages in transactions shared by concurrent threads."""
+    """Publishes `kind(ident)` messages in transactions shared by concurrent threads.
+
+    The ids of a batched kind (`fan_out`, `deliver`) committed together share
+    messages of up to `batch` ids; a lone id is sent bare.
+    """
 
     def __init__(
         self,
         broker: RabbitmqBroker,
         actors: Actors,
         connect: Callable[[], pika.BlockingConnection] | None = None,
+        *,
+        batch: int = 50,
     ) -> None:
         self.broker = broker
         self.actors = actors
         self.connect = connect or (lambda: pika.BlockingConnection(broker.parameters))
-        self._group: GroupCommit[dramatiq.Message[Any], bool] = GroupCommit(self._publish)
+        self.batch = batch
+        self._group: GroupCommit[tuple[str, str], bool] = GroupCommit(self._publish)
         # Only the thread leading a commit touches these (GroupCommit runs one at a time).
         self._connection: pika.BlockingConnection | None = None
         self._channel: Any = None
@@ -63,7 +74,7 @@ class TransactionalPublisher:
         """One publishing through the broker (and the actors) of a RabbitMQ `Publisher`."""
         if not isinstance(publisher.broker, RabbitmqBroker):
             raise TypeError("transactions need RabbitMQ; the in-process broker has none")
-        return cls(publisher.broker, publisher.actors)
+        return cls(publisher.broker, publisher.actors, batch=publisher.settings.deliver_batch)
 
     def enqueue(self, kind: str, ident: str) -> bool:
         """Publish `kind(ident)`; True once RabbitMQ committed it.
@@ -71,8 +82,9 @@ class TransactionalPublisher:
         Raises:
             dramatiq.errors.ConnectionClosed: RabbitMQ cannot be reached.
         """
-        actor: dramatiq.Actor[Any, Any] = getattr(self.actors, kind)
-        return self._group.submit(actor.message(ident))
+        if not hasattr(self.actors, kind):
+            raise ValueError(f"no actor {kind!r}")
+        return self._group.submit((kind, ident))
 
     def close(self) -> None:
         """Close the connection, if one is open."""
@@ -83,15 +95,40 @@ class TransactionalPublisher:
             except Exception:  # noqa: BLE001 - it is going away either way
                 pass
 
-    def _publish(self, messages: list[dramatiq.Message[Any]]) -> list[bool]:
+    def _publish(self, items: list[tuple[str, str]]) -> list[bool]:
+        messages, carriers = self._messages(items)
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                return self._commit(messages)
+                kept = self._commit(messages)
+                return [kept[index] for index in carriers]
             except _BROKER_ERRORS as exc:
                 self.close()
                 if attempt == ATTEMPTS:
                     raise ConnectionClosed(exc) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _messages(
+        self, items: list[tuple[str, str]]
+    ) -> tuple[list[dramatiq.Message[Any]], list[int]]:
+        """The messages that carry the items, and for each item the index of its message."""
+        messages: list[dramatiq.Message[Any]] = []
+        carriers: list[int] = [0] * len(items)
+        batched: dict[str, list[int]] = {}
+        for position, (kind, ident) in enumerate(items):
+            if kind in BATCHED_KINDS:
+                batched.setdefault(kind, []).append(position)
+                continue
+            carriers[position] = len(messages)
+            messages.append(getattr(self.actors, kind).message(ident))
+        for kind, positions in batched.items():
+            actor: dramatiq.Actor[Any, Any] = getattr(self.actors, kind)
+            for start in range(0, len(positions), self.batch):
+                chunk = positions[start : start + self.batch]
+                idents = [items[position][1] for position in chunk]
+                for position in chunk:
+                    carriers[position] = len(messages)
+                messages.append(actor.message(idents[0] if len(idents) == 1 else idents))
+        return messages, carriers
 
     def _commit(self, messages: list[dramatiq.Message[Any]]) -> list[bool]:
         """Publish the messages in one transaction; answer which RabbitMQ kept."""

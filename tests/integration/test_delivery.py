@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -120,3 +121,38 @@ def test_readiness_sees_the_database_and_the_broker(stack: tuple[Api, Any]) -> N
     status, body = api.call("GET", "/readyz")
     assert status == 200, body
     assert body["checks"] == {"database": "ok", "broker": "ok"}
+
+
+def test_a_burst_of_concurrent_events_is_delivered_once_each(
+    stack: tuple[Api, Any], receiver: Receiver
+) -> None:
+    # Concurrent requests share the API's commits, and their fan-out ids share messages.
+    api, processes = stack
+    key = api.tenant()
+    endpoints = [create_endpoint(api, key, receiver.url(f"/burst/{n}")) for n in range(2)]
+
+    def post(n: int) -> str:
+        body = {"event_type": "order.paid", "payload": {"n": n}}
+        status, event = api.call("POST", "/v1/events", body, key=key)
+        assert status == 202, event
+        return str(event["id"])
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        event_ids = list(pool.map(post, range(96)))
+
+    for n, endpoint in enumerate(endpoints):
+        got = receiver.wait_for(f"/burst/{n}", 96, timeout_s=30)
+        time.sleep(0.5)  # anything sent twice would have arrived by now
+        got = receiver.received(f"/burst/{n}")
+        assert sorted(r.headers["webhook-id"] for r in got) == sorted(event_ids)
+        for request in got:
+            Webhook(endpoint["secret"]).verify(request.body, request.headers)
+    for event_id in event_ids:
+        wait_for_status(api, key, event_id, {"succeeded"}, 2)
+    fanned = [
+        line
+        for line in processes.tail("worker", 100_000).splitlines()
+        if '"event_fanned_out"' in line
+    ]
+    logged = [e for line in fanned for e in json.loads(line)["event_ids"] if e in event_ids]
+    assert sorted(logged) == sorted(event_ids), "every event fanned out once"

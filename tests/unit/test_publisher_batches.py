@@ -1,4 +1,7 @@
-"""`Publisher.enqueue_many`: `deliver` ids go out `deliver_batch` per message, the rest one each."""
+"""`Publisher.enqueue_many`: `deliver` and `fan_out` ids go `deliver_batch` per message.
+
+The other kinds go one id per message.
+"""
 
 from __future__ import annotations
 
@@ -39,11 +42,14 @@ def ids(count: int) -> list[str]:
     return [f"dlv_{n}" for n in range(count)]
 
 
+@pytest.mark.parametrize("kind", ["deliver", "fan_out"])
 @pytest.mark.parametrize(("count", "batch"), [(7, 3), (6, 3), (1, 50), (50, 50), (120, 50)])
-def test_deliver_ids_go_out_in_lists_of_at_most_deliver_batch(count: int, batch: int) -> None:
+def test_batched_ids_go_out_in_lists_of_at_most_deliver_batch(
+    count: int, batch: int, kind: str
+) -> None:
     deliver = FakeActor()
 
-    confirmed = publisher(batch, deliver=deliver).enqueue_many("deliver", ids(count))
+    confirmed = publisher(batch, **{kind: deliver}).enqueue_many(kind, ids(count))
 
     assert confirmed == count
     assert len(deliver.sent) == math.ceil(count / batch)
@@ -71,7 +77,7 @@ def test_a_batch_of_one_still_sends_lists() -> None:
     assert deliver.sent == [(["dlv_0"],), (["dlv_1"],), (["dlv_2"],)]
 
 
-@pytest.mark.parametrize("kind", ["fan_out", "verify_endpoint"])
+@pytest.mark.parametrize("kind", ["verify_endpoint", "alert"])
 def test_other_kinds_send_one_id_per_message(kind: str) -> None:
     actor = FakeActor()
 
@@ -102,10 +108,12 @@ def test_a_failed_deliver_send_stops_and_answers_the_ids_confirmed(
 
 
 def test_a_failed_send_of_another_kind_answers_the_ids_confirmed() -> None:
-    fan_out = FakeActor(fail_on=3)
+    verify = FakeActor(fail_on=3)
 
-    answered = publisher(50, fan_out=fan_out).enqueue_many("fan_out", ["e1", "e2", "e3", "e4"])
+    answered = publisher(50, verify_endpoint=verify).enqueue_many(
+        "verify_endpoint", ["e1", "e2", "e3", "e4"]
+    )
 
     assert answered == 2
-    assert fan_out.tries == 3
-    assert fan_out.sent == [("e1",), ("e2",)]
+    assert verify.tries == 3
+    assert verify.sent == [("e1",), ("e2",)]

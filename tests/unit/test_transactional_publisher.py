@@ -207,3 +207,61 @@ def test_rabbitmq_out_of_reach_raises_after_the_retry(
 
     assert server.stored == []
     assert publisher.enqueue("fan_out", "evt_2") is True, "the next publish reconnects"
+
+
+def test_fan_out_ids_committed_together_share_one_message(
+    publisher: TransactionalPublisher, server: FakeServer
+) -> None:
+    # What GroupCommit hands the publisher when five requests publish during one commit.
+    items = [("fan_out", "evt_1"), ("verify_endpoint", "ep_1"), ("fan_out", "evt_2")]
+    items += [("fan_out", "evt_3"), ("verify_endpoint", "ep_2")]
+
+    assert publisher._publish(items) == [True] * 5
+
+    assert sorted(sent(server)) == [
+        ("hookline.fan_out", "fan_out", [["evt_1", "evt_2", "evt_3"]]),
+        ("hookline.verify", "verify_endpoint", ["ep_1"]),
+        ("hookline.verify", "verify_endpoint", ["ep_2"]),
+    ]
+    assert server.commits == 1
+
+
+def test_a_shared_message_carries_at_most_batch_ids(server: FakeServer) -> None:
+    publisher = TransactionalPublisher(
+        FakeBroker(),  # type: ignore[arg-type]
+        SimpleNamespace(
+            fan_out=dramatiq.actor(
+                noop, broker=StubBroker(), actor_name="fan_out", queue_name="hookline.fan_out"
+            )
+        ),
+        connect=server.connect,  # type: ignore[arg-type]
+        batch=2,
+    )
+
+    assert publisher._publish([("fan_out", f"evt_{n}") for n in range(5)]) == [True] * 5
+
+    assert [args for _, _, args in sent(server)] == [
+        [["evt_0", "evt_1"]],
+        [["evt_2", "evt_3"]],
+        ["evt_4"],
+    ]
+
+
+def test_every_id_of_a_returned_shared_message_answers_false(
+    publisher: TransactionalPublisher, server: FakeServer
+) -> None:
+    server.missing.add("hookline.fan_out")
+
+    answers = publisher._publish([("fan_out", "evt_1"), ("verify_endpoint", "ep_1")])
+    answers += publisher._publish([("fan_out", "evt_2"), ("fan_out", "evt_3")])
+
+    assert answers == [False, True, False, False]
+
+
+def test_an_unknown_kind_is_refused_before_anything_is_published(
+    publisher: TransactionalPublisher, server: FakeServer
+) -> None:
+    with pytest.raises(ValueError, match="no actor"):
+        publisher.enqueue("fan_in", "evt_1")
+
+    assert server.commits == 0

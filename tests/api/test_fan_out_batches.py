@@ -1,0 +1,105 @@
+"""`fan_out_and_claim` for several events at once: what one `fan_out` message of ids does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from engine import fanout
+from engine.models import Delivery, Event
+from tests.api.conftest import new_tenant
+from tests.api.support import Api
+from tests.factories import endpoint_body, event_body
+
+CreateEndpoint = Callable[..., dict[str, Any]]
+Publish = Callable[..., dict[str, Any]]
+
+
+def deliveries_of(event_id: str) -> list[Delivery]:
+    return list(Delivery.select().where(Delivery.event_id == event_id))
+
+
+def test_every_event_of_the_list_is_fanned_out_in_one_call(
+    create_endpoint: CreateEndpoint, publish: Publish
+) -> None:
+    endpoint_ids = {create_endpoint()["id"] for _ in range(3)}
+    event_ids = [publish()["id"] for _ in range(4)]
+
+    plan = fanout.fan_out_and_claim(event_ids, claim=100)
+
+    assert len(plan.claimed) == 12 and plan.pending == []
+    for event_id in event_ids:
+        made = deliveries_of(event_id)
+        assert {d.endpoint_id for d in made} == endpoint_ids
+        assert {(d.status, d.attempts) for d in made} == {("delivering", 1)}
+        assert Event.get_by_id(event_id).fanned_out_at is not None
+    assert sorted(c.delivery.id for c in plan.claimed) == sorted(
+        d.id for e in event_ids for d in deliveries_of(e)
+    )
+    for claimed in plan.claimed:
+        assert claimed.delivery.event_id == claimed.event.id
+
+
+def test_the_claim_budget_is_shared_and_goes_to_the_events_in_the_order_given(
+    create_endpoint: CreateEndpoint, publish: Publish
+) -> None:
+    for _ in range(3):
+        create_endpoint()
+    first, second, third = (publish()["id"] for _ in range(3))
+
+    plan = fanout.fan_out_and_claim([third, first, second], claim=4)
+
+    assert [c.event.id for c in plan.claimed] == [third] * 3 + [first]
+    assert len(plan.pending) == 5
+    pending_events = sorted(Delivery.get_by_id(d).event_id for d in plan.pending)
+    assert pending_events == sorted([first] * 2 + [second] * 3)
+    assert {Delivery.get_by_id(d).status for d in plan.pending} == {"pending"}
+
+
+def test_events_of_different_tenants_each_reach_only_their_own_endpoints(
+    admin: Api, tenant: Api, create_endpoint: CreateEndpoint, publish: Publish
+) -> None:
+    ours = create_endpoint()["id"]
+    other = new_tenant(admin, "Initech")
+    theirs = other.post("/v1/endpoints", endpoint_body()).json["id"]
+    their_event = other.post("/v1/events", event_body()).json["id"]
+    our_event = publish()["id"]
+
+    plan = fanout.fan_out_and_claim([our_event, their_event], claim=10)
+
+    assert {(c.event.id, c.endpoint.id) for c in plan.claimed} == {
+        (our_event, ours),
+        (their_event, theirs),
+    }
+
+
+def test_a_repeat_in_the_list_creates_nothing_for_it_and_answers_its_pending_deliveries(
+    create_endpoint: CreateEndpoint, publish: Publish
+) -> None:
+    for _ in range(2):
+        create_endpoint()
+    done, fresh = publish()["id"], publish()["id"]
+    earlier = fanout.fan_out_and_claim(done, claim=1)
+    assert len(earlier.pending) == 1
+
+    plan = fanout.fan_out_and_claim([done, fresh, fresh], claim=10)
+
+    assert [c.event.id for c in plan.claimed] == [fresh, fresh], "a duplicate id counts once"
+    assert plan.pending == earlier.pending
+    assert len(deliveries_of(done)) == 2 and len(deliveries_of(fresh)) == 2
+
+
+def test_an_event_that_does_not_exist_is_skipped(
+    create_endpoint: CreateEndpoint, publish: Publish
+) -> None:
+    create_endpoint()
+    real = publish()["id"]
+
+    plan = fanout.fan_out_and_claim(["evt_missing", real], claim=10)
+
+    assert [c.event.id for c in plan.claimed] == [real]
+    assert plan.pending == []
+
+
+def test_an_empty_list_does_nothing(publish: Publish) -> None:
+    assert fanout.fan_out_and_claim([], claim=10) == fanout.FanOut([], [])
