@@ -4,7 +4,8 @@
 does; every failure comes back as an `Outcome` with an `error_class`:
 
     http_status       the endpoint answered, but not 2xx (3xx included: no redirects)
-    timeout           connect or total timeout passed
+    timeout           connect timeout, or no full answer within the request timeout
+                      (which counts any wait for one of the host's connections)
     dns               the host name did not resolve
     tls               the TLS handshake or certificate failed
     refused_address   the SSRF guard refused the address before connecting
@@ -21,11 +22,12 @@ import asyncio
 import datetime as dt
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
 
+from engine.hostgate import HostGates, host_key
 from engine.retry import parse_retry_after
 from engine.ssrf import AddressPolicy, check_url, guarded_socket_factory, refusal_in
 
@@ -78,13 +80,19 @@ def open_session(options: ClientOptions) -> aiohttp.ClientSession:
         ttl_dns_cache=30,
         socket_factory=guarded_socket_factory(options.policy),
     )
+    # The request timeout is the client's (`DeliveryClient.send`): it also covers the
+    # wait for a connection, in its own per-host queue.
     timeout = aiohttp.ClientTimeout(
-        total=options.request_timeout_s,
+        total=None,
         connect=options.connect_timeout_s,
         sock_connect=options.connect_timeout_s,
     )
     return aiohttp.ClientSession(
-        connector=connector, timeout=timeout, trust_env=False, auto_decompress=True
+        connector=connector,
+        timeout=timeout,
+        trust_env=False,
+        auto_decompress=True,
+        cookie_jar=aiohttp.DummyCookieJar(),  # endpoints' cookies are never sent back
     )
 
 
@@ -94,6 +102,8 @@ class DeliveryClient:
     def __init__(self, session: aiohttp.ClientSession, options: ClientOptions) -> None:
         self.session = session
         self.options = options
+        # At most the connector's per-host limit at once, in arrival order (engine.hostgate).
+        self.gates = HostGates(options.max_connections_per_host)
 
     async def send(self, request: Request) -> Outcome:
         """POST the request once; never raises for network or HTTP failures."""
@@ -107,30 +117,46 @@ class DeliveryClient:
         refusal = check_url(request.url, self.options.policy)
         if refusal is not None:
             return outcome(error_class="refused_address", error_detail=refusal)
+        key = host_key(request.url)
+        total = self.options.request_timeout_s
         try:
-            async with self.session.post(
-                request.url, data=request.body, headers=dict(request.headers), allow_redirects=False
-            ) as response:
-                body, truncated = await self._read_capped(response)
-                retry_after = None
-                if response.status in (429, 503):
-                    retry_after = parse_retry_after(
-                        response.headers.get("Retry-After"), now=started_at.replace(tzinfo=dt.UTC)
-                    )
-                failed = not 200 <= response.status < 300
-                return outcome(
-                    status_code=response.status,
-                    error_class="http_status" if failed else None,
-                    error_detail=f"HTTP {response.status} {response.reason or ''}".strip()
-                    if failed
-                    else None,
-                    response_body=body,
-                    response_body_truncated=truncated,
-                    retry_after_s=retry_after,
-                )
+            async with asyncio.timeout(total):
+                await self.gates.acquire(key)
+                try:
+                    return await self._post(request, outcome, started_at)
+                finally:
+                    self.gates.release(key)
+        except TimeoutError as exc:
+            if str(exc):  # the connector's connect timeout, which names the host
+                return outcome(error_class="timeout", error_detail=classify(exc)[1])
+            return outcome(error_class="timeout", error_detail=f"no answer within {total:g} s")
         except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome value
             error_class, detail = classify(exc)
             return outcome(error_class=error_class, error_detail=detail)
+
+    async def _post(
+        self, request: Request, outcome: Callable[..., Outcome], started_at: dt.datetime
+    ) -> Outcome:
+        async with self.session.post(
+            request.url, data=request.body, headers=dict(request.headers), allow_redirects=False
+        ) as response:
+            body, truncated = await self._read_capped(response)
+            retry_after = None
+            if response.status in (429, 503):
+                retry_after = parse_retry_after(
+                    response.headers.get("Retry-After"), now=started_at.replace(tzinfo=dt.UTC)
+                )
+            failed = not 200 <= response.status < 300
+            return outcome(
+                status_code=response.status,
+                error_class="http_status" if failed else None,
+                error_detail=f"HTTP {response.status} {response.reason or ''}".strip()
+                if failed
+                else None,
+                response_body=body,
+                response_body_truncated=truncated,
+                retry_after_s=retry_after,
+            )
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> tuple[str, bool]:
         limit = self.options.max_response_bytes

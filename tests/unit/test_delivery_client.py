@@ -1,0 +1,103 @@
+"""`DeliveryClient.send` over real sockets to a server on 127.0.0.1: limits and timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from engine.delivery import ClientOptions, DeliveryClient, Outcome, Request, open_session
+from engine.hostgate import host_key
+from engine.ssrf import AddressPolicy
+
+Scenario = Callable[[DeliveryClient, str, dict[str, Any]], Awaitable[None]]
+
+
+def run(scenario: Scenario, *, delay_s: float, **options: Any) -> dict[str, Any]:
+    """Serve on an ephemeral loopback port (each answer after `delay_s`), run `scenario`."""
+    seen: dict[str, Any] = {"in_flight": 0, "most": 0, "served": 0}
+
+    async def handle(request: web.Request) -> web.Response:
+        seen["in_flight"] += 1
+        seen["most"] = max(seen["most"], seen["in_flight"])
+        try:
+            await request.read()
+            await asyncio.sleep(delay_s)
+            seen["served"] += 1
+            return web.Response(text="ok")
+        finally:
+            seen["in_flight"] -= 1
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", handle)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        client_options = ClientOptions(policy=AddressPolicy(allow_private=True), **options)
+        client = DeliveryClient(open_session(client_options), client_options)
+        try:
+            await asyncio.wait_for(scenario(client, f"http://127.0.0.1:{port}/hook", seen), 30)
+        finally:
+            await client.session.close()
+            await runner.cleanup()
+
+    asyncio.run(main())
+    return seen
+
+
+def request(url: str) -> Request:
+    return Request(url=url, headers={"content-type": "application/json"}, body=b"{}")
+
+
+def test_an_attempt_queued_past_the_connect_timeout_still_succeeds() -> None:
+    # One connection to the host, 0.1 s per answer: the eighth attempt waits about 0.7 s for
+    # it, well past the 0.2 s connect timeout (which aiohttp alone charges that wait to).
+    outcomes: list[Outcome] = []
+
+    async def scenario(client: DeliveryClient, url: str, seen: dict[str, Any]) -> None:
+        outcomes.extend(await asyncio.gather(*(client.send(request(url)) for _ in range(8))))
+
+    seen = run(
+        scenario,
+        delay_s=0.1,
+        max_connections_per_host=1,
+        connect_timeout_s=0.2,
+        request_timeout_s=5.0,
+    )
+
+    assert [o.status_code for o in outcomes] == [200] * 8
+    assert seen["most"] == 1
+
+
+def test_the_request_timeout_counts_the_wait_for_a_connection() -> None:
+    outcomes: list[Outcome] = []
+
+    async def scenario(client: DeliveryClient, url: str, seen: dict[str, Any]) -> None:
+        outcomes.extend(await asyncio.gather(*(client.send(request(url)) for _ in range(3))))
+
+    run(scenario, delay_s=0.4, max_connections_per_host=1, request_timeout_s=0.6)
+
+    first, second, third = outcomes
+    assert first.status_code == 200
+    for late in (second, third):
+        assert (late.status_code, late.error_class) == (None, "timeout")
+        assert late.error_detail == "no answer within 0.6 s"
+        assert 550 <= late.duration_ms < 2000
+
+
+def test_many_attempts_to_one_host_never_exceed_its_limit_and_all_succeed() -> None:
+    outcomes: list[Outcome] = []
+
+    async def scenario(client: DeliveryClient, url: str, seen: dict[str, Any]) -> None:
+        outcomes.extend(await asyncio.gather(*(client.send(request(url)) for _ in range(300))))
+        assert client.gates.holders(host_key(url)) == 0
+
+    seen = run(scenario, delay_s=0.002, max_connections_per_host=4, request_timeout_s=10.0)
+
+    assert [o.status_code for o in outcomes] == [200] * 300
+    assert seen["most"] <= 4 and seen["served"] == 300
