@@ -63,7 +63,7 @@ class TransactionalPublisher:
         self.actors = actors
         self.connect = connect or (lambda: pika.BlockingConnection(broker.parameters))
         self.batch = batch
-        self._group: GroupCommit[tuple[str, str], bool] = GroupCommit(self._publish)
+        self._group: GroupCommit[tuple[str, tuple[str, ...]], bool] = GroupCommit(self._publish)
         # Only the thread leading a commit touches these (GroupCommit runs one at a time).
         self._connection: pika.BlockingConnection | None = None
         self._channel: Any = None
@@ -82,9 +82,21 @@ class TransactionalPublisher:
         Raises:
             dramatiq.errors.ConnectionClosed: RabbitMQ cannot be reached.
         """
+        return self.enqueue_many(kind, [ident])
+
+    def enqueue_many(self, kind: str, idents: list[str]) -> bool:
+        """Publish `kind` for each id; True once RabbitMQ committed them all.
+
+        The ids of a batched kind travel in as few messages as `batch` allows.
+
+        Raises:
+            dramatiq.errors.ConnectionClosed: RabbitMQ cannot be reached.
+        """
         if not hasattr(self.actors, kind):
             raise ValueError(f"no actor {kind!r}")
-        return self._group.submit((kind, ident))
+        if not idents:
+            return True
+        return self._group.submit((kind, tuple(idents)))
 
     def close(self) -> None:
         """Close the connection, if one is open."""
@@ -95,12 +107,12 @@ class TransactionalPublisher:
             except Exception:  # noqa: BLE001 - it is going away either way
                 pass
 
-    def _publish(self, items: list[tuple[str, str]]) -> list[bool]:
+    def _publish(self, items: list[tuple[str, tuple[str, ...]]]) -> list[bool]:
         messages, carriers = self._messages(items)
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 kept = self._commit(messages)
-                return [kept[index] for index in carriers]
+                return [all(kept[index] for index in indices) for indices in carriers]
             except _BROKER_ERRORS as exc:
                 self.close()
                 if attempt == ATTEMPTS:
@@ -108,25 +120,27 @@ class TransactionalPublisher:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _messages(
-        self, items: list[tuple[str, str]]
-    ) -> tuple[list[dramatiq.Message[Any]], list[int]]:
-        """The messages that carry the items, and for each item the index of its message."""
+        self, items: list[tuple[str, tuple[str, ...]]]
+    ) -> tuple[list[dramatiq.Message[Any]], list[set[int]]]:
+        """The messages that carry the items, and for each item the indices of its messages."""
         messages: list[dramatiq.Message[Any]] = []
-        carriers: list[int] = [0] * len(items)
-        batched: dict[str, list[int]] = {}
-        for position, (kind, ident) in enumerate(items):
-            if kind in BATCHED_KINDS:
-                batched.setdefault(kind, []).append(position)
-                continue
-            carriers[position] = len(messages)
-            messages.append(getattr(self.actors, kind).message(ident))
-        for kind, positions in batched.items():
+        carriers: list[set[int]] = [set() for _ in items]
+        batched: dict[str, list[tuple[int, str]]] = {}
+        for position, (kind, idents) in enumerate(items):
             actor: dramatiq.Actor[Any, Any] = getattr(self.actors, kind)
-            for start in range(0, len(positions), self.batch):
-                chunk = positions[start : start + self.batch]
-                idents = [items[position][1] for position in chunk]
-                for position in chunk:
-                    carriers[position] = len(messages)
+            if kind in BATCHED_KINDS:
+                batched.setdefault(kind, []).extend((position, ident) for ident in idents)
+                continue
+            for ident in idents:
+                carriers[position].add(len(messages))
+                messages.append(actor.message(ident))
+        for kind, owned in batched.items():
+            actor = getattr(self.actors, kind)
+            for start in range(0, len(owned), self.batch):
+                chunk = owned[start : start + self.batch]
+                for position, _ident in chunk:
+                    carriers[position].add(len(messages))
+                idents = [ident for _position, ident in chunk]
                 messages.append(actor.message(idents[0] if len(idents) == 1 else idents))
         return messages, carriers
 

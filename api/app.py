@@ -17,7 +17,7 @@ from api.middleware import Auth, Database, RateLimit, RequestContext
 from api.resources.deliveries import Deliveries, Quarantine
 from api.resources.endpoint_secrets import EndpointSecrets
 from api.resources.endpoints import Endpoints
-from api.resources.events import Enqueue, Events
+from api.resources.events import Enqueue, EnqueueMany, Events
 from api.resources.health import Health, OpenApi, Readiness
 from api.resources.keys import Keys
 from api.resources.tenants import Tenants
@@ -41,12 +41,16 @@ def create_app(
     *,
     database: Any,
     enqueue: Enqueue,
+    enqueue_many: EnqueueMany | None = None,
     broker_check: Callable[[], None] = lambda: None,
     clock: Callable[[], float] = time.time,
     secretbox: SecretBox | None = None,
     credentials: CredentialCache | None = None,
 ) -> falcon.App:
     """Build the WSGI app; the database is bound and `enqueue` publishes `fan_out`.
+
+    `enqueue_many` publishes the ids of concurrent requests' events together;
+    by default each goes through `enqueue`.
 
     `secretbox` seals endpoint secrets; by default it is built from the settings.
     `credentials` remembers authenticated API keys for a moment (`engine.credentials`);
@@ -95,7 +99,7 @@ def create_app(
     app.add_route("/v1/endpoints/{endpoint_id}/recover", endpoints, suffix="recover")
     app.add_route("/v1/endpoints/{endpoint_id}/health", endpoints, suffix="health")
     app.add_route("/v1/endpoints/{endpoint_id}/enable", endpoints, suffix="enable")
-    events = Events(settings, enqueue)
+    events = Events(settings, enqueue, enqueue_many)
     app.add_route("/v1/events", events)
     app.add_route("/v1/events/{event_id}", events, suffix="item")
     deliveries = Deliveries(settings, enqueue)
@@ -118,12 +122,14 @@ def get_app() -> falcon.App:
     logs.configure(settings.log_level, settings.log_format)
     database = bind(settings)
     publisher = Publisher.from_settings(settings)
+    transactional = TransactionalPublisher.sharing(publisher)
     return create_app(
         settings,
         database=database,
         # Concurrent requests share one RabbitMQ commit: each still answers only once
         # its own message is committed (actors.transactional).
-        enqueue=TransactionalPublisher.sharing(publisher).enqueue,
+        enqueue=transactional.enqueue,
+        enqueue_many=transactional.enqueue_many,
         broker_check=publisher.ping,
         credentials=CredentialCache(settings.credential_cache_ttl_s),
     )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 
 import peewee
+import structlog
 
 from engine.batching import GroupCommit
 from engine.database import insert_rows
@@ -15,6 +17,12 @@ from engine.filters import EVENT_TYPE_PATTERN, is_valid_event_type
 from engine.ids import new_id
 from engine.models import Delivery, Event, db, utcnow
 from engine.pages import Page, paginate
+
+log = structlog.get_logger("hookline.events")
+
+# Publishes `fan_out` for new events' ids, and never raises: a failure is the callee's to
+# log, and the fan-out lease has the scheduler publish them later.
+Announce = Callable[[list[str]], None]
 
 
 def encode_payload(payload: Any) -> str:
@@ -29,10 +37,15 @@ def ingest_event(
     idempotency_key: str | None,
     *,
     fan_out_lease_s: float,
+    announce: Announce | None = None,
 ) -> tuple[Event, bool]:
     """Store an event; answer it and whether it is new.
 
     A repeated idempotency key answers the first event and stores nothing.
+    A new event is passed to `announce` before this returns. Events without
+    a key that concurrent requests store together are announced together
+    too, by whichever request leads their INSERT: one `fan_out` message can
+    carry them all.
 
     Raises:
         InvalidInputError: the event type is not a full match of its pattern.
@@ -50,13 +63,15 @@ def ingest_event(
         "fan_out_lease_until": now + dt.timedelta(seconds=fan_out_lease_s),
     }
     if idempotency_key is None and not db.in_transaction():
-        failure = _unkeyed.submit(row)
+        failure = _unkeyed.submit((row, announce))
         if failure is not None:
             raise failure
         return Event(**row), True
     # One statement, committed on its own (the connection is in autocommit mode): one
     # round trip where BEGIN, INSERT and COMMIT took three, and no peewee SQL building.
     if insert_rows(Event, [row], skip_conflicts=idempotency_key is not None):
+        if announce is not None:
+            _announce_quietly(announce, [str(row["id"])])
         return Event(**row), True
     existing = Event.get(
         (Event.tenant_id == tenant_id) & (Event.idempotency_key == idempotency_key)
@@ -64,13 +79,34 @@ def ingest_event(
     return existing, False
 
 
-def _insert_together(rows: list[dict[str, Any]]) -> list[Exception | None]:
-    """INSERT the rows of concurrent requests in one statement, committed once.
+def _insert_together(items: list[tuple[dict[str, Any], Announce | None]]) -> list[Exception | None]:
+    """INSERT the rows of concurrent requests in one statement, committed once; announce them.
 
     A commit costs PostgreSQL about as much as the row it commits. Should the
     statement fail for a row's sake, the rows are tried one by one, so that
     only that request fails; a database that cannot be reached fails them all.
+    The rows that went in are then announced, one call per `announce`.
     """
+    rows = [row for row, _announce in items]
+    failures = _insert_rows(rows)
+    inserted: dict[Announce, list[str]] = {}
+    for (row, announce), failure in zip(items, failures, strict=True):
+        if announce is not None and failure is None:
+            inserted.setdefault(announce, []).append(row["id"])
+    for announce, ids in inserted.items():
+        _announce_quietly(announce, ids)
+    return failures
+
+
+def _announce_quietly(announce: Announce, ids: list[str]) -> None:
+    """Announce; an error is logged, never raised: the events are committed already."""
+    try:
+        announce(ids)
+    except Exception as exc:  # noqa: BLE001 - the fan-out lease publishes them later
+        log.warning("announce_failed", event_ids=ids, error=f"{type(exc).__name__}: {exc}")
+
+
+def _insert_rows(rows: list[dict[str, Any]]) -> list[Exception | None]:
     try:
         insert_rows(Event, rows)
         return [None] * len(rows)
@@ -88,7 +124,9 @@ def _insert_together(rows: list[dict[str, Any]]) -> list[Exception | None]:
 
 
 # Events without an idempotency key, from the request threads of this process.
-_unkeyed: GroupCommit[dict[str, Any], Exception | None] = GroupCommit(_insert_together)
+_unkeyed: GroupCommit[tuple[dict[str, Any], Announce | None], Exception | None] = GroupCommit(
+    _insert_together
+)
 
 
 def get_event(tenant_id: str, event_id: str) -> Event:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import falcon
@@ -17,8 +18,11 @@ from engine.settings import Settings
 
 log = structlog.get_logger("hookline.api")
 
-# Publishes `fan_out(event_id)`; answers False (or raises) when the broker did not confirm.
+# Publishes `kind(ident)`; answers False (or raises) when the broker did not confirm.
 Enqueue = Callable[[str, str], bool]
+# Publishes `kind` for each id (in as few messages as the kind allows); False unless all
+# were confirmed.
+EnqueueMany = Callable[[str, list[str]], bool]
 
 
 class Events:
@@ -28,9 +32,12 @@ class Events:
     scopes = {"POST": "events:write", "GET": "deliveries:read"}
     ingest_methods = ("POST",)
 
-    def __init__(self, settings: Settings, enqueue: Enqueue) -> None:
+    def __init__(
+        self, settings: Settings, enqueue: Enqueue, enqueue_many: EnqueueMany | None = None
+    ) -> None:
         self.settings = settings
         self.enqueue = enqueue
+        self.enqueue_many = enqueue_many or functools.partial(_one_by_one, enqueue)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json(req, "event_create", self.settings.max_body_bytes)
@@ -41,12 +48,26 @@ class Events:
             body["payload"],
             key,
             fan_out_lease_s=self.settings.fan_out_lease_s,
+            announce=self._announce,
         )
         EVENTS_INGESTED.labels("created" if created else "duplicate").inc()
-        if created:
-            publish_quietly(self.enqueue, "fan_out", event.id)
         resp.status = falcon.HTTP_202 if created else falcon.HTTP_200
         resp.media = views.event(event)
+
+    def _announce(self, event_ids: list[str]) -> None:
+        """Publish `fan_out` for new events (those of concurrent requests together)."""
+        try:
+            if self.enqueue_many("fan_out", event_ids):
+                return
+        except Exception as exc:  # noqa: BLE001 - a publish failure must not fail the request
+            log.warning(
+                "publish_failed",
+                kind="fan_out",
+                idents=event_ids,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return
+        log.warning("publish_unconfirmed", kind="fan_out", idents=event_ids)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit, cursor = paging(req)
@@ -65,6 +86,10 @@ class Events:
             **views.event(event),
             "deliveries": [views.delivery_summary(d) for d in deliveries],
         }
+
+
+def _one_by_one(enqueue: Enqueue, kind: str, idents: list[str]) -> bool:
+    return all([enqueue(kind, ident) for ident in idents])
 
 
 def publish_quietly(enqueue: Enqueue, kind: str, ident: str) -> None:

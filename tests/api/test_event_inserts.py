@@ -65,10 +65,14 @@ def test_a_row_the_database_refuses_fails_only_its_own_request(
 
     monkeypatch.setattr(events, "insert_rows", refuse_poison)
 
-    failures = events._insert_together([row(tenant_id, t) for t in ("a", "poison", "b")])
+    announced: list[list[str]] = []
+    rows = [row(tenant_id, t) for t in ("a", "poison", "b")]
+
+    failures = events._insert_together([(r, announced.append) for r in rows])
 
     assert [type(f) for f in failures] == [type(None), peewee.IntegrityError, type(None)]
     assert sorted(e.event_type for e in Event.select()) == ["a", "b"]
+    assert announced == [[rows[0]["id"], rows[2]["id"]]], "only what went in, in one call"
 
 
 def test_an_event_ingested_inside_a_callers_transaction_rolls_back_with_it(tenant_id: str) -> None:
@@ -92,3 +96,59 @@ def test_a_database_out_of_reach_fails_the_request(
 
     with pytest.raises(peewee.OperationalError):
         ingest(tenant_id, 1)
+
+
+def test_events_stored_together_are_announced_together_before_anyone_is_answered(
+    sqlite_db: Any, tenant_id: str
+) -> None:
+    announced: list[list[str]] = []
+    committed_when_announced: list[bool] = []
+
+    def announce(ids: list[str]) -> None:
+        committed_when_announced.append(Event.select().where(Event.id.in_(ids)).count() == len(ids))
+        announced.append(ids)
+
+    def one(n: int) -> str:
+        with sqlite_db.connection_context():
+            event, created = events.ingest_event(
+                tenant_id, "order.paid", {"n": n}, None, fan_out_lease_s=30, announce=announce
+            )
+            assert created
+            assert any(event.id in ids for ids in list(announced)), "announced before answered"
+            return event.id
+
+    with ThreadPoolExecutor(8) as pool:
+        answered = list(pool.map(one, range(200)))
+
+    flat = [event_id for ids in announced for event_id in ids]
+    assert sorted(flat) == sorted(answered), "each new event announced exactly once"
+    assert all(committed_when_announced)
+
+
+def test_an_event_with_a_key_is_announced_once_and_its_repeat_not_at_all(tenant_id: str) -> None:
+    announced: list[list[str]] = []
+
+    def keyed() -> tuple[Event, bool]:
+        return events.ingest_event(
+            tenant_id, "order.paid", {}, "k-1", fan_out_lease_s=30, announce=announced.append
+        )
+
+    first, created = keyed()
+    again, repeated = keyed()
+
+    assert (created, repeated) == (True, False) and again.id == first.id
+    assert announced == [[first.id]]
+
+
+def test_an_announce_that_raises_costs_no_request_its_event(
+    tenant_id: str, logs: list[dict[str, Any]]
+) -> None:
+    def broken(ids: list[str]) -> None:
+        raise ConnectionError("broker gone")
+
+    event, created = events.ingest_event(
+        tenant_id, "order.paid", {}, None, fan_out_lease_s=30, announce=broken
+    )
+
+    assert created and Event.get_by_id(event.id)
+    assert [e["event"] for e in logs if e.get("event_ids") == [event.id]] == ["announce_failed"]

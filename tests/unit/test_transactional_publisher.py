@@ -213,8 +213,8 @@ def test_fan_out_ids_committed_together_share_one_message(
     publisher: TransactionalPublisher, server: FakeServer
 ) -> None:
     # What GroupCommit hands the publisher when five requests publish during one commit.
-    items = [("fan_out", "evt_1"), ("verify_endpoint", "ep_1"), ("fan_out", "evt_2")]
-    items += [("fan_out", "evt_3"), ("verify_endpoint", "ep_2")]
+    items = [("fan_out", ("evt_1",)), ("verify_endpoint", ("ep_1",)), ("fan_out", ("evt_2",))]
+    items += [("fan_out", ("evt_3",)), ("verify_endpoint", ("ep_2",))]
 
     assert publisher._publish(items) == [True] * 5
 
@@ -238,7 +238,7 @@ def test_a_shared_message_carries_at_most_batch_ids(server: FakeServer) -> None:
         batch=2,
     )
 
-    assert publisher._publish([("fan_out", f"evt_{n}") for n in range(5)]) == [True] * 5
+    assert publisher._publish([("fan_out", (f"evt_{n}",)) for n in range(5)]) == [True] * 5
 
     assert [args for _, _, args in sent(server)] == [
         [["evt_0", "evt_1"]],
@@ -252,8 +252,8 @@ def test_every_id_of_a_returned_shared_message_answers_false(
 ) -> None:
     server.missing.add("hookline.fan_out")
 
-    answers = publisher._publish([("fan_out", "evt_1"), ("verify_endpoint", "ep_1")])
-    answers += publisher._publish([("fan_out", "evt_2"), ("fan_out", "evt_3")])
+    answers = publisher._publish([("fan_out", ("evt_1",)), ("verify_endpoint", ("ep_1",))])
+    answers += publisher._publish([("fan_out", ("evt_2",)), ("fan_out", ("evt_3",))])
 
     assert answers == [False, True, False, False]
 
@@ -265,3 +265,46 @@ def test_an_unknown_kind_is_refused_before_anything_is_published(
         publisher.enqueue("fan_in", "evt_1")
 
     assert server.commits == 0
+
+
+def test_enqueue_many_sends_the_ids_in_one_message_and_answers_for_them_all(
+    publisher: TransactionalPublisher, server: FakeServer
+) -> None:
+    assert publisher.enqueue_many("fan_out", ["evt_1", "evt_2"]) is True
+    assert publisher.enqueue_many("verify_endpoint", ["ep_1", "ep_2"]) is True
+    assert publisher.enqueue_many("fan_out", []) is True
+
+    assert sent(server) == [
+        ("hookline.fan_out", "fan_out", [["evt_1", "evt_2"]]),
+        ("hookline.verify", "verify_endpoint", ["ep_1"]),
+        ("hookline.verify", "verify_endpoint", ["ep_2"]),
+    ]
+    assert server.commits == 2
+
+
+def test_ids_split_over_messages_answer_false_if_any_of_them_was_returned(
+    server: FakeServer,
+) -> None:
+    publisher = TransactionalPublisher(
+        FakeBroker(),  # type: ignore[arg-type]
+        SimpleNamespace(
+            fan_out=dramatiq.actor(
+                noop, broker=StubBroker(), actor_name="fan_out", queue_name="hookline.fan_out"
+            ),
+            verify_endpoint=dramatiq.actor(
+                noop,
+                broker=StubBroker(),
+                actor_name="verify_endpoint",
+                queue_name="hookline.verify",
+            ),
+        ),
+        connect=server.connect,  # type: ignore[arg-type]
+        batch=2,
+    )
+    server.missing.add("hookline.verify")
+
+    assert publisher._publish([("fan_out", ("e1", "e2", "e3")), ("verify_endpoint", ("p1",))]) == [
+        True,
+        False,
+    ]
+    assert [args for _, _, args in sent(server)] == [[["e1", "e2"]], ["e3"]]
