@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,10 +46,21 @@ class GroupCommit(Generic[T, R]):
     queue to the first queued thread, which leads the next flush. Every thread
     is woken once. `flush` answers one result per item, in order; if it
     raises, every thread of that batch gets the error.
+
+    `then(items, results)`, if given, runs after a flush that succeeded, on
+    the leader's thread, once the next batch may already be flushing and
+    before any thread of this batch is woken: a second stage (publishing what
+    was just committed) that overlaps the next batch's first. An exception
+    in it is swallowed; `then` reports its own failures.
     """
 
-    def __init__(self, flush: Callable[[list[T]], Sequence[R]]) -> None:
+    def __init__(
+        self,
+        flush: Callable[[list[T]], Sequence[R]],
+        then: Callable[[list[T], list[R]], None] | None = None,
+    ) -> None:
         self._flush = flush
+        self._then = then
         self._lock = threading.Lock()
         self._queued: list[_Slot[T, R]] = []
         self._flushing = False
@@ -76,8 +87,10 @@ class GroupCommit(Generic[T, R]):
         return slot.outcome()
 
     def _lead(self, batch: list[_Slot[T, R]]) -> None:
+        flushed = False
         try:
             self._run(batch)
+            flushed = True
         finally:
             with self._lock:
                 following, self._queued = self._queued, []
@@ -85,6 +98,13 @@ class GroupCommit(Generic[T, R]):
             if following:
                 following[0].batch = following
                 following[0].wake.release()
+            done = [slot for slot in batch if slot.error is None] if flushed else []
+            if done and self._then is not None:
+                results: list[Any] = [slot.result for slot in done]
+                try:
+                    self._then([slot.item for slot in done], results)
+                except Exception:  # noqa: BLE001 - `then` reports its own failures
+                    pass
             for settled in batch:
                 if settled.done and settled.batch is not batch:
                     settled.wake.release()

@@ -80,33 +80,13 @@ def ingest_event(
 
 
 def _insert_together(items: list[tuple[dict[str, Any], Announce | None]]) -> list[Exception | None]:
-    """INSERT the rows of concurrent requests in one statement, committed once; announce them.
+    """INSERT the rows of concurrent requests in one statement, committed once.
 
     A commit costs PostgreSQL about as much as the row it commits. Should the
     statement fail for a row's sake, the rows are tried one by one, so that
     only that request fails; a database that cannot be reached fails them all.
-    The rows that went in are then announced, one call per `announce`.
     """
     rows = [row for row, _announce in items]
-    failures = _insert_rows(rows)
-    inserted: dict[Announce, list[str]] = {}
-    for (row, announce), failure in zip(items, failures, strict=True):
-        if announce is not None and failure is None:
-            inserted.setdefault(announce, []).append(row["id"])
-    for announce, ids in inserted.items():
-        _announce_quietly(announce, ids)
-    return failures
-
-
-def _announce_quietly(announce: Announce, ids: list[str]) -> None:
-    """Announce; an error is logged, never raised: the events are committed already."""
-    try:
-        announce(ids)
-    except Exception as exc:  # noqa: BLE001 - the fan-out lease publishes them later
-        log.warning("announce_failed", event_ids=ids, error=f"{type(exc).__name__}: {exc}")
-
-
-def _insert_rows(rows: list[dict[str, Any]]) -> list[Exception | None]:
     try:
         insert_rows(Event, rows)
         return [None] * len(rows)
@@ -123,9 +103,33 @@ def _insert_rows(rows: list[dict[str, Any]]) -> list[Exception | None]:
     return failures
 
 
+def _announce_inserted(
+    items: list[tuple[dict[str, Any], Announce | None]], failures: list[Exception | None]
+) -> None:
+    """Announce the rows of one INSERT that went in, one call per `announce`.
+
+    Runs while the next INSERT may already be under way, and before any of
+    these rows' requests is answered (`GroupCommit`'s `then`).
+    """
+    inserted: dict[Announce, list[str]] = {}
+    for (row, announce), failure in zip(items, failures, strict=True):
+        if announce is not None and failure is None:
+            inserted.setdefault(announce, []).append(row["id"])
+    for announce, ids in inserted.items():
+        _announce_quietly(announce, ids)
+
+
+def _announce_quietly(announce: Announce, ids: list[str]) -> None:
+    """Announce; an error is logged, never raised: the events are committed already."""
+    try:
+        announce(ids)
+    except Exception as exc:  # noqa: BLE001 - the fan-out lease publishes them later
+        log.warning("announce_failed", event_ids=ids, error=f"{type(exc).__name__}: {exc}")
+
+
 # Events without an idempotency key, from the request threads of this process.
 _unkeyed: GroupCommit[tuple[dict[str, Any], Announce | None], Exception | None] = GroupCommit(
-    _insert_together
+    _insert_together, then=_announce_inserted
 )
 
 

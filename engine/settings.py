@@ -38,8 +38,8 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     # Gunicorn worker processes for `hookline api`.
     api_workers: int = 2
-    # Threads per gunicorn worker process.
-    api_threads: int = 8
+    # Threads per gunicorn worker process (concurrent requests share commits: more is cheaper).
+    api_threads: int = 16
     # Dramatiq worker processes for `hookline worker`.
     worker_processes: int = 2
     # Threads per worker process (`deliver` messages handled at once per process).

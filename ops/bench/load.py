@@ -1,9 +1,14 @@
-"""The load generator: POST /v1/events from an aiohttp client in its own process.
+"""The load generator: POST /v1/events over keep-alive connections, in its own process.
 
 `python -m ops.bench.load --url URL --key KEY --connections 32 (--count N | --duration S)`
 keeps `--connections` keep-alive connections busy (closed loop), or with
 `--rate R` offers R events/s on a fixed schedule (open loop). It prints one
 JSON line: accepted, statuses, latency percentiles, and when it ran (epoch s).
+
+It speaks just enough HTTP/1.1 itself (an asyncio protocol per connection,
+`Content-Length` answers) to cost about a tenth of what an aiohttp client did:
+at 750 events/s that client took 0.5 ms of CPU per event, a third of what the
+API took, from the same two cores the measured processes share.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ import sys
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
+REQUEST_TIMEOUT_S = 30.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -53,9 +59,9 @@ class Load:
         self.next_index += 1
         return index
 
-    async def connection(self, session: aiohttp.ClientSession) -> None:
-        """Send requests one after another on one connection's worth of concurrency."""
-        headers = {"Authorization": f"Bearer {self.args.key}", "Content-Type": "application/json"}
+    async def connection(self, target: Target) -> None:
+        """Send requests one after another on one keep-alive connection."""
+        conn: Connection | None = None
         while (index := self.take()) is not None:
             if self.args.rate:
                 due = self.started + index / self.args.rate
@@ -64,35 +70,37 @@ class Load:
                     await asyncio.sleep(delay)
             body = json.dumps(
                 {"event_type": "bench.event", "payload": {"n": index, "pad": self.pad}}
-            )
+            ).encode()
             sent = time.monotonic()
             try:
-                async with session.post(self.args.url, data=body, headers=headers) as response:
-                    await response.read()
-                    status = str(response.status)
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                if conn is None or conn.closed:
+                    conn = await target.connect()
+                status = str(await conn.request(target.head(len(body)) + body, REQUEST_TIMEOUT_S))
+            except (OSError, TimeoutError, ValueError) as exc:
                 status = type(exc).__name__
+                if conn is not None:
+                    conn.close()
+                conn = None
             done = time.monotonic()
             self.statuses[status] += 1
             if self.window[0] <= sent and done <= self.window[1]:
                 self.latencies_ms.append((done - sent) * 1000.0)
                 if status == "202":
                     self.accepted_in_window += 1
+        if conn is not None:
+            conn.close()
 
     async def run(self) -> dict[str, Any]:
         """Run to the end; answer the result document."""
         args = self.args
-        connector = aiohttp.TCPConnector(limit=args.connections, force_close=False)
-        timeout = aiohttp.ClientTimeout(total=30)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            self.started = time.monotonic()
-            wall_start = time.time()
-            if args.duration:
-                self.deadline = self.started + args.warmup + args.duration
-                self.window = (self.started + args.warmup, self.deadline)
-            tasks = [self.connection(session) for _ in range(args.connections)]
-            await asyncio.gather(*tasks)
-            finished = time.monotonic()
+        target = Target(args.url, args.key)
+        self.started = time.monotonic()
+        wall_start = time.time()
+        if args.duration:
+            self.deadline = self.started + args.warmup + args.duration
+            self.window = (self.started + args.warmup, self.deadline)
+        await asyncio.gather(*(self.connection(target) for _ in range(args.connections)))
+        finished = time.monotonic()
         measured = args.duration if args.duration else max(finished - self.started, 1e-9)
         return {
             "requests": sum(self.statuses.values()),
@@ -104,6 +112,110 @@ class Load:
             "started_at": wall_start,
             "elapsed_s": finished - self.started,
         }
+
+
+class Target:
+    """Where the requests go: the host and port to dial, the request head to send."""
+
+    def __init__(self, url: str, key: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"the load generator speaks plain http only, not {url!r}")
+        self.host = parts.hostname
+        self.port = parts.port or 80
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._head = (
+            f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+            "Content-Length: "
+        ).encode("latin-1")
+
+    def head(self, length: int) -> bytes:
+        """The request line and headers for a body of `length` bytes."""
+        return self._head + b"%d\r\n\r\n" % length
+
+    async def connect(self) -> Connection:
+        """Open one connection."""
+        loop = asyncio.get_running_loop()
+        _, protocol = await asyncio.wait_for(
+            loop.create_connection(Connection, self.host, self.port), REQUEST_TIMEOUT_S
+        )
+        return protocol
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection: one request at a time, `Content-Length` answers."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[int] | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        try:
+            status = self._answer()
+        except ValueError as exc:
+            waiter.set_exception(exc)
+            return
+        if status is not None:
+            waiter.set_result(status)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionResetError("closed before the answer"))
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    async def request(self, data: bytes, timeout_s: float) -> int:
+        """Send one request; answer the status code once the whole answer is in."""
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        waiter = self.waiter = loop.create_future()
+        timer = loop.call_later(
+            timeout_s, lambda: waiter.done() or waiter.set_exception(TimeoutError())
+        )
+        self.transport.write(data)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+
+    def _answer(self) -> int | None:
+        """Take one complete answer off the buffer and answer its status; None if incomplete."""
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return None
+        lines = bytes(self.buffer[:end]).split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        length = None
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                raise ValueError("chunked answers are not understood here")
+            elif name == b"connection" and value.strip().lower() == b"close":
+                self.closed = True
+        if length is None:
+            raise ValueError("an answer without Content-Length")
+        if len(self.buffer) < end + 4 + length:
+            return None
+        del self.buffer[: end + 4 + length]
+        return status
 
 
 def main() -> int:

@@ -53,7 +53,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fanout", type=int, default=10, help="endpoints per tenant (M)")
     p.add_argument("--payload-bytes", type=int, default=256, help="padding in each event")
     p.add_argument("--api-workers", type=int, default=2)
-    p.add_argument("--api-threads", type=int, default=8)
+    p.add_argument("--api-threads", type=int, default=16)
     p.add_argument("--worker-processes", type=int, default=2)
     p.add_argument("--worker-threads", type=int, default=64)
     p.add_argument("--db-max-connections", type=int, default=16, help="pool per process")

@@ -68,7 +68,9 @@ def test_a_row_the_database_refuses_fails_only_its_own_request(
     announced: list[list[str]] = []
     rows = [row(tenant_id, t) for t in ("a", "poison", "b")]
 
-    failures = events._insert_together([(r, announced.append) for r in rows])
+    items: list[tuple[dict[str, Any], Any]] = [(r, announced.append) for r in rows]
+    failures = events._insert_together(items)
+    events._announce_inserted(items, failures)
 
     assert [type(f) for f in failures] == [type(None), peewee.IntegrityError, type(None)]
     assert sorted(e.event_type for e in Event.select()) == ["a", "b"]

@@ -109,3 +109,65 @@ def test_a_flush_answering_the_wrong_number_of_results_is_an_error() -> None:
 
     with pytest.raises(RuntimeError, match="0 results for 1"):
         group.submit(1)
+
+
+def test_then_runs_before_its_batch_is_answered_while_the_next_batch_flushes() -> None:
+    flushed: list[list[int]] = []
+    next_flush_started = threading.Event()
+    answered_before_then: list[bool] = []
+    answers: dict[int, int] = {}
+    then_done = threading.Event()
+
+    def flush(items: list[int]) -> list[int]:
+        flushed.append(list(items))
+        if len(flushed) == 2:
+            next_flush_started.set()
+        return [item * 10 for item in items]
+
+    def then(items: list[int], results: list[int]) -> None:
+        if items == [1]:
+            # The second submission leads its own flush while this stage still runs.
+            assert next_flush_started.wait(10)
+            answered_before_then.append(1 in answers)
+            then_done.set()
+
+    group: GroupCommit[int, int] = GroupCommit(flush, then=then)
+
+    def submit(item: int) -> None:
+        answers[item] = group.submit(item)
+
+    first = threading.Thread(target=submit, args=(1,))
+    first.start()
+    for _ in range(1000):
+        if flushed:
+            break
+        threading.Event().wait(0.005)
+    second = threading.Thread(target=submit, args=(2,))
+    second.start()
+    first.join(10)
+    second.join(10)
+
+    assert flushed == [[1], [2]]
+    assert then_done.is_set() and answered_before_then == [False]
+    assert answers == {1: 10, 2: 20}
+
+
+def test_then_gets_what_went_in_skips_a_failed_flush_and_cannot_fail_a_request() -> None:
+    seen: list[tuple[list[int], list[int]]] = []
+
+    def flush(items: list[int]) -> list[int]:
+        if -1 in items:
+            raise ConnectionError("the database went away")
+        return [item * 10 for item in items]
+
+    def then(items: list[int], results: list[int]) -> None:
+        seen.append((items, results))
+        raise RuntimeError("publishing failed")
+
+    group: GroupCommit[int, int] = GroupCommit(flush, then=then)
+
+    assert group.submit(3) == 30
+    with pytest.raises(ConnectionError):
+        group.submit(-1)
+
+    assert seen == [([3], [30])]
