@@ -96,7 +96,8 @@ def fan_out_and_claim(
                     continue
                 if len(claimed) < claim and endpoint.breaker_state in (None, "closed"):
                     row = _new_delivery(event, endpoint.id, now, claim_until, DELIVERING, 1)
-                    claimed.append(Claim(Delivery(**row), endpoint, event))
+                    # Every column is given: peewee need not compute the defaults first.
+                    claimed.append(Claim(Delivery(__no_default__=1, **row), endpoint, event))
                 else:
                     row = _new_delivery(event, endpoint.id, now, pending_until, PENDING, 0)
                 rows.append(row)

@@ -9,6 +9,7 @@ An empty list also means everything. Matching is case-sensitive.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 
@@ -77,7 +78,13 @@ def compile_patterns(patterns: Iterable[str]) -> Callable[[str], bool]:
 
 def matches(event_type: str, patterns: Sequence[str]) -> bool:
     """Tell whether an event type is selected by an endpoint's patterns."""
-    return compile_patterns(patterns)(event_type)
+    return _compiled(tuple(patterns))(event_type)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    """The predicate of a pattern list, built once per distinct list (fan-out asks per event)."""
+    return compile_patterns(patterns)
 
 
 def _match_all(event_type: str) -> bool:
