@@ -32,8 +32,8 @@ def fan_out(event_ids: str | list[str]) -> None:
 
     Takes one event id, or the list the API publishes for the events that
     concurrent requests committed together (at most `deliver_batch`). The
-    deliveries this worker sends itself, up to `deliver_batch` per event and
-    `FAN_OUT_CLAIM` batches in all, are created already claimed
+    deliveries this worker sends itself, as many as `deliver_batch` for each
+    event carried and `FAN_OUT_CLAIM` batches at most, are created already claimed
     (`engine.fanout.fan_out_and_claim`): a fan-out to a few endpoints costs
     no `deliver` message at all. The rest go out `deliver_batch` ids per message.
     """
