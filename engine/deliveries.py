@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from peewee import JOIN, SQL, fn
+from peewee import JOIN
 
 from engine import alert_records, alerts, endpoint_secrets, health, signing
 from engine.database import insert_rows
@@ -263,33 +263,29 @@ def record_many(
 
 
 def _mark_succeeded(delivery_ids: list[str], now: dt.datetime) -> None:
-    """Move deliveries whose recorded attempt succeeded, in one statement."""
-    mine = Attempt.alias("mine")
+    """Move deliveries whose recorded attempt succeeded, in one statement.
 
-    def of_attempt(column: Any) -> Any:
-        # The delivery's current attempt, and a success: a late success of an earlier
-        # attempt recorded in the same group as a failed current one moves nothing here.
-        return mine.select(column).where(
-            (mine.delivery_id == Delivery.id)
-            & (mine.number == Delivery.attempts)
-            & (mine.outcome == "success")
-        )
+    Each takes its `last_*` columns from its current attempt, and only if that
+    attempt is a success: a late success of an earlier attempt, recorded in
+    the same group as a failed current one, moves nothing here. Written once
+    by hand: peewee compiled the statement (three correlated subqueries and
+    an EXISTS) in about as much CPU as the rest of a small group's recording.
+    """
+    param = db.obj.param
+    sql = _MARK_SUCCEEDED.format(param=param, ids=", ".join([param] * len(delivery_ids)))
+    db.execute_sql(sql, [SUCCEEDED, Delivery.updated_at.db_value(now), *delivery_ids, DELIVERING])
 
-    Delivery.update(
-        {
-            Delivery.status: SUCCEEDED,
-            Delivery.lease_until: None,
-            Delivery.next_attempt_at: None,
-            Delivery.updated_at: now,
-            Delivery.last_attempt_at: of_attempt(mine.started_at),
-            Delivery.last_status_code: of_attempt(mine.status_code),
-            Delivery.last_error: of_attempt(mine.error_detail),
-        }
-    ).where(
-        Delivery.id.in_(delivery_ids)
-        & (Delivery.status == DELIVERING)
-        & fn.EXISTS(of_attempt(SQL("1")))
-    ).execute()
+
+_MARK_SUCCEEDED = (
+    'UPDATE "delivery" SET "status" = {param}, "lease_until" = NULL,'
+    ' "next_attempt_at" = NULL, "updated_at" = {param},'
+    ' "last_attempt_at" = "mine"."started_at", "last_status_code" = "mine"."status_code",'
+    ' "last_error" = "mine"."error_detail"'
+    ' FROM "attempt" AS "mine"'
+    ' WHERE "delivery"."id" IN ({ids}) AND "delivery"."status" = {param}'
+    ' AND "mine"."delivery_id" = "delivery"."id" AND "mine"."number" = "delivery"."attempts"'
+    ' AND "mine"."outcome" = \'success\''
+)
 
 
 def _move_failed(claimed: Claim, outcome: Outcome, decision: Decision, now: dt.datetime) -> None:

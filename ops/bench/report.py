@@ -25,6 +25,8 @@ ROWS = (
     ("baseline", "deliveries_per_s", "dlv/s", "naive baseline: deliveries/s"),
     ("lag", "p50_ms", "ms", "lag at half load: p50"),
     ("lag", "p99_ms", "ms", "lag at half load: p99"),
+    ("lag", "to_fan_out_p50_ms", "ms", "lag: event stored to fan-out, p50"),
+    ("lag", "fan_out_to_attempt_p50_ms", "ms", "lag: fan-out to first attempt, p50"),
     ("isolation", "healthy_deliveries_per_s", "dlv/s", "isolation: healthy dlv/s, 10% hang"),
     ("isolation", "all_healthy_deliveries_per_s", "dlv/s", "isolation: same endpoints, none hang"),
     ("backlog", "rss_max_process_mib", "MiB", "worker RSS, largest process"),

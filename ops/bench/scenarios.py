@@ -144,7 +144,20 @@ def lag(ctx: Context, rate_events_per_s: float) -> dict[str, Any]:
         "  WHERE a.tenant_id = %s AND a.number = 1) AS lags",
         [tenant],
     )
+    # Where the lag goes: from the event's commit to its fan-out (API, RabbitMQ, dramatiq),
+    # and from the fan-out to the attempt (the worker).
+    to_fan_out, to_attempt = ctx.pg.row(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY f),"
+        " percentile_cont(0.5) WITHIN GROUP (ORDER BY s) FROM ("
+        "  SELECT extract(epoch FROM e.fanned_out_at - e.created_at) * 1000 AS f,"
+        "   extract(epoch FROM a.started_at - e.fanned_out_at) * 1000 AS s"
+        "  FROM attempt a JOIN delivery d ON d.id = a.delivery_id JOIN event e ON e.id = d.event_id"
+        "  WHERE a.tenant_id = %s AND a.number = 1) AS parts",
+        [tenant],
+    )
     return {
+        "to_fan_out_p50_ms": float(to_fan_out or 0.0),
+        "fan_out_to_attempt_p50_ms": float(to_attempt or 0.0),
         "offered_events_per_s": rate_events_per_s,
         "offered_deliveries_per_s": rate_events_per_s * len(endpoints),
         "events": result["accepted"],
