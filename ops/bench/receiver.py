@@ -1,4 +1,4 @@
-"""The benchmark's webhook receiver: a lean aiohttp server in its own process.
+"""The benchmark's webhook receiver: a lean HTTP/1.1 server in its own process.
 
 `python -m ops.bench.receiver --listeners N` listens on N ephemeral ports of
 127.0.0.1 (one per endpoint, so each endpoint is its own "host" to the
@@ -9,6 +9,12 @@ serves until SIGTERM, its parent's exit, or `--max-lifetime-s`:
     /_release   releases every waiting `/hang` request
     /_stats     counts per path prefix, as JSON
     anything    200 at once
+
+It speaks just enough HTTP/1.1 itself (an asyncio protocol per connection,
+keep-alive, `Content-Length` bodies, read whole before answering): the
+receivers of real webhooks run on other machines, and an aiohttp server here
+took 0.13 ms of the two shared cores per delivery, a fifth of what the worker
+took. Requests are answered in order on each connection.
 """
 
 from __future__ import annotations
@@ -22,11 +28,11 @@ import sys
 import time
 from collections import Counter
 
-from aiohttp import web
+_REASONS = {200: "OK", 400: "Bad Request", 501: "Not Implemented"}
 
 
 class Receiver:
-    """Answers fast, or hangs on `/hang`; counts what it got."""
+    """What every connection shares: the release signal and the counts."""
 
     def __init__(self, hang_max_s: float) -> None:
         self.hang_max_s = hang_max_s
@@ -34,17 +40,23 @@ class Receiver:
         self.counts: Counter[str] = Counter()
         self.hanging = 0
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        """Answer one request."""
-        path = request.path
+    def count(self, path: str) -> None:
+        """Count a request under its first path segment (`/ok/3` under `ok`)."""
+        self.counts[path.split("/", 2)[1] if path.count("/") > 1 else path] += 1
+
+    def stats(self) -> bytes:
+        """The counts and how many requests hang now, as JSON."""
+        return json.dumps({"counts": dict(self.counts), "hanging": self.hanging}).encode()
+
+    async def answer(self, path: str) -> tuple[int, bytes, str]:
+        """Status, body and content type for one request to `path`."""
         if path == "/_release":
             released, self.release = self.release, asyncio.Event()
             released.set()
-            return web.json_response({"released": self.hanging})
+            return 200, json.dumps({"released": self.hanging}).encode(), "application/json"
         if path == "/_stats":
-            return web.json_response({"counts": dict(self.counts), "hanging": self.hanging})
-        await request.read()
-        self.counts[path.split("/", 2)[1] if path.count("/") > 1 else path] += 1
+            return 200, self.stats(), "application/json"
+        self.count(path)
         if path.startswith("/hang/"):
             self.hanging += 1
             try:
@@ -53,24 +65,113 @@ class Receiver:
                 pass
             finally:
                 self.hanging -= 1
-        return web.Response(text="ok")
+        return 200, b"ok", "text/plain"
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: requests parsed from the buffer and answered in order."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.busy = False  # a request is being answered (a hang); the next waits in the buffer
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.busy:
+            self._serve()
+
+    def _serve(self) -> None:
+        """Answer every complete request in the buffer; a slow answer pauses the rest."""
+        while self.transport is not None and not self.transport.is_closing():
+            request = self._take_request()
+            if request is None:
+                return
+            path, keep_alive = request
+            if path.startswith("/hang/") or path == "/_release":
+                self.busy = True
+                task = asyncio.get_running_loop().create_task(self.receiver.answer(path))
+                task.add_done_callback(lambda done, k=keep_alive: self._answered(done, k))
+                return
+            # Everything else answers at once: no task, no await.
+            if path == "/_stats":
+                self._write(200, self.receiver.stats(), "application/json", keep_alive)
+            else:
+                self.receiver.count(path)
+                self._write(200, b"ok", "text/plain", keep_alive)
+
+    def _answered(self, task: asyncio.Task[tuple[int, bytes, str]], keep_alive: bool) -> None:
+        self.busy = False
+        if task.cancelled() or task.exception() is not None:
+            if self.transport is not None:
+                self.transport.close()
+            return
+        status, body, content_type = task.result()
+        self._write(status, body, content_type, keep_alive)
+        if self.buffer:
+            self._serve()
+
+    def _take_request(self) -> tuple[str, bool] | None:
+        """Take one whole request off the buffer: its path and whether to keep the connection."""
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return None
+        lines = bytes(self.buffer[:end]).split(b"\r\n")
+        parts = lines[0].split(b" ")
+        if len(parts) != 3:
+            self._refuse(400)
+            return None
+        length = 0
+        keep_alive = parts[2] == b"HTTP/1.1"
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                self._refuse(501)
+                return None
+            elif name == b"connection":
+                keep_alive = value.strip().lower() == b"keep-alive"
+        if len(self.buffer) < end + 4 + length:
+            return None
+        del self.buffer[: end + 4 + length]
+        return parts[1].decode("latin-1").split("?", 1)[0], keep_alive
+
+    def _write(self, status: int, body: bytes, content_type: str, keep_alive: bool) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        head = (
+            f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            + ("" if keep_alive else "Connection: close\r\n")
+            + "\r\n"
+        )
+        self.transport.write(head.encode("latin-1") + body)
+        if not keep_alive:
+            self.transport.close()
+
+    def _refuse(self, status: int) -> None:
+        self.buffer.clear()
+        self._write(status, b"", "text/plain", keep_alive=False)
 
 
 async def serve(listeners: int, hang_max_s: float, max_lifetime_s: float) -> None:
     """Listen on `listeners` ports until told to stop."""
     receiver = Receiver(hang_max_s)
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", receiver.handle)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    ports = []
-    for _ in range(listeners):
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
-        await site.start()
-        ports.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    loop = asyncio.get_running_loop()
+    servers = [
+        await loop.create_server(lambda: Connection(receiver), "127.0.0.1", 0, backlog=1024)
+        for _ in range(listeners)
+    ]
+    ports = [server.sockets[0].getsockname()[1] for server in servers]
     print(json.dumps({"ports": ports}), flush=True)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     parent, deadline = os.getppid(), time.monotonic() + max_lifetime_s
@@ -80,7 +181,8 @@ async def serve(listeners: int, hang_max_s: float, max_lifetime_s: float) -> Non
         except TimeoutError:
             pass
     receiver.release.set()
-    await runner.cleanup()
+    for server in servers:
+        server.close()
 
 
 def main() -> int:

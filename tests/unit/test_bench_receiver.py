@@ -1,0 +1,106 @@
+"""The benchmark's receiver answers real HTTP/1.1 clients on 127.0.0.1: fast, hanging, control."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def ports() -> Iterator[list[int]]:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "ops.bench.receiver", "--listeners", "2", "--max-lifetime-s", "60"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        yield json.loads(child.stdout.readline())["ports"]
+    finally:
+        child.terminate()
+        child.wait(10)
+
+
+def call(
+    conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None
+) -> tuple[int, bytes, http.client.HTTPResponse]:
+    conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    return response.status, response.read(), response
+
+
+def stats(port: int) -> dict[str, object]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        return json.loads(call(conn, "GET", "/_stats")[1])  # type: ignore[no-any-return]
+    finally:
+        conn.close()
+
+
+def test_posts_are_answered_at_once_on_one_kept_connection_and_counted(ports: list[int]) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", ports[0], timeout=10)
+    answers = [call(conn, "POST", f"/ok/{n}", b'{"n": %d}' % n)[:2] for n in range(3)]
+    sock = conn.sock
+    answers.append(call(conn, "POST", "/ok/3?x=1", b"x" * 70_000)[:2])
+
+    assert answers == [(200, b"ok")] * 4
+    assert conn.sock is sock, "the same connection throughout"
+    assert stats(ports[1]) == {"counts": {"ok": 4}, "hanging": 0}, "counts are shared by ports"
+    conn.close()
+
+
+def test_a_hanging_request_waits_for_release(ports: list[int]) -> None:
+    got: list[tuple[int, bytes, float]] = []
+
+    def hang() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", ports[0], timeout=20)
+        started = time.monotonic()
+        status, body, _ = call(conn, "POST", "/hang/0", b"{}")
+        got.append((status, body, time.monotonic() - started))
+        conn.close()
+
+    waiting = threading.Thread(target=hang)
+    waiting.start()
+    for _ in range(200):
+        if stats(ports[1])["hanging"] == 1:
+            break
+        time.sleep(0.01)
+    assert stats(ports[1])["hanging"] == 1
+    time.sleep(0.2)
+    assert got == []
+
+    conn = http.client.HTTPConnection("127.0.0.1", ports[1], timeout=10)
+    status, body, _ = call(conn, "GET", "/_release")
+    waiting.join(10)
+
+    assert (status, json.loads(body)) == (200, {"released": 1})
+    assert got and got[0][:2] == (200, b"ok") and got[0][2] >= 0.2
+    assert stats(ports[1])["hanging"] == 0
+
+
+def test_connection_close_is_honoured(ports: list[int]) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", ports[0], timeout=10)
+    conn.request("POST", "/ok/1", body=b"{}", headers={"Connection": "close"})
+    response = conn.getresponse()
+
+    assert (response.status, response.read()) == (200, b"ok")
+    assert response.getheader("Connection") == "close"
+
+
+def test_a_chunked_body_is_refused_not_misread(ports: list[int]) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", ports[0], timeout=10)
+    conn.request("POST", "/ok/1", body=iter([b"{}"]), encode_chunked=True)
+    response = conn.getresponse()
+
+    assert response.status == 501
