@@ -8,6 +8,7 @@ is one process and serves its own registry. No label carries an id or a URL.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -80,11 +81,17 @@ def attempt_result(outcome: Outcome) -> str:
     return outcome.error_class or "connection"
 
 
+# The labelled series of the per-attempt counters, looked up once: `labels()` takes a lock
+# and builds a key for every call, for a handful of distinct values.
+_attempts_by_result = functools.lru_cache(maxsize=64)(ATTEMPTS.labels)
+_deliveries_by_outcome = functools.lru_cache(maxsize=8)(DELIVERIES.labels)
+
+
 def observe_attempt(outcome: Outcome, decision: Decision, lag_s: float | None) -> None:
     """Count one recorded attempt and what it decided."""
-    ATTEMPTS.labels(attempt_result(outcome)).inc()
+    _attempts_by_result(attempt_result(outcome)).inc()
     ATTEMPT_DURATION.observe(outcome.duration_ms / 1000.0)
-    DELIVERIES.labels(_OUTCOMES.get(decision.action, "quarantined")).inc()
+    _deliveries_by_outcome(_OUTCOMES.get(decision.action, "quarantined")).inc()
     if lag_s is not None:
         LAG.observe(max(lag_s, 0.0))
 

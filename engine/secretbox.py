@@ -23,7 +23,7 @@ import hashlib
 import os
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import structlog
@@ -49,6 +49,8 @@ log = structlog.get_logger("hookline.secretbox")
 VERSION = "v1"
 KEY_BYTES = 32
 NONCE_BYTES = 12
+# Opened secrets a box remembers (engine.secretbox.SecretBox._opened); past it, it starts over.
+OPENED_MAX = 10_000
 KEY_FILE = "secret.key"
 KEY_VARIABLE = "HOOKLINE_SECRET_KEY"
 PREVIOUS_VARIABLE = "HOOKLINE_SECRET_KEY_PREVIOUS"
@@ -88,6 +90,12 @@ class SecretBox:
 
     key: bytes
     previous: tuple[bytes, ...] = ()
+    # Values opened before, by (stored value, endpoint id): a worker signs every delivery
+    # with its endpoint's secret, and decrypting it each time cost more than the signature.
+    # A rotation stores a new value, so an entry never goes stale; bounded by OPENED_MAX.
+    _opened: dict[tuple[str, str], str] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         for key in (self.key, *self.previous):
@@ -118,6 +126,9 @@ class SecretBox:
         """
         if not is_sealed(stored):
             return stored
+        known = self._opened.get((stored, endpoint_id))
+        if known is not None:
+            return known
         _, kid, encoded = stored.split(":", 2)
         key = self._key_for(kid)
         try:
@@ -129,7 +140,11 @@ class SecretBox:
                 f"the secret of endpoint {endpoint_id} does not decrypt: "
                 "altered, or sealed for another endpoint"
             ) from None
-        return plaintext.decode("utf-8")
+        opened = plaintext.decode("utf-8")
+        if len(self._opened) >= OPENED_MAX:
+            self._opened.clear()
+        self._opened[(stored, endpoint_id)] = opened
+        return opened
 
     def is_current(self, stored: str) -> bool:
         """True when the value is sealed under the current key."""

@@ -191,3 +191,32 @@ def test_a_corrupt_key_file_is_refused_naming_the_file(tmp_path: Path) -> None:
 
     with pytest.raises(SettingsError, match=r"secret\.key"):
         secretbox.from_settings(settings)
+
+
+def test_a_value_opened_once_is_not_decrypted_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    box = new_box()
+    sealed = box.seal(SECRET, "ep_1")
+    decrypted: list[bytes] = []
+    real = secretbox.AESGCM.decrypt
+
+    def counting(self: object, nonce: bytes, data: bytes, aad: bytes) -> bytes:
+        decrypted.append(aad)
+        return real(self, nonce, data, aad)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(secretbox.AESGCM, "decrypt", counting)
+
+    assert [box.open(sealed, "ep_1") for _ in range(3)] == [SECRET] * 3
+    assert decrypted == [b"ep_1"]
+    with pytest.raises(CryptoError):
+        box.open(sealed, "ep_2")  # remembered for its own endpoint only
+
+
+def test_the_values_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(secretbox, "OPENED_MAX", 3)
+    box = new_box()
+    values = [box.seal(f"{SECRET}{n}", f"ep_{n}") for n in range(7)]
+
+    assert [box.open(v, f"ep_{n}") for n, v in enumerate(values)] == [
+        f"{SECRET}{n}" for n in range(7)
+    ]
+    assert len(box._opened) <= 3
