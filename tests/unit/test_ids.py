@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 
@@ -11,6 +12,8 @@ from engine.ids import (
     ALPHABET,
     PREFIXES,
     InvalidIdError,
+    _decode,
+    _encode,
     id_timestamp_ms,
     is_id,
     new_id,
@@ -131,3 +134,14 @@ def test_is_id_accepts_a_well_formed_ulid() -> None:
 def test_reading_the_time_of_a_malformed_id_raises() -> None:
     with pytest.raises(InvalidIdError):
         id_timestamp_ms("nonsense")
+
+
+def test_the_encoding_is_crockford_base32_of_every_bit() -> None:
+    def reference(value: int) -> str:
+        return "".join(ALPHABET[(value >> (5 * n)) & 0x1F] for n in reversed(range(26)))
+
+    draw = random.Random(7)
+    values = [0, 1, 31, 32, (1 << 128) - 1] + [draw.getrandbits(128) for _ in range(2000)]
+    for value in values:
+        assert _encode(value) == reference(value)
+        assert _decode(_encode(value)) == value
