@@ -42,10 +42,13 @@ def ingest_event(
     """Store an event; answer it and whether it is new.
 
     A repeated idempotency key answers the first event and stores nothing.
-    A new event is passed to `announce` before this returns. Events without
-    a key that concurrent requests store together are announced together
-    too, by whichever request leads their INSERT: one `fan_out` message can
-    carry them all.
+    A new event is passed to `announce` once its row is committed, before
+    this returns. Events without a key that concurrent requests store
+    together are announced together too, by whichever request leads their
+    INSERT: one `fan_out` message can carry them all. Inside a caller's
+    transaction nothing is announced (a worker would not see the row yet):
+    the caller publishes after its commit, or the fan-out lease has the
+    scheduler do it.
 
     Raises:
         InvalidInputError: the event type is not a full match of its pattern.
@@ -70,7 +73,7 @@ def ingest_event(
     # One statement, committed on its own (the connection is in autocommit mode): one
     # round trip where BEGIN, INSERT and COMMIT took three, and no peewee SQL building.
     if insert_rows(Event, [row], skip_conflicts=idempotency_key is not None):
-        if announce is not None:
+        if announce is not None and not db.in_transaction():
             _announce_quietly(announce, [str(row["id"])])
         return Event(**row), True
     existing = Event.get(

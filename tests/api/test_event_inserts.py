@@ -154,3 +154,15 @@ def test_an_announce_that_raises_costs_no_request_its_event(
 
     assert created and Event.get_by_id(event.id)
     assert [e["event"] for e in logs if e.get("event_ids") == [event.id]] == ["announce_failed"]
+
+
+def test_nothing_is_announced_inside_a_callers_transaction(tenant_id: str) -> None:
+    announced: list[list[str]] = []
+
+    with db.atomic():
+        event, created = events.ingest_event(
+            tenant_id, "order.paid", {}, None, fan_out_lease_s=30, announce=announced.append
+        )
+
+    assert created and Event.get_by_id(event.id)
+    assert announced == [], "a worker could not have seen the row yet"
