@@ -127,10 +127,10 @@ class TransactionalPublisher:
         carriers: list[set[int]] = [set() for _ in items]
         batched: dict[str, list[tuple[int, str]]] = {}
         for position, (kind, idents) in enumerate(items):
-            actor: dramatiq.Actor[Any, Any] = getattr(self.actors, kind)
             if kind in BATCHED_KINDS:
                 batched.setdefault(kind, []).extend((position, ident) for ident in idents)
                 continue
+            actor: dramatiq.Actor[Any, Any] = getattr(self.actors, kind)
             for ident in idents:
                 carriers[position].add(len(messages))
                 messages.append(actor.message(ident))

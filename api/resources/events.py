@@ -56,18 +56,7 @@ class Events:
 
     def _announce(self, event_ids: list[str]) -> None:
         """Publish `fan_out` for new events (those of concurrent requests together)."""
-        try:
-            if self.enqueue_many("fan_out", event_ids):
-                return
-        except Exception as exc:  # noqa: BLE001 - a publish failure must not fail the request
-            log.warning(
-                "publish_failed",
-                kind="fan_out",
-                idents=event_ids,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            return
-        log.warning("publish_unconfirmed", kind="fan_out", idents=event_ids)
+        _quietly(lambda: self.enqueue_many("fan_out", event_ids), kind="fan_out", idents=event_ids)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit, cursor = paging(req)
@@ -94,13 +83,18 @@ def _one_by_one(enqueue: Enqueue, kind: str, idents: list[str]) -> bool:
 
 def publish_quietly(enqueue: Enqueue, kind: str, ident: str) -> None:
     """Publish after commit; a failure is logged, never raised: the scheduler catches up."""
+    _quietly(lambda: enqueue(kind, ident), kind=kind, ident=ident)
+
+
+def _quietly(publish: Callable[[], bool], **context: object) -> None:
+    """Run `publish`; log a failure or a missing confirmation, never raise."""
     try:
-        if enqueue(kind, ident):
+        if publish():
             return
     except Exception as exc:  # noqa: BLE001 - a publish failure must not fail the request
-        log.warning("publish_failed", kind=kind, ident=ident, error=f"{type(exc).__name__}: {exc}")
+        log.warning("publish_failed", **context, error=f"{type(exc).__name__}: {exc}")
         return
-    log.warning("publish_unconfirmed", kind=kind, ident=ident)
+    log.warning("publish_unconfirmed", **context)
 
 
 def _idempotency_key(req: falcon.Request, body: dict[str, object]) -> str | None:

@@ -23,6 +23,8 @@ from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
+from ops.bench.http1 import take_head
+
 REQUEST_TIMEOUT_S = 30.0
 
 
@@ -195,27 +197,21 @@ class Connection(asyncio.Protocol):
 
     def _answer(self) -> int | None:
         """Take one complete answer off the buffer and answer its status; None if incomplete."""
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0:
+        head = take_head(self.buffer)
+        if head is None:
             return None
-        lines = bytes(self.buffer[:end]).split(b"\r\n")
-        status = int(lines[0].split(b" ", 2)[1])
-        length = None
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding":
-                raise ValueError("chunked answers are not understood here")
-            elif name == b"connection" and value.strip().lower() == b"close":
-                self.closed = True
-        if length is None:
+        words, fields, body_at = head
+        if b"transfer-encoding" in fields:
+            raise ValueError("chunked answers are not understood here")
+        if b"content-length" not in fields:
             raise ValueError("an answer without Content-Length")
-        if len(self.buffer) < end + 4 + length:
+        if fields.get(b"connection", b"").lower() == b"close":
+            self.closed = True
+        end = body_at + int(fields[b"content-length"])
+        if len(self.buffer) < end:
             return None
-        del self.buffer[: end + 4 + length]
-        return status
+        del self.buffer[:end]
+        return int(words[1])
 
 
 def main() -> int:

@@ -28,6 +28,8 @@ import sys
 import time
 from collections import Counter
 
+from ops.bench.http1 import take_head
+
 _REASONS = {200: "OK", 400: "Bad Request", 501: "Not Implemented"}
 
 
@@ -118,30 +120,24 @@ class Connection(asyncio.Protocol):
 
     def _take_request(self) -> tuple[str, bool] | None:
         """Take one whole request off the buffer: its path and whether to keep the connection."""
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0:
+        head = take_head(self.buffer)
+        if head is None:
             return None
-        lines = bytes(self.buffer[:end]).split(b"\r\n")
-        parts = lines[0].split(b" ")
-        if len(parts) != 3:
+        words, fields, body_at = head
+        if len(words) != 3:
             self._refuse(400)
             return None
-        length = 0
-        keep_alive = parts[2] == b"HTTP/1.1"
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding":
-                self._refuse(501)
-                return None
-            elif name == b"connection":
-                keep_alive = value.strip().lower() == b"keep-alive"
-        if len(self.buffer) < end + 4 + length:
+        if b"transfer-encoding" in fields:
+            self._refuse(501)
             return None
-        del self.buffer[: end + 4 + length]
-        return parts[1].decode("latin-1").split("?", 1)[0], keep_alive
+        keep_alive = words[2] == b"HTTP/1.1"
+        if b"connection" in fields:
+            keep_alive = fields[b"connection"].lower() == b"keep-alive"
+        end = body_at + int(fields.get(b"content-length", b"0"))
+        if len(self.buffer) < end:
+            return None
+        del self.buffer[:end]
+        return words[1].decode("latin-1").split("?", 1)[0], keep_alive
 
     def _write(self, status: int, body: bytes, content_type: str, keep_alive: bool) -> None:
         if self.transport is None or self.transport.is_closing():
