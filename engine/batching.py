@@ -9,6 +9,9 @@ making any of them wait for a batch to fill.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -123,3 +126,142 @@ class GroupCommit(Generic[T, R]):
             return
         for slot, result in zip(batch, results, strict=True):
             slot.result, slot.done = result, True
+
+
+class BackgroundCommit(Generic[T, R]):
+    """`GroupCommit` for coroutines: `await submit(item)`, flushed on threads of its own.
+
+    The coroutines of one event loop never wait on a lock: each submits its
+    item and awaits a future. A flush thread takes everything queued at once
+    and runs `flush(items)`; a second thread runs `then(items, results)` for
+    that batch while the flush thread already flushes the next one, then
+    settles the batch's futures (with one wake-up per event loop, not one per
+    item). Batches flushed while `then` runs share its next call. Without
+    `then`, the flush thread settles them itself. At most `backlog` flushed
+    batches wait for `then`; beyond, flushing waits.
+
+    The threads start on the first submit in a process, so a fork before
+    that (gunicorn's) leaves no half-copied thread behind.
+    """
+
+    def __init__(
+        self,
+        flush: Callable[[list[T]], Sequence[R]],
+        then: Callable[[list[T], list[R]], None] | None = None,
+        *,
+        name: str = "group-commit",
+        backlog: int = 2,
+    ) -> None:
+        self._flush = flush
+        self._then = then
+        self._name = name
+        self._backlog = backlog
+        self._cond = threading.Condition()
+        self._queued: list[_Pending[T, R]] = []
+        self._owner: int | None = None  # the process whose threads run, if any
+        self._idle = False  # the flush thread waits for an item
+        self._flushed: queue.Queue[tuple[list[_Pending[T, R]], list[Any] | None]] | None = None
+
+    async def submit(self, item: T) -> R:
+        """Flush `item` with whatever else is queued; answer its result.
+
+        Raises:
+            Exception: whatever `flush` raised for the batch holding `item`.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        with self._cond:
+            if self._owner != os.getpid():
+                self._start()
+            self._queued.append(_Pending(item, future, loop))
+            if self._idle:
+                self._cond.notify()
+        return await future
+
+    def _start(self) -> None:
+        self._owner = os.getpid()
+        self._queued = []
+        flushing = threading.Thread(target=self._flush_loop, name=self._name, daemon=True)
+        flushing.start()
+        if self._then is not None:
+            self._flushed = queue.Queue(maxsize=self._backlog)
+            following = threading.Thread(
+                target=self._then_loop, name=f"{self._name}-then", daemon=True
+            )
+            following.start()
+
+    def _flush_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queued:
+                    self._idle = True
+                    self._cond.wait()
+                self._idle = False
+                batch, self._queued = self._queued, []
+            results: list[Any] | None
+            try:
+                results = list(self._flush([pending.item for pending in batch]))
+                if len(results) != len(batch):
+                    raise RuntimeError(f"flush answered {len(results)} results for {len(batch)}")
+            except Exception as exc:  # noqa: BLE001 - every submitter of the batch gets it
+                results = None
+                for pending in batch:
+                    pending.error = exc
+            if self._flushed is not None and results is not None:
+                self._flushed.put((batch, results))
+            else:
+                _settle(batch, results)
+
+    def _then_loop(self) -> None:
+        assert self._flushed is not None and self._then is not None
+        while True:
+            batch, results = self._flushed.get()
+            batch, results = list(batch), list(results or [])
+            # Batches flushed while `then` ran go together: one `then` for all of them.
+            while True:
+                try:
+                    more, more_results = self._flushed.get_nowait()
+                except queue.Empty:
+                    break
+                batch += more
+                results += more_results or []
+            try:
+                self._then([pending.item for pending in batch], results)
+            except Exception:  # noqa: BLE001 - `then` reports its own failures
+                pass
+            _settle(batch, results)
+
+
+class _Pending(Generic[T, R]):
+    """One submitted item, the future its coroutine awaits, and that coroutine's loop."""
+
+    __slots__ = ("error", "future", "item", "loop")
+
+    def __init__(self, item: T, future: asyncio.Future[R], loop: asyncio.AbstractEventLoop) -> None:
+        self.item = item
+        self.future = future
+        self.loop = loop
+        self.error: BaseException | None = None
+
+
+def _settle(batch: list[_Pending[T, R]], results: list[Any] | None) -> None:
+    """Hand each future its result or error on its own loop: one wake-up per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Pending[T, R], Any]]] = {}
+    for index, pending in enumerate(batch):
+        value = results[index] if results is not None else None
+        by_loop.setdefault(pending.loop, []).append((pending, value))
+    for loop, settled in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, settled)
+        except RuntimeError:  # that loop is closed: nobody awaits these any more
+            pass
+
+
+def _resolve(settled: list[tuple[_Pending[T, R], Any]]) -> None:
+    for pending, value in settled:
+        if pending.future.done():  # cancelled while it was being flushed
+            continue
+        if pending.error is not None:
+            pending.future.set_exception(pending.error)
+        else:
+            pending.future.set_result(value)

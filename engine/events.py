@@ -10,7 +10,7 @@ from typing import Any
 import peewee
 import structlog
 
-from engine.batching import GroupCommit
+from engine.batching import BackgroundCommit, GroupCommit
 from engine.database import insert_rows
 from engine.errors import InvalidInputError, NotFoundError
 from engine.filters import EVENT_TYPE_PATTERN, is_valid_event_type
@@ -53,18 +53,7 @@ def ingest_event(
     Raises:
         InvalidInputError: the event type is not a full match of its pattern.
     """
-    if not is_valid_event_type(event_type):
-        raise InvalidInputError("event_type", f"must match {EVENT_TYPE_PATTERN}")
-    now = utcnow()
-    row = {
-        "id": new_id("evt"),
-        "tenant_id": tenant_id,
-        "event_type": event_type,
-        "payload": encode_payload(payload),
-        "idempotency_key": idempotency_key,
-        "created_at": now,
-        "fan_out_lease_until": now + dt.timedelta(seconds=fan_out_lease_s),
-    }
+    row = _new_row(tenant_id, event_type, payload, idempotency_key, fan_out_lease_s)
     if idempotency_key is None and not db.in_transaction():
         failure = _unkeyed.submit((row, announce))
         if failure is not None:
@@ -80,6 +69,61 @@ def ingest_event(
         (Event.tenant_id == tenant_id) & (Event.idempotency_key == idempotency_key)
     )
     return existing, False
+
+
+async def ingest_unkeyed(
+    tenant_id: str,
+    event_type: str,
+    payload: Any,
+    *,
+    fan_out_lease_s: float,
+    announce: Announce | None = None,
+) -> Event:
+    """Store an event without an idempotency key, from a coroutine; answer it.
+
+    `ingest_event` for an event loop: the loop never blocks. The rows of
+    every request in flight are INSERTed together on a thread of their own
+    and announced together on another, while the next INSERT runs; this
+    answers once its row is committed and announced.
+
+    Raises:
+        InvalidInputError: the event type is not a full match of its pattern.
+        peewee.PeeweeException: the row could not be stored.
+    """
+    row = _new_row(tenant_id, event_type, payload, None, fan_out_lease_s)
+    failure = await _unkeyed_from_loops.submit((row, announce))
+    if failure is not None:
+        raise failure
+    return Event(**row)
+
+
+def _new_row(
+    tenant_id: str,
+    event_type: str,
+    payload: Any,
+    idempotency_key: str | None,
+    fan_out_lease_s: float,
+) -> dict[str, Any]:
+    if not is_valid_event_type(event_type):
+        raise InvalidInputError("event_type", f"must match {EVENT_TYPE_PATTERN}")
+    now = utcnow()
+    return {
+        "id": new_id("evt"),
+        "tenant_id": tenant_id,
+        "event_type": event_type,
+        "payload": encode_payload(payload),
+        "idempotency_key": idempotency_key,
+        "created_at": now,
+        "fan_out_lease_until": now + dt.timedelta(seconds=fan_out_lease_s),
+    }
+
+
+def _insert_connected(
+    items: list[tuple[dict[str, Any], Announce | None]],
+) -> list[Exception | None]:
+    """`_insert_together` on a thread that holds no connection between batches."""
+    with db.connection_context():
+        return _insert_together(items)
 
 
 def _insert_together(items: list[tuple[dict[str, Any], Announce | None]]) -> list[Exception | None]:
@@ -133,6 +177,10 @@ def _announce_quietly(announce: Announce, ids: list[str]) -> None:
 # Events without an idempotency key, from the request threads of this process.
 _unkeyed: GroupCommit[tuple[dict[str, Any], Announce | None], Exception | None] = GroupCommit(
     _insert_together, then=_announce_inserted
+)
+# The same, from coroutines (the API's event loop).
+_unkeyed_from_loops: BackgroundCommit[tuple[dict[str, Any], Announce | None], Exception | None] = (
+    BackgroundCommit(_insert_connected, then=_announce_inserted, name="event-inserts")
 )
 
 

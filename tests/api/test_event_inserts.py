@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -9,6 +10,7 @@ import peewee
 import pytest
 
 from engine import events
+from engine.errors import InvalidInputError
 from engine.ids import new_id
 from engine.models import Event, db, utcnow
 from engine.tenants import create_tenant
@@ -166,3 +168,84 @@ def test_nothing_is_announced_inside_a_callers_transaction(tenant_id: str) -> No
 
     assert created and Event.get_by_id(event.id)
     assert announced == [], "a worker could not have seen the row yet"
+
+
+# --- from coroutines: `ingest_unkeyed`, the API's path -------------------------------------
+
+
+def test_concurrent_coroutines_share_inserts_each_answered_after_its_announce(
+    sqlite_db: Any, tenant_id: str
+) -> None:
+    announced: list[list[str]] = []
+    committed_when_announced: list[bool] = []
+
+    def announce(ids: list[str]) -> None:
+        with sqlite_db.connection_context():
+            count = Event.select().where(Event.id.in_(ids)).count()
+        committed_when_announced.append(count == len(ids))
+        announced.append(ids)
+
+    async def one(n: int) -> tuple[str, int]:
+        event = await events.ingest_unkeyed(
+            tenant_id, "order.paid", {"n": n}, fan_out_lease_s=30, announce=announce
+        )
+        assert any(event.id in ids for ids in list(announced)), "announced before answered"
+        return event.id, n
+
+    async def main() -> list[tuple[str, int]]:
+        return list(await asyncio.gather(*(one(n) for n in range(300))))
+
+    answers = asyncio.run(main())
+
+    stored = {row.id: row.payload for row in Event.select()}
+    assert len(stored) == 300
+    assert all(stored[event_id] == f'{{"n":{n}}}' for event_id, n in answers)
+    flat = [event_id for ids in announced for event_id in ids]
+    assert sorted(flat) == sorted(stored), "each new event announced exactly once"
+    assert len(announced) < 300, "announced in batches"
+    assert all(committed_when_announced)
+
+
+def test_a_coroutine_whose_row_is_refused_fails_alone(
+    tenant_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = events.insert_rows
+
+    def refuse_poison(model: Any, rows: Any, **kwargs: Any) -> int:
+        if any(row["payload"] == '{"poison":true}' for row in rows):
+            raise peewee.IntegrityError("refused")
+        return real(model, rows, **kwargs)
+
+    monkeypatch.setattr(events, "insert_rows", refuse_poison)
+
+    async def main() -> list[Any]:
+        payloads = [{"n": 1}, {"poison": True}, {"n": 2}]
+        calls = [
+            events.ingest_unkeyed(tenant_id, "order.paid", p, fan_out_lease_s=30) for p in payloads
+        ]
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    first, poisoned, last = asyncio.run(main())
+
+    assert isinstance(poisoned, peewee.IntegrityError)
+    assert {e.id for e in Event.select()} == {first.id, last.id}
+
+
+def test_a_coroutine_gets_the_error_of_a_database_out_of_reach(
+    tenant_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(model: Any, rows: Any, **kwargs: Any) -> int:
+        raise peewee.OperationalError("server closed the connection")
+
+    monkeypatch.setattr(events, "insert_rows", unreachable)
+
+    with pytest.raises(peewee.OperationalError):
+        asyncio.run(events.ingest_unkeyed(tenant_id, "order.paid", {}, fan_out_lease_s=30))
+
+
+def test_a_coroutine_with_a_bad_event_type_is_refused_before_anything_is_stored(
+    tenant_id: str,
+) -> None:
+    with pytest.raises(InvalidInputError):
+        asyncio.run(events.ingest_unkeyed(tenant_id, "no spaces", {}, fan_out_lease_s=30))
+    assert Event.select().count() == 0
