@@ -1,1 +1,1 @@
-"""Hookline's REST API: a Falcon WSGI app built by `api.app.create_app`."""
+"""Hookline's REST API: a Falcon ASGI app built by `api.app.create_app`."""

@@ -1,4 +1,4 @@
-"""The Falcon app: `create_app` from injected collaborators, `get_app` for gunicorn."""
+"""The Falcon (ASGI) app: `create_app` from injected collaborators, `get_app` for gunicorn."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 import falcon
+import falcon.asgi
 import falcon.media
 
 from api import errors
 from api.metrics import Metrics, MetricsResource
-from api.middleware import Auth, Database, RateLimit, RequestContext
+from api.middleware import Auth, RateLimit, RequestContext
+from api.offload import Offload, Offloaded
 from api.resources.deliveries import Deliveries, Quarantine
 from api.resources.endpoint_secrets import EndpointSecrets
 from api.resources.endpoints import Endpoints
@@ -46,8 +48,13 @@ def create_app(
     clock: Callable[[], float] = time.time,
     secretbox: SecretBox | None = None,
     credentials: CredentialCache | None = None,
-) -> falcon.App:
-    """Build the WSGI app; the database is bound and `enqueue` publishes `fan_out`.
+) -> falcon.asgi.App:
+    """Build the ASGI app; the database is bound and `enqueue` publishes `fan_out`.
+
+    Requests are served on the event loop; what blocks (the database, JWT
+    keys) runs on `settings.api_threads` threads (`api.offload`). Events
+    without an idempotency key never leave the loop: their rows are stored
+    and announced in batches by `engine.events.ingest_unkeyed`.
 
     `enqueue_many` publishes the ids of concurrent requests' events together;
     by default each goes through `enqueue`.
@@ -56,14 +63,14 @@ def create_app(
     `credentials` remembers authenticated API keys for a moment (`engine.credentials`);
     without it every request reads its key from the database.
     """
-    app = falcon.App(
+    offload = Offload(database, settings.api_threads)
+    app = falcon.asgi.App(
         media_type=falcon.MEDIA_JSON,
         middleware=[
             Metrics(),
             RequestContext(),
-            Database(database),
-            Auth(settings, credentials=credentials),
-            RateLimit(settings, clock),
+            Auth(settings, credentials=credentials, offload=offload),
+            RateLimit(settings, clock, offload=offload),
         ],
     )
     app.req_options.strip_url_path_trailing_slash = True
@@ -77,41 +84,44 @@ def create_app(
     )
     errors.install(app)
 
+    def route(template: str, resource: Any, **options: str) -> None:
+        app.add_route(template, Offloaded(resource, offload, settings.max_body_bytes), **options)
+
     policy = address_policy(settings)
-    app.add_route("/healthz", Health())
-    app.add_route("/metrics", MetricsResource())
-    app.add_route("/readyz", Readiness(database, broker_check))
-    app.add_route("/openapi.json", OpenApi())
+    route("/healthz", Health())
+    route("/metrics", MetricsResource())
+    route("/readyz", Readiness(database, broker_check))
+    route("/openapi.json", OpenApi())
     tenants = Tenants(settings)
-    app.add_route("/v1/tenants", tenants)
-    app.add_route("/v1/tenants/{tenant_id}", tenants, suffix="item")
+    route("/v1/tenants", tenants)
+    route("/v1/tenants/{tenant_id}", tenants, suffix="item")
     keys = Keys(settings)
-    app.add_route("/v1/keys", keys)
-    app.add_route("/v1/keys/{key_id}", keys, suffix="item")
+    route("/v1/keys", keys)
+    route("/v1/keys/{key_id}", keys, suffix="item")
     box = secretbox or secretbox_from_settings(settings)
     endpoints = Endpoints(settings, policy, box, enqueue)
-    app.add_route("/v1/endpoints", endpoints)
-    app.add_route("/v1/endpoints/{endpoint_id}", endpoints, suffix="item")
-    app.add_route("/v1/endpoints/{endpoint_id}/verify", endpoints, suffix="verify")
+    route("/v1/endpoints", endpoints)
+    route("/v1/endpoints/{endpoint_id}", endpoints, suffix="item")
+    route("/v1/endpoints/{endpoint_id}/verify", endpoints, suffix="verify")
     secrets = EndpointSecrets(settings, box)
-    app.add_route("/v1/endpoints/{endpoint_id}/secret", secrets)
-    app.add_route("/v1/endpoints/{endpoint_id}/secret/rotate", secrets, suffix="rotate")
-    app.add_route("/v1/endpoints/{endpoint_id}/recover", endpoints, suffix="recover")
-    app.add_route("/v1/endpoints/{endpoint_id}/health", endpoints, suffix="health")
-    app.add_route("/v1/endpoints/{endpoint_id}/enable", endpoints, suffix="enable")
-    events = Events(settings, enqueue, enqueue_many)
-    app.add_route("/v1/events", events)
-    app.add_route("/v1/events/{event_id}", events, suffix="item")
+    route("/v1/endpoints/{endpoint_id}/secret", secrets)
+    route("/v1/endpoints/{endpoint_id}/secret/rotate", secrets, suffix="rotate")
+    route("/v1/endpoints/{endpoint_id}/recover", endpoints, suffix="recover")
+    route("/v1/endpoints/{endpoint_id}/health", endpoints, suffix="health")
+    route("/v1/endpoints/{endpoint_id}/enable", endpoints, suffix="enable")
+    events = Events(settings, enqueue, enqueue_many, offload)
+    route("/v1/events", events)
+    route("/v1/events/{event_id}", events, suffix="item")
     deliveries = Deliveries(settings, enqueue)
-    app.add_route("/v1/deliveries", deliveries)
-    app.add_route("/v1/deliveries/{delivery_id}", deliveries, suffix="item")
-    app.add_route("/v1/deliveries/{delivery_id}/attempts", deliveries, suffix="attempts")
-    app.add_route("/v1/deliveries/{delivery_id}/retry", deliveries, suffix="retry")
-    app.add_route("/v1/quarantine", Quarantine())
+    route("/v1/deliveries", deliveries)
+    route("/v1/deliveries/{delivery_id}", deliveries, suffix="item")
+    route("/v1/deliveries/{delivery_id}/attempts", deliveries, suffix="attempts")
+    route("/v1/deliveries/{delivery_id}/retry", deliveries, suffix="retry")
+    route("/v1/quarantine", Quarantine())
     return app
 
 
-def get_app() -> falcon.App:
+def get_app() -> falcon.asgi.App:
     """The production app: settings from the environment, RabbitMQ as the broker."""
     from actors.broker import Publisher  # the one place the API is wired to the actors
     from actors.transactional import TransactionalPublisher

@@ -8,19 +8,19 @@ scheduler finds every event and delivery left unfinished.
 
 from __future__ import annotations
 
-import socketserver
+import socket
 import threading
-from dataclasses import dataclass
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from dataclasses import dataclass, field
 
 import dramatiq
 import structlog
+import uvicorn
 
 from actors import runtime, supervision
 from actors.broker import Publisher, build_broker, declare_actors, worker_middleware
 from actors.scheduling import Scheduler
 from api.app import create_app
+from api.server import MAX_CONCURRENCY, server_protocol
 from engine.credentials import CredentialCache
 from engine.database import bind
 from engine.migrations import migrate
@@ -32,37 +32,45 @@ log = structlog.get_logger("hookline.embedded")
 SQLITE_WORKER_THREADS = 16
 
 
-class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http_request", line=format % args)
+def _listen(bind: str) -> socket.socket:
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, int(port)))
+    sock.listen(socket.SOMAXCONN)
+    return sock
 
 
 @dataclass
 class Embedded:
     """A running embedded Hookline; `stop()` shuts every part down in order."""
 
-    server: WSGIServer
+    server: uvicorn.Server
+    socket: socket.socket
     worker: dramatiq.Worker
     scheduler: Scheduler
     broker: dramatiq.Broker
     threads: list[threading.Thread]
+    served: threading.Event = field(default_factory=threading.Event)
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        host, port = self.socket.getsockname()[:2]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def serve_forever(self) -> None:
-        self.server.serve_forever(poll_interval=0.2)
+        """Serve the API on this thread until `stop()`."""
+        try:
+            self.server.run(sockets=[self.socket])
+        finally:
+            self.served.set()
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.should_exit = True
+        self.served.wait(timeout=30)
+        self.socket.close()
         self.scheduler.stop.set()
         for thread in self.threads:
             thread.join(timeout=10)
@@ -98,8 +106,15 @@ def start(settings: Settings) -> Embedded:
         secretbox=shared.box,
         credentials=CredentialCache(settings.credential_cache_ttl_s),
     )
-    host, _, port = settings.bind.rpartition(":")
-    server = make_server(
-        host.strip("[]"), int(port), app, server_class=_ThreadingServer, handler_class=_QuietHandler
+    config = uvicorn.Config(
+        app,
+        loop="asyncio",
+        http=server_protocol(),
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        limit_concurrency=MAX_CONCURRENCY,
     )
-    return Embedded(server, worker, scheduler, broker, [scheduler_thread])
+    server = uvicorn.Server(config)
+    return Embedded(server, _listen(settings.bind), worker, scheduler, broker, [scheduler_thread])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import falcon
+import falcon.asgi
 import structlog
 
 from engine.database import UNAVAILABLE_ERRORS
@@ -134,15 +136,30 @@ def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, para
     raise Problem(500, "internal", "Internal error", "An unexpected error occurred.")
 
 
+Handler = Callable[[falcon.Request, falcon.Response, Any, Any], None]
+
+
+def _on_loop(handler: Handler) -> Callable[..., Awaitable[None]]:
+    """An ASGI app's error handlers are coroutines; these only build an answer."""
+
+    async def handle(
+        req: falcon.Request, resp: falcon.Response, exc: Any, params: Any, **_: Any
+    ) -> None:
+        handler(req, resp, exc, params)
+
+    return handle
+
+
 def install(app: falcon.App) -> None:
-    """Wire the mapping into an app; the most specific handler wins."""
+    """Wire the mapping into an app (WSGI or ASGI); the most specific handler wins."""
+    wrap = _on_loop if isinstance(app, falcon.asgi.App) else (lambda handler: handler)
     app.resp_options.xml_error_serialization = False
     app.set_error_serializer(serialize)
-    app.add_error_handler(Exception, _unexpected)
-    app.add_error_handler(NotFoundError, _not_found)
-    app.add_error_handler(InvalidInputError, _invalid)
-    app.add_error_handler(ConflictError, _conflict)
-    app.add_error_handler(ForbiddenError, _forbidden)
-    app.add_error_handler(UnavailableError, _unavailable)
+    app.add_error_handler(Exception, wrap(_unexpected))
+    app.add_error_handler(NotFoundError, wrap(_not_found))
+    app.add_error_handler(InvalidInputError, wrap(_invalid))
+    app.add_error_handler(ConflictError, wrap(_conflict))
+    app.add_error_handler(ForbiddenError, wrap(_forbidden))
+    app.add_error_handler(UnavailableError, wrap(_unavailable))
     for error in UNAVAILABLE_ERRORS:
-        app.add_error_handler(error, _unavailable)
+        app.add_error_handler(error, wrap(_unavailable))

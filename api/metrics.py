@@ -20,6 +20,8 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as multiprocess_collector
 
+from api.offload import OnLoop
+
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 HTTP_REQUESTS = Counter(
@@ -40,7 +42,7 @@ EVENTS_INGESTED = Counter(
 )
 
 
-class Metrics:
+class Metrics(OnLoop):
     """Falcon middleware counting and timing every request."""
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:

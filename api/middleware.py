@@ -1,4 +1,4 @@
-"""Falcon middleware: request ids and logs, a database connection per request, auth, rate limits."""
+"""Falcon middleware: request ids and logs, auth, rate limits; each runs on the event loop."""
 
 from __future__ import annotations
 
@@ -12,19 +12,27 @@ import falcon
 import structlog
 
 from api.errors import Problem
+from api.offload import Offload, OnLoop
 from api.tokens import TokenError, TokenVerifier
 from engine import ratelimit
 from engine.credentials import CredentialCache
 from engine.errors import ForbiddenError
 from engine.settings import Settings
-from engine.tenants import KEY_PREFIX, Principal, authenticate_key, find_tenant, is_admin_token
+from engine.tenants import (
+    KEY_PREFIX,
+    Principal,
+    authenticate_key,
+    cached_principal,
+    find_tenant,
+    is_admin_token,
+)
 
 log = structlog.get_logger("hookline.api")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _MAX_TOKEN_CHARS = 8192
 
 
-class RequestContext:
+class RequestContext(OnLoop):
     """Binds a request id to the logs and answers it in `X-Request-Id`."""
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -53,26 +61,6 @@ class RequestContext:
         structlog.contextvars.clear_contextvars()
 
 
-class Database:
-    """Opens a pooled connection for each routed request and always gives it back."""
-
-    def __init__(self, database: Any) -> None:
-        self.database = database
-
-    def process_resource(
-        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
-    ) -> None:
-        if resource is not None and getattr(resource, "uses_database", True):
-            self.database.connect(reuse_if_open=True)
-            req.context.db_open = True
-
-    def process_response(
-        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
-    ) -> None:
-        if getattr(req.context, "db_open", False) and not self.database.is_closed():
-            self.database.close()
-
-
 class Auth:
     """Checks the bearer credential, and the scope, a resource asks for.
 
@@ -90,10 +78,30 @@ class Auth:
         settings: Settings,
         tokens: TokenVerifier | None = None,
         credentials: CredentialCache | None = None,
+        offload: Offload | None = None,
     ) -> None:
         self.settings = settings
         self.tokens = tokens or TokenVerifier(settings)
         self.credentials = credentials
+        self.offload = offload
+
+    async def process_resource_async(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
+    ) -> None:
+        """On the loop when the key is remembered; else on the offload's threads."""
+        kind = getattr(resource, "auth", "tenant") if resource is not None else None
+        if kind is None:
+            return
+        token = _bearer(req)
+        if kind == "tenant" and self.credentials is not None:
+            principal = cached_principal(token, self.credentials)
+            if principal is not None:
+                self._admit(req, resource, principal)
+                return
+        if self.offload is None:
+            self.process_resource(req, resp, resource, params)
+        else:
+            await self.offload.run(self.process_resource, req, resp, resource, params)
 
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
@@ -114,7 +122,10 @@ class Auth:
             if not is_admin_token(token, self.settings.admin_token):
                 raise _unauthorized("The admin token is missing or wrong.")
             return
-        principal = self._principal(token)
+        self._admit(req, resource, self._principal(token))
+
+    @staticmethod
+    def _admit(req: falcon.Request, resource: Any, principal: Principal) -> None:
         req.context.principal = principal
         structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)
         _require_scope(req.method, resource, principal)
@@ -163,10 +174,47 @@ class RateLimit:
     `RateLimit-Reset`; a refusal is a 429 with `Retry-After` as well.
     """
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        offload: Offload | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = clock
+        self.offload = offload
         self.swept_before = 0
+
+    async def process_resource_async(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
+    ) -> None:
+        """Nothing to do without a limit or a sweep due; else on the offload's threads."""
+        principal = getattr(req.context, "principal", None)
+        if principal is None:
+            return
+        limited = any(limit > 0 for limit in self._limits(req, resource, principal))
+        if not limited and not self._sweep_due(self.clock()):
+            return
+        if self.offload is None:
+            self.process_resource(req, resp, resource, params)
+        else:
+            await self.offload.run(self.process_resource, req, resp, resource, params)
+
+    async def process_response_async(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        self.process_response(req, resp, resource, req_succeeded)
+
+    def _limits(self, req: falcon.Request, resource: Any, principal: Principal) -> tuple[int, int]:
+        return ratelimit.limits(self._budget(req, resource), self.settings, principal.rate_limits)
+
+    @staticmethod
+    def _budget(req: falcon.Request, resource: Any) -> str:
+        ingest = req.method in getattr(resource, "ingest_methods", ())
+        return ratelimit.INGEST if ingest else ratelimit.MANAGEMENT
+
+    def _sweep_due(self, now: float) -> bool:
+        return ratelimit.window_start(now) - ratelimit.WINDOW_S > self.swept_before
 
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
@@ -174,8 +222,7 @@ class RateLimit:
         principal = getattr(req.context, "principal", None)
         if principal is None:
             return
-        ingest = req.method in getattr(resource, "ingest_methods", ())
-        budget = ratelimit.INGEST if ingest else ratelimit.MANAGEMENT
+        budget = self._budget(req, resource)
         now = self.clock()
         self._sweep(now)
         decision = ratelimit.consume(principal, budget, self.settings, now)
@@ -201,8 +248,8 @@ class RateLimit:
 
     def _sweep(self, now: float) -> None:
         # Once per window per process: a few cheap deletes a second, however busy the API.
-        before = ratelimit.window_start(now) - ratelimit.WINDOW_S
-        if before > self.swept_before:
+        if self._sweep_due(now):
+            before = ratelimit.window_start(now) - ratelimit.WINDOW_S
             self.swept_before = before
             ratelimit.sweep(before)
 

@@ -134,8 +134,11 @@ def check(name: str, document: Any) -> None:
     )
 
 
-def read_json(req: falcon.Request, schema: str, max_bytes: int) -> Any:
-    """Read, parse and validate a JSON body of at most `max_bytes`.
+def read_json(req: falcon.Request, schema: str, max_bytes: int, raw: bytes | None = None) -> Any:
+    """Parse and validate a JSON body of at most `max_bytes`.
+
+    The body is `raw`, or else what was read on the event loop before a
+    blocking responder ran (`req.context.body`, `api.offload.Offloaded`).
 
     Raises:
         Problem: 415 wrong content type, 413 too large, 400 malformed, 422 invalid.
@@ -157,7 +160,8 @@ def read_json(req: falcon.Request, schema: str, max_bytes: int) -> Any:
             "Payload too large",
             f"The body is {length} bytes; the limit is {max_bytes}.",
         )
-    raw = req.bounded_stream.read(max_bytes + 1)
+    if raw is None:
+        raw = req.context.get("body") or b""
     if len(raw) > max_bytes:
         raise Problem(
             413, "payload-too-large", "Payload too large", f"The limit is {max_bytes} bytes."

@@ -38,7 +38,8 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     # Gunicorn worker processes for `hookline api`.
     api_workers: int = 2
-    # Threads per gunicorn worker process (concurrent requests share commits: more is cheaper).
+    # Threads per API worker process for blocking work (the database, JWT keys); requests
+    # themselves are served on one event loop per process.
     api_threads: int = 16
     # Dramatiq worker processes for `hookline worker`.
     worker_processes: int = 2

@@ -1,4 +1,4 @@
-"""Gunicorn configuration for `hookline api` (gthread workers, bounds from Settings)."""
+"""Gunicorn configuration for `hookline api` (uvicorn workers, bounds from Settings)."""
 
 import os
 
@@ -6,11 +6,12 @@ from engine.settings import Settings
 
 _settings = Settings.from_env()
 
-wsgi_app = "api.app:get_app()"
+wsgi_app = "api.app:get_app()"  # an ASGI app, despite the setting's name
 bind = _settings.bind
-worker_class = "gthread"
+# One asyncio loop per worker (api.server); HOOKLINE_API_THREADS sizes each worker's pool
+# for blocking work (api.offload), not gunicorn's threads.
+worker_class = "api.server.Worker"
 workers = _settings.api_workers
-threads = _settings.api_threads
 # Recycle workers now and then, staggered, so a slow leak can never grow unbounded. Not too
 # often: a new worker imports the app and starts with cold pools and caches, and at 10,000
 # requests a worker taking 500 events/s was replaced every 20 s.
@@ -21,10 +22,6 @@ graceful_timeout = 30
 keepalive = 5
 # The workers' heartbeat file: on tmpfs, its updates never wait on a disk.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
-# Request line and header bounds; bodies are bounded by HOOKLINE_MAX_BODY_BYTES.
-limit_request_line = 8190
-limit_request_fields = 100
-limit_request_field_size = 8190
 control_socket_disable = True
 accesslog = None
 errorlog = "-"

@@ -6,11 +6,13 @@ import functools
 from collections.abc import Callable
 
 import falcon
+import falcon.asgi
 import structlog
 
 from api import views
 from api.errors import Problem
 from api.metrics import EVENTS_INGESTED
+from api.offload import Offload, receive_body
 from api.resources import paging, principal
 from api.validation import read_json, text_param
 from engine import events
@@ -33,23 +35,45 @@ class Events:
     ingest_methods = ("POST",)
 
     def __init__(
-        self, settings: Settings, enqueue: Enqueue, enqueue_many: EnqueueMany | None = None
+        self,
+        settings: Settings,
+        enqueue: Enqueue,
+        enqueue_many: EnqueueMany | None,
+        offload: Offload,
     ) -> None:
         self.settings = settings
         self.enqueue = enqueue
         self.enqueue_many = enqueue_many or functools.partial(_one_by_one, enqueue)
+        self.offload = offload
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = read_json(req, "event_create", self.settings.max_body_bytes)
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        """On the loop: a new event waits for its batch's commit, never for a thread."""
+        limit = self.settings.max_body_bytes
+        body = read_json(req, "event_create", limit, raw=await receive_body(req, limit) or b"")
         key = _idempotency_key(req, body)
-        event, created = events.ingest_event(
-            principal(req).tenant_id,
-            body["event_type"],
-            body["payload"],
-            key,
-            fan_out_lease_s=self.settings.fan_out_lease_s,
-            announce=self._announce,
-        )
+        tenant_id = principal(req).tenant_id
+        lease_s = self.settings.fan_out_lease_s
+        created = True
+        if key is None:
+            event = await events.ingest_unkeyed(
+                tenant_id,
+                body["event_type"],
+                body["payload"],
+                fan_out_lease_s=lease_s,
+                announce=self._announce,
+            )
+        else:  # a lookup of the key first, and a conflict to settle: on a thread
+            event, created = await self.offload.run(
+                functools.partial(
+                    events.ingest_event,
+                    tenant_id,
+                    body["event_type"],
+                    body["payload"],
+                    key,
+                    fan_out_lease_s=lease_s,
+                    announce=self._announce,
+                )
+            )
         EVENTS_INGESTED.labels("created" if created else "duplicate").inc()
         resp.status = falcon.HTTP_202 if created else falcon.HTTP_200
         resp.media = views.event(event)

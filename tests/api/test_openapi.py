@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,8 +27,9 @@ def served_operations() -> set[tuple[str, str]]:
     def walk(nodes: list[Any]) -> None:
         for node in nodes:
             if node.resource is not None:
+                served = node.resource.resource  # behind its api.offload.Offloaded face
                 for method, responder in node.method_map.items():
-                    if getattr(responder, "__self__", None) is node.resource:
+                    if getattr(inspect.unwrap(responder), "__self__", None) is served:
                         found.add((method, node.uri_template))
             walk(node.children)
 

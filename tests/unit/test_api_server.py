@@ -1,0 +1,108 @@
+"""`api.server`: the API's HTTP protocol refuses an oversized head (over real loopback sockets)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from api.server import MAX_HEAD_BYTES, BoundedHead, Worker, server_protocol
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    assert scope["type"] == "http"
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+    )
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.fixture
+def address() -> Iterator[tuple[str, int]]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    config = uvicorn.Config(
+        app, http=server_protocol(), lifespan="off", log_config=None, access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(500):
+        if server.started:
+            break
+        threading.Event().wait(0.01)
+    yield sock.getsockname()
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+def head(header_bytes: int) -> bytes:
+    return b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * header_bytes + b"\r\n\r\n"
+
+
+def read_answer(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head_part, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head_part.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += conn.recv(65536)
+    return head_part + b"\r\n\r\n" + body
+
+
+def test_the_gunicorn_worker_serves_with_the_bounded_protocol() -> None:
+    assert Worker.CONFIG_KWARGS["http"] is BoundedHead
+    assert server_protocol() is BoundedHead
+
+
+def test_a_head_within_the_bound_is_served(address: tuple[str, int]) -> None:
+    with socket.create_connection(address, timeout=10) as conn:
+        conn.sendall(head(10_000))
+        assert read_answer(conn).startswith(b"HTTP/1.1 200")
+
+
+def test_a_head_past_the_bound_gets_a_431_problem_and_the_connection_closes(
+    address: tuple[str, int],
+) -> None:
+    request = head(MAX_HEAD_BYTES + 1000)[:-4]  # a head that never ends
+    with socket.create_connection(address, timeout=10) as conn:
+        for start in range(0, len(request), 4096):
+            try:
+                conn.sendall(request[start : start + 4096])
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        answer = read_answer(conn)
+        rest = conn.recv(65536)
+
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 431")
+    assert b"application/problem+json" in status
+    problem = json.loads(body)
+    assert problem["type"] == "urn:hookline:problem:headers-too-large"
+    assert problem["status"] == 431
+    assert rest == b""  # closed
+
+
+def test_each_request_on_a_kept_alive_connection_has_its_own_bound(
+    address: tuple[str, int],
+) -> None:
+    count = 2 * MAX_HEAD_BYTES // 8000 + 2  # more than twice the bound in all
+    with socket.create_connection(address, timeout=10) as conn:
+        for _ in range(count):
+            conn.sendall(head(8000))
+            assert read_answer(conn).startswith(b"HTTP/1.1 200")
