@@ -235,11 +235,13 @@ class Pipeline:
             first = self._answers.get()
             if first is None:
                 return
+            # Sleep, then take what came meanwhile: waiting on the queue instead woke this
+            # thread for every answer, each time taking the GIL from the event loop.
+            time.sleep(GATHER_S)
             group = [first]
-            deadline = time.monotonic() + GATHER_S
             while len(group) < MAX_GROUP:
                 try:
-                    item = self._answers.get(timeout=max(0.0, deadline - time.monotonic()))
+                    item = self._answers.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
