@@ -129,19 +129,19 @@ class GroupCommit(Generic[T, R]):
 
 
 class BackgroundCommit(Generic[T, R]):
-    """`GroupCommit` for coroutines: `await submit(item)`, flushed on threads of its own.
+    """`GroupCommit` for coroutines: `await submit(item)`, flushed on a thread of its own.
 
-    The coroutines of one event loop never wait on a lock: each submits its
-    item and awaits a future. A flush thread takes everything queued at once
-    and runs `flush(items)`; a second thread runs `then(items, results)` for
-    that batch while the flush thread already flushes the next one, then
-    settles the batch's futures (with one wake-up per event loop, not one per
-    item). Batches flushed while `then` runs share its next call. Without
-    `then`, the flush thread settles them itself. At most `backlog` flushed
-    batches wait for `then`; beyond, flushing waits.
+    The coroutines of an event loop never wait on a lock: each queues its item
+    and awaits a future. One thread takes everything queued, runs
+    `flush(items)`, then `then(items, results)` if given (publishing what was
+    just committed), and settles the batch's futures, waking each event loop
+    once for its whole share. While it works, the next batch gathers: the
+    busier the callers, the larger each batch and the cheaper each item. (A
+    second thread overlapping `then` with the next flush made the batches
+    smaller and cost the API more CPU per event, not less.)
 
-    The threads start on the first submit in a process, so a fork before
-    that (gunicorn's) leaves no half-copied thread behind.
+    The thread starts on the first submit in a process, so a fork before that
+    (gunicorn's) leaves no half-copied thread behind.
     """
 
     def __init__(
@@ -150,17 +150,13 @@ class BackgroundCommit(Generic[T, R]):
         then: Callable[[list[T], list[R]], None] | None = None,
         *,
         name: str = "group-commit",
-        backlog: int = 2,
     ) -> None:
         self._flush = flush
         self._then = then
         self._name = name
-        self._backlog = backlog
-        self._cond = threading.Condition()
-        self._queued: list[_Pending[T, R]] = []
-        self._owner: int | None = None  # the process whose threads run, if any
-        self._idle = False  # the flush thread waits for an item
-        self._flushed: queue.Queue[tuple[list[_Pending[T, R]], list[Any] | None]] | None = None
+        self._queue: queue.SimpleQueue[_Pending[T, R]] = queue.SimpleQueue()
+        self._owner: int | None = None  # the process whose thread runs, if any
+        self._starting = threading.Lock()
 
     async def submit(self, item: T) -> R:
         """Flush `item` with whatever else is queued; answer its result.
@@ -170,65 +166,45 @@ class BackgroundCommit(Generic[T, R]):
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        with self._cond:
-            if self._owner != os.getpid():
-                self._start()
-            self._queued.append(_Pending(item, future, loop))
-            if self._idle:
-                self._cond.notify()
+        if self._owner != os.getpid():
+            self._start()
+        self._queue.put(_Pending(item, future, loop))
         return await future
 
     def _start(self) -> None:
-        self._owner = os.getpid()
-        self._queued = []
-        flushing = threading.Thread(target=self._flush_loop, name=self._name, daemon=True)
-        flushing.start()
-        if self._then is not None:
-            self._flushed = queue.Queue(maxsize=self._backlog)
-            following = threading.Thread(
-                target=self._then_loop, name=f"{self._name}-then", daemon=True
+        with self._starting:
+            if self._owner == os.getpid():
+                return
+            self._queue = queue.SimpleQueue()
+            thread = threading.Thread(
+                target=self._run, args=(self._queue,), name=self._name, daemon=True
             )
-            following.start()
+            thread.start()
+            self._owner = os.getpid()
 
-    def _flush_loop(self) -> None:
+    def _run(self, queued: queue.SimpleQueue[_Pending[T, R]]) -> None:
         while True:
-            with self._cond:
-                while not self._queued:
-                    self._idle = True
-                    self._cond.wait()
-                self._idle = False
-                batch, self._queued = self._queued, []
+            batch = [queued.get()]
+            while True:
+                try:
+                    batch.append(queued.get_nowait())
+                except queue.Empty:
+                    break
+            items = [pending.item for pending in batch]
             results: list[Any] | None
             try:
-                results = list(self._flush([pending.item for pending in batch]))
+                results = list(self._flush(items))
                 if len(results) != len(batch):
                     raise RuntimeError(f"flush answered {len(results)} results for {len(batch)}")
             except Exception as exc:  # noqa: BLE001 - every submitter of the batch gets it
                 results = None
                 for pending in batch:
                     pending.error = exc
-            if self._flushed is not None and results is not None:
-                self._flushed.put((batch, results))
-            else:
-                _settle(batch, results)
-
-    def _then_loop(self) -> None:
-        assert self._flushed is not None and self._then is not None
-        while True:
-            batch, results = self._flushed.get()
-            batch, results = list(batch), list(results or [])
-            # Batches flushed while `then` ran go together: one `then` for all of them.
-            while True:
+            if results is not None and self._then is not None:
                 try:
-                    more, more_results = self._flushed.get_nowait()
-                except queue.Empty:
-                    break
-                batch += more
-                results += more_results or []
-            try:
-                self._then([pending.item for pending in batch], results)
-            except Exception:  # noqa: BLE001 - `then` reports its own failures
-                pass
+                    self._then(items, results)
+                except Exception:  # noqa: BLE001 - `then` reports its own failures
+                    pass
             _settle(batch, results)
 
 

@@ -82,9 +82,9 @@ async def ingest_unkeyed(
     """Store an event without an idempotency key, from a coroutine; answer it.
 
     `ingest_event` for an event loop: the loop never blocks. The rows of
-    every request in flight are INSERTed together on a thread of their own
-    and announced together on another, while the next INSERT runs; this
-    answers once its row is committed and announced.
+    every request in flight are INSERTed together and then announced
+    together, on a thread of their own; this answers once its row is
+    committed and announced.
 
     Raises:
         InvalidInputError: the event type is not a full match of its pattern.

@@ -80,7 +80,7 @@ def test_submissions_made_during_a_flush_share_the_next_one() -> None:
         first = asyncio.ensure_future(group.submit(0))
         await until(flush.entered.is_set)
         rest = [asyncio.ensure_future(group.submit(n)) for n in range(1, 6)]
-        await until(lambda: len(group._queued) == 5)
+        await until(lambda: group._queue.qsize() == 5)
         flush.opened.set()
         return list(await asyncio.gather(first, *rest))
 
@@ -97,7 +97,7 @@ def test_a_failed_flush_fails_its_own_batch_and_no_other() -> None:
         held = asyncio.ensure_future(group.submit(7))
         await until(flush.entered.is_set)
         doomed = [asyncio.ensure_future(group.submit(n)) for n in (-1, 2)]
-        await until(lambda: len(group._queued) == 2)
+        await until(lambda: group._queue.qsize() == 2)
         flush.opened.set()
         failed = await asyncio.gather(*doomed, return_exceptions=True)
         return failed, await held
@@ -127,26 +127,33 @@ def test_then_runs_before_the_submitter_is_answered() -> None:
     assert then.results == [[50]]
 
 
-def test_batches_flushed_while_then_runs_share_its_next_call() -> None:
+def test_submissions_made_while_then_runs_share_the_next_flush() -> None:
     flush, then = Flush(), Then()
     group = BackgroundCommit(flush, then)
 
     async def main() -> list[int]:
         then.hold()
         first = asyncio.ensure_future(group.submit(1))
-        await until(then.entered.is_set)  # 1 is flushed; its `then` waits
-        second = asyncio.ensure_future(group.submit(2))
-        await until(lambda: len(flush.calls) == 2)
-        third = asyncio.ensure_future(group.submit(3))
-        await until(lambda: len(flush.calls) == 3)
-        assert not second.done() and not third.done()  # flushed, not yet announced
+        await until(then.entered.is_set)  # 1 is committed; its `then` waits
+        rest = [asyncio.ensure_future(group.submit(n)) for n in (2, 3)]
+        await until(lambda: group._queue.qsize() == 2)
+        assert not first.done(), "answered only after its `then`"
         then.opened.set()
-        return list(await asyncio.gather(first, second, third))
+        return list(await asyncio.gather(first, *rest))
 
     assert run(main) == [10, 20, 30]
-    assert flush.calls == [[1], [2], [3]]
+    assert flush.calls == [[1], [2, 3]]
     assert then.calls == [[1], [2, 3]]
     assert then.results == [[10], [20, 30]]
+
+
+def test_a_failed_flush_skips_then() -> None:
+    then = Then()
+    group = BackgroundCommit(Flush(), then)
+
+    with pytest.raises(ConnectionError):
+        run(lambda: group.submit(-1))
+    assert then.calls == []
 
 
 def test_a_failing_then_still_answers_the_batch() -> None:
@@ -168,7 +175,7 @@ def test_a_cancelled_submitter_leaves_the_rest_of_its_batch_answered() -> None:
         await until(flush.entered.is_set)
         gone = asyncio.ensure_future(group.submit(1))
         kept = asyncio.ensure_future(group.submit(2))
-        await until(lambda: len(group._queued) == 2)
+        await until(lambda: group._queue.qsize() == 2)
         gone.cancel()
         flush.opened.set()
         await held
@@ -199,7 +206,7 @@ def test_submitters_on_two_event_loops_share_a_flush_and_each_is_answered_on_its
     for thread in threads:
         thread.start()
     for _ in range(2000):
-        if len(group._queued) == 2:
+        if group._queue.qsize() == 2:
             break
         threading.Event().wait(0.005)
     flush.opened.set()
