@@ -6,7 +6,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import falcon
 import structlog
@@ -28,6 +28,7 @@ from engine.tenants import (
 )
 
 log = structlog.get_logger("hookline.api")
+T = TypeVar("T")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _MAX_TOKEN_CHARS = 8192
 
@@ -85,50 +86,36 @@ class Auth:
         self.credentials = credentials
         self.offload = offload
 
-    async def process_resource_async(
+    async def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
     ) -> None:
-        """On the loop when the key is remembered; else on the offload's threads."""
-        kind = getattr(resource, "auth", "tenant") if resource is not None else None
-        if kind is None:
-            return
-        token = _bearer(req)
-        if kind == "tenant" and self.credentials is not None:
-            principal = cached_principal(token, self.credentials)
-            if principal is not None:
-                self._admit(req, resource, principal)
-                return
-        if self.offload is None:
-            self.process_resource(req, resp, resource, params)
-        else:
-            await self.offload.run(self.process_resource, req, resp, resource, params)
-
-    def process_resource(
-        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
-    ) -> None:
+        """A remembered key is checked on the loop; one to look up, on the offload's threads."""
         kind = getattr(resource, "auth", "tenant") if resource is not None else None
         if kind is None:
             return
         token = _bearer(req)
         if kind == "admin":
-            if not self.settings.admin_token:
-                raise Problem(
-                    403,
-                    "admin-disabled",
-                    "Admin API disabled",
-                    "Set HOOKLINE_ADMIN_TOKEN to use the admin API, "
-                    "or run `hookline tenants create`.",
-                )
-            if not is_admin_token(token, self.settings.admin_token):
-                raise _unauthorized("The admin token is missing or wrong.")
+            self._check_admin(token)
             return
-        self._admit(req, resource, self._principal(token))
-
-    @staticmethod
-    def _admit(req: falcon.Request, resource: Any, principal: Principal) -> None:
+        principal = None
+        if self.credentials is not None:
+            principal = cached_principal(token, self.credentials)
+        if principal is None:
+            principal = await _blocking(self.offload, self._principal, token)
         req.context.principal = principal
         structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)
         _require_scope(req.method, resource, principal)
+
+    def _check_admin(self, token: str) -> None:
+        if not self.settings.admin_token:
+            raise Problem(
+                403,
+                "admin-disabled",
+                "Admin API disabled",
+                "Set HOOKLINE_ADMIN_TOKEN to use the admin API, or run `hookline tenants create`.",
+            )
+        if not is_admin_token(token, self.settings.admin_token):
+            raise _unauthorized("The admin token is missing or wrong.")
 
     def _principal(self, token: str) -> Principal:
         if token.startswith(KEY_PREFIX) or not self.tokens.enabled:
@@ -185,47 +172,21 @@ class RateLimit:
         self.offload = offload
         self.swept_before = 0
 
-    async def process_resource_async(
+    async def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
     ) -> None:
         """Nothing to do without a limit or a sweep due; else on the offload's threads."""
         principal = getattr(req.context, "principal", None)
         if principal is None:
             return
-        limited = any(limit > 0 for limit in self._limits(req, resource, principal))
-        if not limited and not self._sweep_due(self.clock()):
-            return
-        if self.offload is None:
-            self.process_resource(req, resp, resource, params)
-        else:
-            await self.offload.run(self.process_resource, req, resp, resource, params)
-
-    async def process_response_async(
-        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
-    ) -> None:
-        self.process_response(req, resp, resource, req_succeeded)
-
-    def _limits(self, req: falcon.Request, resource: Any, principal: Principal) -> tuple[int, int]:
-        return ratelimit.limits(self._budget(req, resource), self.settings, principal.rate_limits)
-
-    @staticmethod
-    def _budget(req: falcon.Request, resource: Any) -> str:
-        ingest = req.method in getattr(resource, "ingest_methods", ())
-        return ratelimit.INGEST if ingest else ratelimit.MANAGEMENT
-
-    def _sweep_due(self, now: float) -> bool:
-        return ratelimit.window_start(now) - ratelimit.WINDOW_S > self.swept_before
-
-    def process_resource(
-        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
-    ) -> None:
-        principal = getattr(req.context, "principal", None)
-        if principal is None:
-            return
         budget = self._budget(req, resource)
         now = self.clock()
-        self._sweep(now)
-        decision = ratelimit.consume(principal, budget, self.settings, now)
+        limited = any(
+            limit > 0 for limit in ratelimit.limits(budget, self.settings, principal.rate_limits)
+        )
+        if not limited and not self._sweep_due(now):
+            return
+        decision = await _blocking(self.offload, self._spend, principal, budget, now)
         if decision is None:
             return
         req.context.rate_limit = decision
@@ -239,12 +200,24 @@ class RateLimit:
                 headers={**_rate_headers(decision), "Retry-After": str(decision.reset_s)},
             )
 
-    def process_response(
+    async def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
     ) -> None:
         decision = getattr(req.context, "rate_limit", None)
         if decision is not None:
             resp.set_headers(_rate_headers(decision))
+
+    def _spend(self, principal: Principal, budget: str, now: float) -> ratelimit.Decision | None:
+        self._sweep(now)
+        return ratelimit.consume(principal, budget, self.settings, now)
+
+    @staticmethod
+    def _budget(req: falcon.Request, resource: Any) -> str:
+        ingest = req.method in getattr(resource, "ingest_methods", ())
+        return ratelimit.INGEST if ingest else ratelimit.MANAGEMENT
+
+    def _sweep_due(self, now: float) -> bool:
+        return ratelimit.window_start(now) - ratelimit.WINDOW_S > self.swept_before
 
     def _sweep(self, now: float) -> None:
         # Once per window per process: a few cheap deletes a second, however busy the API.
@@ -252,6 +225,13 @@ class RateLimit:
             before = ratelimit.window_start(now) - ratelimit.WINDOW_S
             self.swept_before = before
             ratelimit.sweep(before)
+
+
+async def _blocking(offload: Offload | None, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` on the offload's threads, or here when there is none."""
+    if offload is None:
+        return fn(*args)
+    return await offload.run(fn, *args)
 
 
 def _rate_headers(decision: ratelimit.Decision) -> dict[str, str]:

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
+import pytest
+import structlog
+from falcon.testing import TestClient
+
+from api.app import create_app
+from engine.credentials import CredentialCache
+from engine.settings import Settings
+from engine.tenants import create_tenant
 from tests.api.support import Api, assert_problem
 from tests.factories import ADMIN_TOKEN
 
@@ -81,3 +89,25 @@ def test_a_well_formed_request_id_is_echoed_and_a_bad_one_replaced(tenant: Api) 
 
     assert kept.headers["x-request-id"] == "abc-123.def:9"
     assert replaced.headers["x-request-id"] != "bad id\twith spaces"
+
+
+def test_the_request_logs_name_the_tenant_whether_its_key_was_looked_up_or_remembered(
+    sqlite_settings: Settings, sqlite_db: Any
+) -> None:
+    """The key is read on a pool thread the first time; the tenant still reaches the loop's logs."""
+    tenant, key = create_tenant("Acme")
+    app = create_app(
+        sqlite_settings,
+        database=sqlite_db,
+        enqueue=lambda kind, ident: True,
+        credentials=CredentialCache(60),
+    )
+    client = Api(TestClient(app)).as_key(key)
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as captured:
+        for _ in range(2):  # looked up, then remembered
+            assert client.get("/v1/endpoints").status_code == 200
+
+    handled = [line for line in captured if line["event"] == "request_handled"]
+    assert [line.get("tenant_id") for line in handled] == [tenant.id, tenant.id]
