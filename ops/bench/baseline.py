@@ -96,9 +96,3 @@ def _drain(ctx: Context, name: str, count: int) -> tuple[int, dict[str, float]]:
         done = rows()
     per_unit = cpu.per_unit(done - before)
     return done, {k.replace(name, "naive_worker"): v for k, v in per_unit.items()}
-
-
-def run(ctx: Context) -> list[dict[str, Any]]:
-    """Every run of the baseline."""
-    prepare(ctx)
-    return [one_run(ctx, ctx.args.baseline_messages, n) for n in range(ctx.args.runs)]
