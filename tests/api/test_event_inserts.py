@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,6 +39,30 @@ def row(tenant_id: str, event_type: str) -> dict[str, Any]:
     }
 
 
+def refuse_rows(
+    monkeypatch: pytest.MonkeyPatch, poisoned: Callable[[dict[str, Any]], bool]
+) -> None:
+    """Make the database refuse any INSERT holding a poisoned row."""
+    real = events.insert_rows
+
+    def refuse(model: Any, rows: Any, **kwargs: Any) -> int:
+        if any(poisoned(row) for row in rows):
+            raise peewee.IntegrityError("refused")
+        return real(model, rows, **kwargs)
+
+    monkeypatch.setattr(events, "insert_rows", refuse)
+
+
+@pytest.fixture
+def database_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every INSERT of events fails as when PostgreSQL is out of reach."""
+
+    def unreachable(model: Any, rows: Any, **kwargs: Any) -> int:
+        raise peewee.OperationalError("server closed the connection")
+
+    monkeypatch.setattr(events, "insert_rows", unreachable)
+
+
 def test_concurrent_events_are_all_stored_each_answered_with_its_own(
     sqlite_db: Any, tenant_id: str
 ) -> None:
@@ -58,14 +83,7 @@ def test_concurrent_events_are_all_stored_each_answered_with_its_own(
 def test_a_row_the_database_refuses_fails_only_its_own_request(
     tenant_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = events.insert_rows
-
-    def refuse_poison(model: Any, rows: Any, **kwargs: Any) -> int:
-        if any(row["event_type"] == "poison" for row in rows):
-            raise peewee.IntegrityError("refused")
-        return real(model, rows, **kwargs)
-
-    monkeypatch.setattr(events, "insert_rows", refuse_poison)
+    refuse_rows(monkeypatch, lambda row: row["event_type"] == "poison")
 
     announced: list[list[str]] = []
     rows = [row(tenant_id, t) for t in ("a", "poison", "b")]
@@ -90,14 +108,8 @@ def test_an_event_ingested_inside_a_callers_transaction_rolls_back_with_it(tenan
     assert Event.select().count() == 0
 
 
-def test_a_database_out_of_reach_fails_the_request(
-    tenant_id: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def unreachable(model: Any, rows: Any, **kwargs: Any) -> int:
-        raise peewee.OperationalError("server closed the connection")
-
-    monkeypatch.setattr(events, "insert_rows", unreachable)
-
+@pytest.mark.usefixtures("database_down")
+def test_a_database_out_of_reach_fails_the_request(tenant_id: str) -> None:
     with pytest.raises(peewee.OperationalError):
         ingest(tenant_id, 1)
 
@@ -209,14 +221,7 @@ def test_concurrent_coroutines_share_inserts_each_answered_after_its_announce(
 def test_a_coroutine_whose_row_is_refused_fails_alone(
     tenant_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = events.insert_rows
-
-    def refuse_poison(model: Any, rows: Any, **kwargs: Any) -> int:
-        if any(row["payload"] == '{"poison":true}' for row in rows):
-            raise peewee.IntegrityError("refused")
-        return real(model, rows, **kwargs)
-
-    monkeypatch.setattr(events, "insert_rows", refuse_poison)
+    refuse_rows(monkeypatch, lambda row: row["payload"] == '{"poison":true}')
 
     async def main() -> list[Any]:
         payloads = [{"n": 1}, {"poison": True}, {"n": 2}]
@@ -231,14 +236,8 @@ def test_a_coroutine_whose_row_is_refused_fails_alone(
     assert {e.id for e in Event.select()} == {first.id, last.id}
 
 
-def test_a_coroutine_gets_the_error_of_a_database_out_of_reach(
-    tenant_id: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def unreachable(model: Any, rows: Any, **kwargs: Any) -> int:
-        raise peewee.OperationalError("server closed the connection")
-
-    monkeypatch.setattr(events, "insert_rows", unreachable)
-
+@pytest.mark.usefixtures("database_down")
+def test_a_coroutine_gets_the_error_of_a_database_out_of_reach(tenant_id: str) -> None:
     with pytest.raises(peewee.OperationalError):
         asyncio.run(events.ingest_unkeyed(tenant_id, "order.paid", {}, fan_out_lease_s=30))
 

@@ -8,28 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from engine.batching import GroupCommit
-
-
-class Gate:
-    """A flush that records its batches; `hold` makes the next flush wait for `release`."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[int]] = []
-        self.entered = threading.Event()
-        self.opened = threading.Event()
-        self.opened.set()
-
-    def hold(self) -> None:
-        self.entered.clear()
-        self.opened.clear()
-
-    def __call__(self, items: list[int]) -> list[int]:
-        self.batches.append(list(items))
-        self.entered.set()
-        assert self.opened.wait(10)
-        if -1 in items:
-            raise ConnectionError("the broker went away")
-        return [item * 10 for item in items]
+from tests.unit.gates import Gate
 
 
 def wait_until_queued(group: GroupCommit[int, int], count: int) -> None:
