@@ -23,6 +23,7 @@ from api.resources.events import Enqueue, EnqueueMany, Events
 from api.resources.health import Health, OpenApi, Readiness
 from api.resources.keys import Keys
 from api.resources.tenants import Tenants
+from api.server import ConcurrencyLimit
 from engine.credentials import CredentialCache
 from engine.secretbox import SecretBox
 from engine.secretbox import from_settings as secretbox_from_settings
@@ -121,8 +122,11 @@ def create_app(
     return app
 
 
-def get_app() -> falcon.asgi.App:
-    """The production app: settings from the environment, RabbitMQ as the broker."""
+def get_app() -> ConcurrencyLimit:
+    """The production app: settings from the environment, RabbitMQ as the broker.
+
+    Past `api.server.MAX_IN_FLIGHT` requests in flight, it answers 503 at once.
+    """
     from actors.broker import Publisher  # the one place the API is wired to the actors
     from actors.transactional import TransactionalPublisher
     from engine import logs
@@ -133,7 +137,7 @@ def get_app() -> falcon.asgi.App:
     database = bind(settings)
     publisher = Publisher.from_settings(settings)
     transactional = TransactionalPublisher.sharing(publisher)
-    return create_app(
+    app = create_app(
         settings,
         database=database,
         # Concurrent requests share one RabbitMQ commit: each still answers only once
@@ -143,3 +147,4 @@ def get_app() -> falcon.asgi.App:
         broker_check=publisher.ping,
         credentials=CredentialCache(settings.credential_cache_ttl_s),
     )
+    return ConcurrencyLimit(app)

@@ -20,7 +20,7 @@ from actors import runtime, supervision
 from actors.broker import Publisher, build_broker, declare_actors, worker_middleware
 from actors.scheduling import Scheduler
 from api.app import create_app
-from api.server import MAX_CONCURRENCY, server_protocol
+from api.server import MAX_CONNECTIONS, ConcurrencyLimit, server_protocol
 from engine.credentials import CredentialCache
 from engine.database import bind
 from engine.migrations import migrate
@@ -107,14 +107,14 @@ def start(settings: Settings) -> Embedded:
         credentials=CredentialCache(settings.credential_cache_ttl_s),
     )
     config = uvicorn.Config(
-        app,
+        ConcurrencyLimit(app),
         loop="asyncio",
         http=server_protocol(),
         lifespan="off",
         log_config=None,
         access_log=False,
         server_header=False,
-        limit_concurrency=MAX_CONCURRENCY,
+        limit_concurrency=MAX_CONNECTIONS,
     )
     server = uvicorn.Server(config)
     return Embedded(server, _listen(settings.bind), worker, scheduler, broker, [scheduler_thread])

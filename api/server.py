@@ -4,7 +4,8 @@ gunicorn still supervises the processes (forks, restarts, recycling after
 `max_requests`, graceful shutdown); each worker serves its connections on
 one asyncio loop and parses HTTP with httptools. uvicorn bounds neither a
 request's line nor its headers; `BoundedHead` refuses a head past
-`MAX_HEAD_BYTES` with a 431 and closes the connection.
+`MAX_HEAD_BYTES` with a 431 and closes the connection. `ConcurrencyLimit`
+answers a problem+json 503 past `MAX_IN_FLIGHT` requests in flight.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any, ClassVar
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
-# Connections and requests in flight per worker; beyond, new ones are answered 503.
-MAX_CONCURRENCY = 2048
+# Requests in flight per worker; beyond, new ones are answered 503 (`ConcurrencyLimit`).
+MAX_IN_FLIGHT = 2048
+# Open connections per worker, idle ones included; beyond, uvicorn answers 503 itself.
+MAX_CONNECTIONS = 2 * MAX_IN_FLIGHT
 # A request line and headers together, as received; a JWT of 8 KiB fits many times over.
 MAX_HEAD_BYTES = 64 * 1024
 
@@ -61,6 +64,45 @@ class BoundedHead(HttpToolsProtocol):
             self.transport.close()
 
 
+_BUSY = json.dumps(
+    {
+        "type": "urn:hookline:problem:unavailable",
+        "title": "Service unavailable",
+        "status": 503,
+        "detail": "This API process has too many requests in flight; retry shortly.",
+    },
+    separators=(",", ":"),
+).encode()
+
+
+class ConcurrencyLimit:
+    """ASGI middleware: past `limit` requests in flight, answer 503 (problem+json) at once."""
+
+    def __init__(self, app: Any, limit: int = MAX_IN_FLIGHT) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_flight = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            headers = [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(_BUSY)).encode()),
+                (b"retry-after", b"1"),
+            ]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": _BUSY})
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
 def server_protocol() -> type[HttpToolsProtocol]:
     """The HTTP protocol class for `uvicorn.Config(http=...)`."""
     return BoundedHead
@@ -75,5 +117,5 @@ class Worker(UvicornWorker):
         "lifespan": "off",
         "access_log": False,
         "server_header": False,
-        "limit_concurrency": MAX_CONCURRENCY,
+        "limit_concurrency": MAX_CONNECTIONS,
     }

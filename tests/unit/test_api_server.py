@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -11,7 +12,13 @@ from typing import Any
 import pytest
 import uvicorn
 
-from api.server import MAX_HEAD_BYTES, BoundedHead, Worker, server_protocol
+from api.server import (
+    MAX_HEAD_BYTES,
+    BoundedHead,
+    ConcurrencyLimit,
+    Worker,
+    server_protocol,
+)
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -106,3 +113,44 @@ def test_each_request_on_a_kept_alive_connection_has_its_own_bound(
         for _ in range(count):
             conn.sendall(head(8000))
             assert read_answer(conn).startswith(b"HTTP/1.1 200")
+
+
+def test_past_the_limit_of_requests_in_flight_a_503_problem_is_answered_at_once() -> None:
+    release = asyncio.Event()
+    answered: list[dict[str, Any]] = []
+
+    async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    limited = ConcurrencyLimit(slow, limit=2)
+
+    async def call() -> tuple[int, dict[str, bytes], bytes]:
+        messages: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            messages.append(message)
+
+        await limited({"type": "http"}, None, send)
+        start, body = messages
+        return start["status"], dict(start["headers"]), body["body"]
+
+    async def main() -> None:
+        held = [asyncio.ensure_future(call()) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        status, headers, body = await asyncio.wait_for(call(), 5)  # the third: refused at once
+        answered.append({"status": status, "headers": headers, "problem": json.loads(body)})
+        release.set()
+        assert [(await done)[0] for done in held] == [200, 200]
+        assert limited.in_flight == 0
+        assert (await call())[0] == 200  # room again
+
+    asyncio.run(main())
+
+    (refused,) = answered
+    assert refused["status"] == 503
+    assert refused["headers"][b"content-type"] == b"application/problem+json"
+    assert refused["headers"][b"retry-after"] == b"1"
+    assert refused["problem"]["type"] == "urn:hookline:problem:unavailable"
+    assert refused["problem"]["status"] == 503
