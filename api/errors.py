@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -150,9 +151,15 @@ def _on_loop(handler: Handler) -> Callable[..., Awaitable[None]]:
     return handle
 
 
-def install(app: falcon.App) -> None:
-    """Wire the mapping into an app (WSGI or ASGI); the most specific handler wins."""
-    wrap = _on_loop if isinstance(app, falcon.asgi.App) else (lambda handler: handler)
+def problem_body(slug: str, title: str, status: int, detail: str) -> bytes:
+    """A problem document as bytes, for answers written below Falcon (`api.server`)."""
+    body = {"type": TYPE_PREFIX + slug, "title": title, "status": status, "detail": detail}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def install(app: falcon.asgi.App) -> None:
+    """Wire the mapping into the app; the most specific handler wins."""
+    wrap = _on_loop
     app.resp_options.xml_error_serialization = False
     app.set_error_serializer(serialize)
     app.add_error_handler(Exception, wrap(_unexpected))

@@ -10,11 +10,12 @@ answers a problem+json 503 past `MAX_IN_FLIGHT` requests in flight.
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
+
+from api.errors import problem_body
 
 # Requests in flight per worker; beyond, new ones are answered 503 (`ConcurrencyLimit`).
 MAX_IN_FLIGHT = 2048
@@ -23,15 +24,12 @@ MAX_CONNECTIONS = 2 * MAX_IN_FLIGHT
 # A request line and headers together, as received; a JWT of 8 KiB fits many times over.
 MAX_HEAD_BYTES = 64 * 1024
 
-_TOO_LARGE = json.dumps(
-    {
-        "type": "urn:hookline:problem:headers-too-large",
-        "title": "Request header fields too large",
-        "status": 431,
-        "detail": f"The request line and headers exceed {MAX_HEAD_BYTES} bytes.",
-    },
-    separators=(",", ":"),
-).encode()
+_TOO_LARGE = problem_body(
+    "headers-too-large",
+    "Request header fields too large",
+    431,
+    f"The request line and headers exceed {MAX_HEAD_BYTES} bytes.",
+)
 
 
 class BoundedHead(HttpToolsProtocol):
@@ -64,15 +62,12 @@ class BoundedHead(HttpToolsProtocol):
             self.transport.close()
 
 
-_BUSY = json.dumps(
-    {
-        "type": "urn:hookline:problem:unavailable",
-        "title": "Service unavailable",
-        "status": 503,
-        "detail": "This API process has too many requests in flight; retry shortly.",
-    },
-    separators=(",", ":"),
-).encode()
+_BUSY = problem_body(
+    "unavailable",
+    "Service unavailable",
+    503,
+    "This API process has too many requests in flight; retry shortly.",
+)
 
 
 class ConcurrencyLimit:
