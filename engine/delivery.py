@@ -112,6 +112,9 @@ class DeliveryClient:
 
         def outcome(**fields: object) -> Outcome:
             elapsed = (time.perf_counter() - clock) * 1000.0
+            detail = fields.get("error_detail")
+            if isinstance(detail, str) and "\x00" in detail:
+                fields["error_detail"] = storable(detail)
             return Outcome(started_at=started_at, duration_ms=elapsed, **fields)  # type: ignore[arg-type]
 
         refusal = check_url(request.url, self.options.policy)
@@ -169,7 +172,16 @@ class DeliveryClient:
             chunks.append(chunk)
             size += len(chunk)
         truncated = size >= limit and not response.content.at_eof()
-        return b"".join(chunks).decode("utf-8", errors="replace"), truncated
+        return storable(b"".join(chunks).decode("utf-8", errors="replace")), truncated
+
+
+def storable(text: str) -> str:
+    """`text` with each NUL replaced by U+FFFD: PostgreSQL's text cannot hold NUL.
+
+    What an endpoint answers is stored with its attempt; one NUL in a body made
+    the whole recording group fail, and every attempt in it was sent again.
+    """
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def classify(exc: BaseException) -> tuple[str, str]:
