@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from peewee import JOIN
+from peewee import JOIN, IntegrityError
 
 from engine import alert_records, alerts, endpoint_secrets, health, signing
-from engine.database import insert_rows
+from engine.database import copy_rows, insert_rows
 from engine.delivery import Outcome, Request
 from engine.errors import NotFoundError
 from engine.ids import new_id
@@ -245,20 +245,28 @@ def record_many(
         for (claimed, _outcome), decision in zip(attempts, decisions, strict=True)
         if decision.action == "succeed"
     ]
-    with db.atomic():
-        insert_rows(
-            Attempt,
-            [
-                _attempt_row(claimed, claimed.delivery.attempts, outcome)
-                for claimed, outcome in attempts
-            ],
-            skip_conflicts=True,
-        )
-        if succeeded:
-            _mark_succeeded(succeeded, now)
-        for (claimed, outcome), decision in zip(attempts, decisions, strict=True):
-            if decision.action != "succeed":
-                _move_failed(claimed, outcome, decision, now)
+    rows = [
+        _attempt_row(claimed, claimed.delivery.attempts, outcome) for claimed, outcome in attempts
+    ]
+
+    def store(*, again: bool) -> None:
+        with db.atomic():
+            if again:
+                insert_rows(Attempt, rows, skip_conflicts=True)
+            else:
+                copy_rows(Attempt, rows)
+            if succeeded:
+                _mark_succeeded(succeeded, now)
+            for (claimed, outcome), decision in zip(attempts, decisions, strict=True):
+                if decision.action != "succeed":
+                    _move_failed(claimed, outcome, decision, now)
+
+    try:
+        store(again=False)
+    except IntegrityError:
+        # Some attempt is stored already: a group recorded again after the answer to its
+        # commit was lost. The rest go in beside it; the stored one moves nothing twice.
+        store(again=True)
     return decisions
 
 

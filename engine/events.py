@@ -11,7 +11,7 @@ import peewee
 import structlog
 
 from engine.batching import BackgroundCommit, GroupCommit
-from engine.database import insert_rows
+from engine.database import copy_rows, insert_rows
 from engine.errors import InvalidInputError, NotFoundError
 from engine.filters import EVENT_TYPE_PATTERN, is_valid_event_type
 from engine.ids import new_id
@@ -135,7 +135,7 @@ def _insert_together(items: list[tuple[dict[str, Any], Announce | None]]) -> lis
     """
     rows = [row for row, _announce in items]
     try:
-        insert_rows(Event, rows)
+        copy_rows(Event, rows)
         return [None] * len(rows)
     except (peewee.IntegrityError, peewee.DataError):
         if len(rows) == 1:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.database import insert_rows
+from engine.database import copy_rows
 from engine.deliveries import Claim
 from engine.filters import matches
 from engine.ids import new_id
@@ -101,8 +101,7 @@ def fan_out_and_claim(
                 else:
                     row = _new_delivery(event, endpoint.id, now, pending_until, PENDING, 0)
                 rows.append(row)
-        for start in range(0, len(rows), 1000):
-            insert_rows(Delivery, rows[start : start + 1000])
+        copy_rows(Delivery, rows)
         repeated = [i for i in ids if i not in opened]
         if repeated:  # a redelivered message: what its first run left unpublished
             still = Delivery.select(Delivery.id).where(

@@ -42,15 +42,20 @@ def row(tenant_id: str, event_type: str) -> dict[str, Any]:
 def refuse_rows(
     monkeypatch: pytest.MonkeyPatch, poisoned: Callable[[dict[str, Any]], bool]
 ) -> None:
-    """Make the database refuse any INSERT holding a poisoned row."""
-    real = events.insert_rows
+    """Make the database refuse any INSERT or COPY holding a poisoned row."""
+    for name in ("insert_rows", "copy_rows"):
+        monkeypatch.setattr(events, name, _refusing(getattr(events, name), poisoned))
 
+
+def _refusing(
+    real: Callable[..., int], poisoned: Callable[[dict[str, Any]], bool]
+) -> Callable[..., int]:
     def refuse(model: Any, rows: Any, **kwargs: Any) -> int:
         if any(poisoned(row) for row in rows):
             raise peewee.IntegrityError("refused")
         return real(model, rows, **kwargs)
 
-    monkeypatch.setattr(events, "insert_rows", refuse)
+    return refuse
 
 
 @pytest.fixture
@@ -61,6 +66,7 @@ def database_down(monkeypatch: pytest.MonkeyPatch) -> None:
         raise peewee.OperationalError("server closed the connection")
 
     monkeypatch.setattr(events, "insert_rows", unreachable)
+    monkeypatch.setattr(events, "copy_rows", unreachable)
 
 
 def test_concurrent_events_are_all_stored_each_answered_with_its_own(
