@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ops.bench import plan
+from ops.bench import plan, report
 from ops.bench.context import Context, Db
 from ops.bench.processes import ROOT, Api, Processes, free_port
 from ops.bench.profile import Profiler
@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     document["command"] = command
     document["duration_s"] = round(time.monotonic() - started, 1)
     document["machine"]["loadavg_at_end"] = os.getloadavg()[0]
+    document["machine"]["speed_gauge_ms_at_end"] = report.speed_gauge_ms()
     plan.finish(document, args)
     if args.keep_logs:
         print(f"logs: {logs}", file=sys.stderr)

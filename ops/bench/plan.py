@@ -244,7 +244,9 @@ def finish(document: dict[str, Any], args: argparse.Namespace) -> None:
     print(
         f"Hookline benchmark, {document['date']}, {machine['nproc']} cores {machine['cpu']}, "
         f"{machine['memory_gib']} GiB, Python {machine['python']}, PostgreSQL "
-        f"{machine['postgresql']}, RabbitMQ {machine['rabbitmq']}\n"
+        f"{machine['postgresql']}, RabbitMQ {machine['rabbitmq']}; speed gauge "
+        f"{machine['speed_gauge_ms_at_start']} ms at the start, "
+        f"{machine['speed_gauge_ms_at_end']} ms at the end (lower is faster)\n"
         f"command: {document['command']}  ({document['duration_s']} s)\n"
     )
     print(report.table(document))

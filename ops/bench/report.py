@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +163,26 @@ def machine(pg_version: str, rabbitmq_version: str) -> dict[str, Any]:
         "rabbitmq": rabbitmq_version,
         "kernel": platform.release(),
         "loadavg_at_start": os.getloadavg()[0],
+        "speed_gauge_ms_at_start": speed_gauge_ms(),
     }
+
+
+def speed_gauge_ms() -> float:
+    """CPU ms for a fixed pure-Python loop, best of 5: how fast the box is now.
+
+    The shared machine's speed drifts (the same naive worker took 1.4 to 4.3 ms
+    of CPU per delivery on different days), and the absolute targets (events/s,
+    milliseconds) move with it; this reading, taken at the start and the end,
+    tells a slow box from slow code.
+    """
+    best = float("inf")
+    for _ in range(5):
+        started = time.process_time()
+        total = 0
+        for n in range(1_000_000):
+            total += n
+        best = min(best, time.process_time() - started)
+    return round(best * 1000.0, 1)
 
 
 def _fmt(value: float) -> str:

@@ -60,5 +60,7 @@ def test_smoke_reports_every_scenario(tmp_path: Any) -> None:
     assert all(isinstance(target["met"], bool) for target in document["targets"])
     for field in ("nproc", "memory_gib", "cpu", "python", "postgresql", "rabbitmq"):
         assert document["machine"][field], field
+    for field in ("speed_gauge_ms_at_start", "speed_gauge_ms_at_end"):
+        assert document["machine"][field] > 0, field
     assert document["command"].startswith("python -m ops.bench --smoke")
     assert "| target |" in done.stdout
