@@ -61,7 +61,7 @@ class Settings:
     connect_timeout_s: float = 5.0
     # Seconds for a whole delivery attempt (connect, send, read).
     request_timeout_s: float = 15.0
-    # Bytes of an endpoint's response body read and stored.
+    # Bytes of an endpoint's response body read and stored (as UTF-8; NUL becomes U+FFFD).
     max_response_bytes: int = 64 * 1024
     # Parallel connections per endpoint host, per worker process.
     max_connections_per_host: int = 16
