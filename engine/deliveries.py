@@ -19,7 +19,6 @@ from peewee import JOIN, IntegrityError
 from engine import alert_records, alerts, endpoint_secrets, health, signing
 from engine.database import copy_rows, insert_rows
 from engine.delivery import Outcome, Request
-from engine.errors import NotFoundError
 from engine.ids import new_id
 from engine.models import (
     CANCELLED,
@@ -40,7 +39,6 @@ from engine.models import (
     db,
     utcnow,
 )
-from engine.pages import Page, paginate
 from engine.retry import Decision, decide
 from engine.secretbox import SecretBox
 
@@ -362,46 +360,3 @@ def _attempt_row(claimed: Claim, number: int, outcome: Outcome) -> dict[str, obj
         "response_body": outcome.response_body,
         "response_body_truncated": outcome.response_body_truncated,
     }
-
-
-def get_delivery(tenant_id: str, delivery_id: str) -> Delivery:
-    """One delivery of the tenant.
-
-    Raises:
-        NotFoundError: no such delivery for this tenant.
-    """
-    row = Delivery.get_or_none((Delivery.id == delivery_id) & (Delivery.tenant_id == tenant_id))
-    if row is None:
-        raise NotFoundError("delivery", delivery_id)
-    return row
-
-
-def list_deliveries(
-    tenant_id: str,
-    *,
-    limit: int,
-    cursor: str | None,
-    event_id: str | None = None,
-    endpoint_id: str | None = None,
-    status: str | None = None,
-) -> Page:
-    """The tenant's deliveries, newest first, filtered."""
-    query = Delivery.select().where(Delivery.tenant_id == tenant_id)
-    if event_id:
-        query = query.where(Delivery.event_id == event_id)
-    if endpoint_id:
-        query = query.where(Delivery.endpoint_id == endpoint_id)
-    if status:
-        query = query.where(Delivery.status == status)
-    return paginate(query, Delivery.id, limit=limit, cursor=cursor)
-
-
-def list_attempts(tenant_id: str, delivery_id: str, *, limit: int, cursor: str | None) -> Page:
-    """A delivery's attempts, newest first.
-
-    Raises:
-        NotFoundError: no such delivery for this tenant.
-    """
-    delivery = get_delivery(tenant_id, delivery_id)
-    query = Attempt.select().where(Attempt.delivery_id == delivery.id)
-    return paginate(query, Attempt.id, limit=limit, cursor=cursor)

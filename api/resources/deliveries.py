@@ -8,7 +8,7 @@ from api import views
 from api.resources import paging, principal
 from api.resources.events import Enqueue, publish_quietly
 from api.validation import choice_param, text_param, time_param
-from engine import deliveries, quarantine
+from engine import delivery_log, quarantine
 from engine.models import DELIVERY_STATES
 from engine.settings import Settings
 
@@ -24,7 +24,7 @@ class Deliveries:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit, cursor = paging(req)
-        page = deliveries.list_deliveries(
+        page = delivery_log.list_deliveries(
             principal(req).tenant_id,
             limit=limit,
             cursor=cursor,
@@ -35,17 +35,18 @@ class Deliveries:
         resp.media = views.page(page, views.delivery)
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, delivery_id: str) -> None:
-        resp.media = views.delivery(deliveries.get_delivery(principal(req).tenant_id, delivery_id))
+        delivery = delivery_log.get_delivery(principal(req).tenant_id, delivery_id)
+        resp.media = views.delivery(delivery)
 
     def on_get_attempts(self, req: falcon.Request, resp: falcon.Response, delivery_id: str) -> None:
         limit, cursor = paging(req)
-        page = deliveries.list_attempts(
+        page = delivery_log.list_attempts(
             principal(req).tenant_id, delivery_id, limit=limit, cursor=cursor
         )
         resp.media = views.page(page, views.attempt)
 
     def on_post_retry(self, req: falcon.Request, resp: falcon.Response, delivery_id: str) -> None:
-        delivery = deliveries.get_delivery(principal(req).tenant_id, delivery_id)
+        delivery = delivery_log.get_delivery(principal(req).tenant_id, delivery_id)
         queued = quarantine.retry_now(delivery, lease_s=self.settings.fan_out_lease_s)
         publish_quietly(self.enqueue, "deliver", queued.id)
         resp.status = falcon.HTTP_202
