@@ -73,6 +73,17 @@ def delivery_states(pg_url: str) -> dict[str, int]:
             return {status: count for status, count in cursor.fetchall()}
 
 
+def attempt_kinds(pg_url: str) -> list[tuple[int, str | None, int]]:
+    """How the attempts ended, by attempt number and error class: what a failure reports."""
+    with contextlib.closing(psycopg2.connect(pg_url)) as connection:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT number, error_class, count(*) FROM attempt"
+                " GROUP BY number, error_class ORDER BY number, error_class"
+            )
+            return [(number, kind, count) for number, kind, count in cursor.fetchall()]
+
+
 def wait_all_succeeded(pg_url: str, expected: int, timeout_s: float = 90) -> dict[str, int]:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -80,7 +91,10 @@ def wait_all_succeeded(pg_url: str, expected: int, timeout_s: float = 90) -> dic
         if states.get("succeeded", 0) >= expected:
             return states
         if time.monotonic() > deadline:
-            raise AssertionError(f"{expected} deliveries expected to succeed; states: {states}")
+            raise AssertionError(
+                f"{expected} deliveries expected to succeed; states: {states};"
+                f" attempts (number, error class, count): {attempt_kinds(pg_url)}"
+            )
         time.sleep(0.25)
 
 

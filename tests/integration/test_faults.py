@@ -56,7 +56,12 @@ def test_a_worker_stopped_with_deliveries_in_flight_loses_none(
     tmp_path: Path, receiver: Receiver, sig: signal.Signals
 ) -> None:
     receiver.script("/slow", default=200, delay_s=1.0)
-    with isolated_stack(tmp_path, **FAST_RECOVERY) as (api, processes, pg_url, _):
+    # Room for all 60 at once: at the default 16 per host, a second worker taking over
+    # 60 expired leases queued them 4 s deep behind the 3 s request timeout, and on a slow
+    # box some timed out twice and waited for the 300 s retry. What this test is about is
+    # the stop, not the per-host queue (tests/unit/test_delivery_client.py).
+    settings = {**FAST_RECOVERY, "HOOKLINE_MAX_CONNECTIONS_PER_HOST": "64"}
+    with isolated_stack(tmp_path, **settings) as (api, processes, pg_url, _):
         key = api.tenant()
         endpoint(api, key, receiver.url("/slow"))
         sent = send_events(api, key, 60)
