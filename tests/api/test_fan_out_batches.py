@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine import fanout
-from engine.models import Delivery, Event
+from engine.models import Delivery, Endpoint, Event
 from tests.api.conftest import new_tenant
 from tests.api.support import Api
 from tests.factories import endpoint_body, event_body
@@ -103,3 +103,32 @@ def test_an_event_that_does_not_exist_is_skipped(
 
 def test_an_empty_list_does_nothing(publish: Publish) -> None:
     assert fanout.fan_out_and_claim([], claim=10) == fanout.FanOut([], [])
+
+
+def test_an_endpoint_is_the_model_peewee_builds_and_is_built_again_once_it_changes(
+    tenant: Api, create_endpoint: CreateEndpoint, publish: Publish
+) -> None:
+    endpoint_id = create_endpoint(
+        headers={"x-team": "billing"},
+        metadata={"owner": "ops", "tier": 2},
+        retry_schedule=[1, 5, 30],
+        description="tabs\tand ünïcødé",
+    )["id"]
+
+    first = fanout.fan_out_and_claim(publish()["id"], claim=10).claimed[0].endpoint
+    again = fanout.fan_out_and_claim(publish()["id"], claim=10).claimed[0].endpoint
+
+    assert first.__data__ == Endpoint.get_by_id(endpoint_id).__data__
+    assert first.headers == {"x-team": "billing"} and first.retry_schedule == [1, 5, 30]
+    assert again is first  # the same row: the model is not built twice
+    changed = tenant.patch(
+        "/v1/endpoints/{endpoint_id}",
+        {"url": "https://other.example.com/in", "headers": {"x-team": "payments"}},
+        endpoint_id=endpoint_id,
+    )
+    assert changed.status_code == 200, changed.text
+    after = fanout.fan_out_and_claim(publish()["id"], claim=10).claimed[0].endpoint
+    assert after is not first
+    assert after.url == "https://other.example.com/in"
+    assert after.headers == {"x-team": "payments"}
+    assert after.__data__ == Endpoint.get_by_id(endpoint_id).__data__
