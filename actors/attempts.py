@@ -69,6 +69,11 @@ class Batch:
     failed: int = 0
     size: int = 0  # bytes the batch holds while in flight (see `Pipeline.weigh`)
     done: threading.Event = field(default_factory=threading.Event)
+    # Sent before its deliveries' transaction committed (`Pipeline.start_held`): answers
+    # wait in `parked` until `release_held`, or are dropped after `drop_held`.
+    held: bool = False
+    dropped: bool = False
+    parked: list[tuple[Claim, Outcome]] = field(default_factory=list)
 
     def finish(self, ok: bool) -> bool:
         """Called by the recorder, once per attempt (under the pipeline's lock); True at the end."""
@@ -151,14 +156,65 @@ class Pipeline:
         self._ensure_recorder()
         batch = Batch(len(work), size=self.weigh(work) if self.max_in_flight_bytes else 0)
         self._hold_bytes(batch.size)
-        to_send: list[tuple[Claim, Request]] = []
-        for claimed, item in work:
-            if isinstance(item, Outcome):
-                self._answers.put((claimed, item, batch))
-            else:
-                to_send.append((claimed, item))
-        if to_send:
-            loop.call_soon_threadsafe(self._launch, loop, send, to_send, batch)
+        self._start(loop, send, work, batch)
+        return self.wait(batch)
+
+    def start_held(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        send: Callable[[Request], Any],
+        work: Sequence[tuple[Claim, Request | Outcome]],
+    ) -> Batch | None:
+        """Start sending before the deliveries are committed, if there is room now; else None.
+
+        Takes the room itself, without waiting: the caller holds a transaction
+        open. Nothing of the batch is recorded until `release_held(batch)`
+        (the deliveries are committed) or ever, after `drop_held(batch)` (the
+        transaction failed). Then `wait(batch)`, as `run` does.
+        """
+        if not work:
+            return None
+        size = self.weigh(work) if self.max_in_flight_bytes else 0
+        with self._room:
+            count_fits = not self.in_flight or self.in_flight + len(work) <= self.max_in_flight
+            bytes_fit = (
+                not self.max_in_flight_bytes
+                or not self.in_flight_bytes
+                or self.in_flight_bytes + size <= self.max_in_flight_bytes
+            )
+            if not (count_fits and bytes_fit):
+                return None
+            self.in_flight += len(work)
+            if self.max_in_flight_bytes:
+                self.in_flight_bytes += size
+        self._ensure_recorder()
+        batch = Batch(len(work), size=size, held=True)
+        self._start(loop, send, work, batch)
+        return batch
+
+    def release_held(self, batch: Batch) -> None:
+        """The batch's deliveries are committed: record its answers, those parked first."""
+        with self._room:
+            batch.held = False
+            parked, batch.parked = batch.parked, []
+        for claimed, outcome in parked:
+            self._answers.put((claimed, outcome, batch))
+
+    def drop_held(self, batch: Batch) -> None:
+        """The batch's deliveries were never committed: record none of its answers."""
+        with self._room:
+            batch.dropped = True  # before `held` changes: `_to_recorder` reads both unlocked
+            batch.held = False
+            parked, batch.parked = batch.parked, []
+        if parked:
+            self._finish([(claimed, batch) for claimed, _outcome in parked], ok=False)
+
+    def wait(self, batch: Batch) -> int:
+        """Wait until the batch is recorded or `handoff_s` passes; answer how many were handed off.
+
+        Raises:
+            RecordingFailed: an attempt's recording failed for good.
+        """
         if not batch.done.wait(self.handoff_s):
             with self._room:
                 handed_off = batch.remaining
@@ -170,6 +226,34 @@ class Pipeline:
         if failed:
             raise RecordingFailed(f"{failed} attempt(s) not recorded; their leases will expire")
         return 0
+
+    def _start(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        send: Callable[[Request], Any],
+        work: Sequence[tuple[Claim, Request | Outcome]],
+        batch: Batch,
+    ) -> None:
+        to_send: list[tuple[Claim, Request]] = []
+        for claimed, item in work:
+            if isinstance(item, Outcome):
+                self._to_recorder(claimed, item, batch)
+            else:
+                to_send.append((claimed, item))
+        if to_send:
+            loop.call_soon_threadsafe(self._launch, loop, send, to_send, batch)
+
+    def _to_recorder(self, claimed: Claim, outcome: Outcome, batch: Batch) -> None:
+        """Queue an answer for the recorder, unless its batch is held or dropped."""
+        if batch.held or batch.dropped:  # only ever set on a held batch: then decide locked
+            with self._room:
+                if batch.held:
+                    batch.parked.append((claimed, outcome))
+                    return
+            if batch.dropped:
+                self._finish([(claimed, batch)], ok=False)
+                return
+        self._answers.put((claimed, outcome, batch))
 
     @staticmethod
     def weigh(work: Sequence[tuple[Claim, Request | Outcome]]) -> int:
@@ -223,7 +307,7 @@ class Pipeline:
             # makes the attempt again.
             self._finish([(claimed, batch)], ok=False)
             return
-        self._answers.put((claimed, task.result(), batch))
+        self._to_recorder(claimed, task.result(), batch)
 
     # The recorder thread ---------------------------------------------------
 

@@ -7,14 +7,17 @@ recorder thread (`actors.attempts`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 from dramatiq.asyncio import get_event_loop_thread
 
 from actors import metrics, runtime
-from actors.attempts import Pipeline
+from actors.attempts import Batch, Pipeline
 from actors.supervision import outcome_row
 from engine import deliveries, fanout
 from engine.delivery import Outcome, Request
@@ -37,22 +40,48 @@ def fan_out(event_ids: str | list[str]) -> None:
     deliveries this worker sends itself, as many as `deliver_batch` for each
     event carried and `FAN_OUT_CLAIM` batches at most, are created already claimed
     (`engine.fanout.fan_out_and_claim`): a fan-out to a few endpoints costs
-    no `deliver` message at all. The rest go out `deliver_batch` ids per message.
+    no `deliver` message at all. Their attempts start inside the fan-out's
+    transaction, as soon as it knows them, and are recorded after its commit.
+    The rest go out `deliver_batch` ids per message.
     """
     ids = [event_ids] if isinstance(event_ids, str) else list(event_ids)
     rt = runtime.current()
     settings = rt.settings
     pipeline = _pipeline(rt)
-    with rt.database.connection_context():
-        plan = fanout.fan_out_and_claim(
-            ids,
-            lease_s=settings.fan_out_lease_s,
-            claim=settings.deliver_batch * min(len(ids), FAN_OUT_CLAIM),
-            claim_lease_s=settings.request_timeout_s + settings.lease_grace_s,
-        )
-    # Room is taken once the count is known; a wait here is shorter than the claims' lease,
-    # since room frees as attempts end (within the request timeout).
-    pipeline.reserve(len(plan.claimed))
+    started: list[Batch] = []
+
+    def send_now(plan: fanout.FanOut) -> None:
+        # Writing the deliveries and committing them (three round trips, one a WAL flush)
+        # was the longest step between an event's fan-out and its first attempt under
+        # load: the attempts start before it, and their answers are recorded only once
+        # the commit succeeded (see `Pipeline.start_held`).
+        if plan.claimed:
+            batch = pipeline.start_held(_loop(), _send(rt), _requests(rt, plan.claimed))
+            if batch is not None:
+                started.append(batch)
+
+    try:
+        with rt.database.connection_context():
+            plan = fanout.fan_out_and_claim(
+                ids,
+                lease_s=settings.fan_out_lease_s,
+                claim=settings.deliver_batch * min(len(ids), FAN_OUT_CLAIM),
+                claim_lease_s=settings.request_timeout_s + settings.lease_grace_s,
+                before_writing=send_now,
+            )
+    except BaseException:
+        # Not committed (or not known to be): nothing is recorded for these attempts, and
+        # the message is retried. An endpoint may thus get the event twice, as it may
+        # whenever an answer is lost; the webhook-id is the same both times.
+        for batch in started:
+            pipeline.drop_held(batch)
+        raise
+    for batch in started:
+        pipeline.release_held(batch)
+    if not started:
+        # No room was free inside the transaction: wait for it now, as `deliver` does; a
+        # wait here is shorter than the claims' lease, since room frees as attempts end.
+        pipeline.reserve(len(plan.claimed))
     published = 0
     if plan.pending:
         published = rt.publisher.enqueue_many("deliver", plan.pending)
@@ -66,7 +95,10 @@ def fan_out(event_ids: str | list[str]) -> None:
             sent_here=len(plan.claimed),
             published=published,
         )
-    _attempt(rt, plan.claimed)
+    if started:
+        pipeline.wait(started[0])
+    else:
+        _attempt(rt, plan.claimed)
 
 
 def deliver(delivery_ids: str | list[str]) -> None:
@@ -106,9 +138,18 @@ def _attempt(rt: runtime.Runtime, claimed: list[deliveries.Claim]) -> None:
     except BaseException:
         rt.pipeline.release(len(claimed))  # their leases run out; the scheduler sends them
         raise
+    rt.pipeline.run(_loop(), _send(rt), work)
+
+
+def _loop() -> asyncio.AbstractEventLoop:
     loop_thread = get_event_loop_thread()
     assert loop_thread is not None, "the AsyncIO middleware runs the event loop"
-    rt.pipeline.run(loop_thread.loop, rt.client.send, work)
+    return loop_thread.loop
+
+
+def _send(rt: runtime.Runtime) -> Callable[[Request], Any]:
+    assert rt.client is not None, "the HttpClient middleware sets up"
+    return rt.client.send
 
 
 def _requests(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,7 @@ def fan_out_and_claim(
     claim: int = 0,
     claim_lease_s: float = 60.0,
     now: dt.datetime | None = None,
+    before_writing: Callable[[FanOut], None] | None = None,
 ) -> FanOut:
     """Fan events out, claiming up to `claim` of the new deliveries for their first attempt.
 
@@ -70,6 +71,12 @@ def fan_out_and_claim(
     Exactly one caller fans an event out: the conditional update of
     `fanned_out_at` is the gate. A repeat (a redelivered message) creates
     nothing for that event and answers its deliveries still pending.
+
+    `before_writing(plan)`, if given, runs inside the transaction as soon as
+    the plan is known, before the deliveries are written and committed (the
+    worker starts its attempts there). If it raises, nothing is committed;
+    if the writing or the commit fails after it ran, undoing what it started
+    is the caller's part.
     """
     ids = [event_ids] if isinstance(event_ids, str) else list(dict.fromkeys(event_ids))
     if not ids:
@@ -101,7 +108,6 @@ def fan_out_and_claim(
                 else:
                     row = _new_delivery(event, endpoint.id, now, pending_until, PENDING, 0)
                 rows.append(row)
-        copy_rows(Delivery, rows)
         repeated = [i for i in ids if i not in opened]
         if repeated:  # a redelivered message: what its first run left unpublished
             still = Delivery.select(Delivery.id).where(
@@ -110,7 +116,13 @@ def fan_out_and_claim(
             pending = [row.id for row in still]
         else:
             pending = []
-    return FanOut(claimed, [str(row["id"]) for row in rows if row["status"] == PENDING] + pending)
+        plan = FanOut(
+            claimed, [str(row["id"]) for row in rows if row["status"] == PENDING] + pending
+        )
+        if before_writing is not None:
+            before_writing(plan)
+        copy_rows(Delivery, rows)
+    return plan
 
 
 @functools.cache

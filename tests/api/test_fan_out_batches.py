@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from engine import fanout
 from engine.models import Delivery, Endpoint, Event
 from tests.api.conftest import new_tenant
@@ -132,3 +134,36 @@ def test_an_endpoint_is_the_model_peewee_builds_and_is_built_again_once_it_chang
     assert after.url == "https://other.example.com/in"
     assert after.headers == {"x-team": "payments"}
     assert after.__data__ == Endpoint.get_by_id(endpoint_id).__data__
+
+
+def test_the_plan_is_handed_over_before_the_deliveries_are_written(
+    create_endpoint: CreateEndpoint, publish: Publish
+) -> None:
+    create_endpoint()
+    event_id = publish()["id"]
+    seen: list[tuple[int, int]] = []
+
+    def before_writing(plan: fanout.FanOut) -> None:
+        seen.append((len(plan.claimed), len(deliveries_of(event_id))))
+
+    plan = fanout.fan_out_and_claim(event_id, claim=10, before_writing=before_writing)
+
+    assert seen == [(1, 0)]  # the claim was known, its row not yet written
+    assert [d.id for d in deliveries_of(event_id)] == [plan.claimed[0].delivery.id]
+
+
+def test_a_failure_in_the_hand_over_commits_nothing(
+    create_endpoint: CreateEndpoint, publish: Publish
+) -> None:
+    create_endpoint()
+    event_id = publish()["id"]
+
+    def before_writing(plan: fanout.FanOut) -> None:
+        raise RuntimeError("could not start the attempts")
+
+    with pytest.raises(RuntimeError):
+        fanout.fan_out_and_claim(event_id, claim=10, before_writing=before_writing)
+
+    assert deliveries_of(event_id) == []
+    assert Event.get_by_id(event_id).fanned_out_at is None
+    assert len(fanout.fan_out_and_claim(event_id, claim=10).claimed) == 1

@@ -620,3 +620,76 @@ def test_a_batch_heavier_than_the_bound_goes_alone(loop: asyncio.AbstractEventLo
         assert pipeline.in_flight_bytes == 0
     finally:
         pipeline.drain(WAIT_S)
+
+
+# --- Sent before the deliveries are committed ----------------------------------------------
+
+
+def test_a_held_batch_is_sent_at_once_and_recorded_only_once_released(
+    make_pipeline: Callable[..., Pipeline], loop: asyncio.AbstractEventLoop
+) -> None:
+    record, send = Recorder(), Sender()
+    pipeline = make_pipeline(record)
+    work = [(claim(0), request(0.0)), (claim(1), request(0.0)), (claim(2), ready())]
+
+    batch = pipeline.start_held(loop, send, work)
+
+    assert batch is not None and pipeline.in_flight == 3
+    wait_for(lambda: len(send.sent) == 2)
+    wait_for(lambda: len(batch.parked) == 3)  # answered, and the ready outcome: all parked
+    time.sleep(3 * attempts.GATHER_S)
+    assert record.recorded() == []  # the deliveries might not exist yet
+    pipeline.release_held(batch)
+    assert pipeline.wait(batch) == 0
+    assert sorted(record.recorded()) == ["dlv_0", "dlv_1", "dlv_2"]
+    assert pipeline.in_flight == 0
+
+
+def test_an_answer_after_the_release_goes_straight_to_the_recorder(
+    make_pipeline: Callable[..., Pipeline], loop: asyncio.AbstractEventLoop
+) -> None:
+    record = Recorder()
+    pipeline = make_pipeline(record)
+    batch = pipeline.start_held(loop, Sender(), [(claim(0), request(0.2))])
+    assert batch is not None
+
+    pipeline.release_held(batch)  # committed before the endpoint answered
+
+    assert pipeline.wait(batch) == 0
+    assert record.recorded() == ["dlv_0"]
+    assert batch.parked == []
+
+
+def test_a_dropped_batch_records_nothing_and_frees_its_room_as_answers_arrive(
+    make_pipeline: Callable[..., Pipeline], loop: asyncio.AbstractEventLoop
+) -> None:
+    record, send = Recorder(), Sender()
+    pipeline = make_pipeline(record)
+    work = [(claim(0), request(0.0)), (claim(1), request(0.3)), (claim(2), ready())]
+    batch = pipeline.start_held(loop, send, work)
+    assert batch is not None
+    wait_for(lambda: len(batch.parked) == 2)
+
+    pipeline.drop_held(batch)  # the transaction failed: these deliveries do not exist
+
+    assert pipeline.in_flight == 1  # the slow one is still out
+    wait_for(lambda: pipeline.in_flight == 0)  # and its late answer is dropped too
+    assert batch.done.is_set()
+    time.sleep(3 * attempts.GATHER_S)
+    assert record.recorded() == []
+    assert len(send.sent) == 2
+
+
+def test_without_room_start_held_takes_none_and_sends_nothing(
+    make_pipeline: Callable[..., Pipeline], loop: asyncio.AbstractEventLoop
+) -> None:
+    pipeline = make_pipeline(max_in_flight=2)
+    send = Sender()
+    pipeline.reserve(1)
+
+    assert pipeline.start_held(loop, send, [(claim(n), request()) for n in range(2)]) is None
+
+    assert pipeline.in_flight == 1
+    time.sleep(0.05)
+    assert send.sent == []
+    assert pipeline.start_held(loop, send, []) is None

@@ -1,0 +1,145 @@
+"""The `fan_out` actor sends before its deliveries are committed, and records after."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from actors import delivery, runtime
+from actors.attempts import Pipeline
+from engine import deliveries
+from engine.delivery import Outcome, Request
+from engine.models import Attempt, Delivery, Event, utcnow
+from engine.settings import Settings
+
+Publish = Callable[..., dict[str, Any]]
+CreateEndpoint = Callable[..., dict[str, Any]]
+
+
+class Endpoint:
+    """A stand-in for `DeliveryClient.send`: notes whether the transaction had committed."""
+
+    def __init__(self) -> None:
+        self.committed = threading.Event()
+        self.reached = threading.Event()
+        self.sent: list[tuple[str, bool]] = []
+
+    async def send(self, request: Request) -> Outcome:
+        self.sent.append((request.url, self.committed.is_set()))
+        self.reached.set()
+        return Outcome(utcnow(), 1.0, status_code=200)
+
+
+def wait_for(probe: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not probe():
+        assert time.monotonic() < deadline, "not true in time"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+@pytest.fixture
+def worker(
+    sqlite_settings: Settings,
+    sqlite_db: Any,
+    loop: asyncio.AbstractEventLoop,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[Endpoint, Pipeline]]:
+    """The actor's runtime in this process: a real pipeline, its loop, a fake endpoint."""
+    endpoint = Endpoint()
+    pipeline = Pipeline(
+        record=lambda pairs: deliveries.record_many(pairs, schedule=[5.0], max_age_s=3600.0),
+        after_record=lambda *_args: None,
+        connection=sqlite_db.connection_context,
+        handoff_s=5.0,
+        max_in_flight=100,
+    )
+    rt = runtime.Runtime(
+        settings=sqlite_settings,
+        database=sqlite_db,
+        publisher=SimpleNamespace(enqueue_many=lambda kind, ids: len(ids)),  # type: ignore[arg-type]
+        client=endpoint,  # type: ignore[arg-type]
+        pipeline=pipeline,
+    )
+    monkeypatch.setattr(delivery, "get_event_loop_thread", lambda: SimpleNamespace(loop=loop))
+    runtime.set_runtime(rt)
+    yield endpoint, pipeline
+    runtime.set_runtime(None)
+    pipeline.drain(5.0)
+
+
+def an_event(create_endpoint: CreateEndpoint, publish: Publish, endpoints: int) -> str:
+    """A tenant with `endpoints` endpoints, and the id of one event for all of them."""
+    for n in range(endpoints):
+        create_endpoint(url=f"https://receiver.example.com/{n}")
+    return str(publish()["id"])
+
+
+def test_attempts_start_before_the_commit_and_are_recorded_after_it(
+    worker: tuple[Endpoint, Pipeline],
+    sqlite_db: Any,
+    create_endpoint: CreateEndpoint,
+    publish: Publish,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    endpoint, pipeline = worker
+    event_id = an_event(create_endpoint, publish, 3)
+    plain_commit = type(sqlite_db).commit
+
+    def commit(self: Any) -> None:
+        endpoint.reached.wait(2.0)  # sending only after the commit would wait here in vain
+        plain_commit(self)
+        endpoint.committed.set()
+
+    monkeypatch.setattr(type(sqlite_db), "commit", commit)
+
+    delivery.fan_out(event_id)
+
+    assert len(endpoint.sent) == 3
+    assert endpoint.sent[0][1] is False  # the first attempt left before COMMIT
+    made = list(Delivery.select().where(Delivery.event_id == event_id))
+    assert {d.status for d in made} == {"succeeded"}
+    assert Attempt.select().where(Attempt.delivery_id.in_([d.id for d in made])).count() == 3
+    assert pipeline.in_flight == 0
+
+
+def test_a_failed_commit_records_none_of_the_attempts_it_sent(
+    worker: tuple[Endpoint, Pipeline],
+    sqlite_db: Any,
+    create_endpoint: CreateEndpoint,
+    publish: Publish,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    endpoint, pipeline = worker
+    event_id = an_event(create_endpoint, publish, 2)
+
+    def commit(self: Any) -> None:
+        endpoint.reached.wait(2.0)
+        raise RuntimeError("the database went away at COMMIT")
+
+    monkeypatch.setattr(type(sqlite_db), "commit", commit)
+    with pytest.raises(RuntimeError, match="went away"):
+        delivery.fan_out(event_id)  # dramatiq retries the message
+
+    wait_for(lambda: pipeline.in_flight == 0)  # their answers came back, and were dropped
+    assert len(endpoint.sent) == 2  # the endpoints may see this event again, same webhook-id
+    assert Delivery.select().where(Delivery.event_id == event_id).count() == 0
+    assert Event.get_by_id(event_id).fanned_out_at is None  # the retry fans it out again
+    time.sleep(0.05)  # the recorder's gathering time, and then some
+    assert Attempt.select().count() == 0
