@@ -192,7 +192,9 @@ def _storable(document: Any) -> None:
     """
     text = json.dumps(document, ensure_ascii=False, allow_nan=False)
     text.encode("utf-8")
-    if _NUL_ESCAPE.search(text):
+    # The substring test first: the pattern, which starts with a lookbehind, is tried at
+    # every offset and cost 2 % of the API's CPU per event on its own.
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
         raise ValueError("NUL characters (\\u0000) cannot be stored")
 
 

@@ -45,6 +45,8 @@ VALUES = {
     "raw-control-char": b'"a\x00b"',
     "lone-surrogate": b'"\\ud800"',
     "reversed-surrogates": b'"\\udc00\\ud800"',
+    "nul-escape": b'"a\\u0000b"',
+    "nul-escape-after-escaped-backslashes": b'"a\\\\\\u0000b"',
 }
 
 # Each route that takes a body: method, template, and a valid body around the odd value.
@@ -110,6 +112,15 @@ def test_an_odd_value_inside_a_body_is_a_4xx_problem(
 
     assert result.status_code in (400, 422), result.text[:300]
     assert_problem(result, result.status_code)
+
+
+def test_a_backslash_before_u0000_is_text_not_nul(tenant: Api) -> None:
+    raw = b'{"event_type":"order.paid","payload":{"path":"C:\\\\u0000\\\\x"}}'
+
+    result = tenant.call("POST", "/v1/events", raw=raw)
+
+    assert result.status_code == 202, result.text
+    assert result.json["payload"] == {"path": "C:\\u0000\\x"}
 
 
 def test_a_refused_body_stores_nothing(tenant: Api) -> None:
