@@ -6,7 +6,9 @@ hands them to the process's event loop, where they are sent concurrently.
 Each answer goes to one recorder thread, which records whatever has arrived
 (from every message) in one transaction, so a fast endpoint's attempt is
 committed within milliseconds of its answer whatever the rest of its message
-is doing.
+is doing. A fan-out hands its claims over before its transaction commits
+(`start_held`): those answers are parked until the commit succeeded, and
+never recorded if it failed.
 
 The worker thread waits until its attempts are recorded, then returns, and
 dramatiq acks the message: the state change is committed before the ack. An
