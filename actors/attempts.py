@@ -125,9 +125,7 @@ class Pipeline:
         if count <= 0:
             return
         with self._room:
-            self._wait_locked(
-                lambda: not self.in_flight or self.in_flight + count <= self.max_in_flight
-            )
+            self._wait_locked(lambda: self._count_fits(count))
             self.in_flight += count
 
     def release(self, count: int) -> None:
@@ -178,13 +176,7 @@ class Pipeline:
             return None
         size = self.weigh(work) if self.max_in_flight_bytes else 0
         with self._room:
-            count_fits = not self.in_flight or self.in_flight + len(work) <= self.max_in_flight
-            bytes_fit = (
-                not self.max_in_flight_bytes
-                or not self.in_flight_bytes
-                or self.in_flight_bytes + size <= self.max_in_flight_bytes
-            )
-            if not (count_fits and bytes_fit):
+            if not (self._count_fits(len(work)) and self._bytes_fit(size)):
                 return None
             self.in_flight += len(work)
             if self.max_in_flight_bytes:
@@ -271,13 +263,18 @@ class Pipeline:
         if not self.max_in_flight_bytes or size <= 0:
             return
         with self._room:
-            self._wait_locked(
-                lambda: (
-                    not self.in_flight_bytes
-                    or self.in_flight_bytes + size <= self.max_in_flight_bytes
-                )
-            )
+            self._wait_locked(lambda: self._bytes_fit(size))
             self.in_flight_bytes += size
+
+    def _count_fits(self, count: int) -> bool:
+        return not self.in_flight or self.in_flight + count <= self.max_in_flight
+
+    def _bytes_fit(self, size: int) -> bool:
+        return (
+            not self.max_in_flight_bytes
+            or not self.in_flight_bytes
+            or self.in_flight_bytes + size <= self.max_in_flight_bytes
+        )
 
     def _wait_locked(self, fits: Callable[[], bool]) -> None:
         """Wait, holding `_room`, until `fits()`; a waiter is notified by every release."""

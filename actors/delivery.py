@@ -49,6 +49,7 @@ def fan_out(event_ids: str | list[str]) -> None:
     settings = rt.settings
     pipeline = _pipeline(rt)
     started: list[Batch] = []
+    built: list[list[tuple[deliveries.Claim, Request | Outcome]]] = []
 
     def send_now(plan: fanout.FanOut) -> None:
         # Writing the deliveries and committing them (three round trips, one a WAL flush)
@@ -56,7 +57,8 @@ def fan_out(event_ids: str | list[str]) -> None:
         # load: the attempts start before it, and their answers are recorded only once
         # the commit succeeded (see `Pipeline.start_held`).
         if plan.claimed:
-            batch = pipeline.start_held(_loop(), _send(rt), _requests(rt, plan.claimed))
+            built.append(_requests(rt, plan.claimed))
+            batch = pipeline.start_held(_loop(), _send(rt), built[0])
             if batch is not None:
                 started.append(batch)
 
@@ -97,6 +99,8 @@ def fan_out(event_ids: str | list[str]) -> None:
         )
     if started:
         pipeline.wait(started[0])
+    elif built:  # signed already, inside the transaction
+        pipeline.run(_loop(), _send(rt), built[0])
     else:
         _attempt(rt, plan.claimed)
 
