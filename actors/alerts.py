@@ -1,6 +1,6 @@
 """The alert actor: `alert(alert_id)` on `hookline.alert`, each channel reached once.
 
-Runs in `hookline supervisor`. The messages are built by `engine.alerts`;
+Runs in `hookline supervisor`. The messages are built by `engine.alerts.messages`;
 HTTP channels (Slack, PagerDuty, the generic webhook) go through the
 process's SSRF-guarded client, email through `smtplib`. A channel that fails
 is logged and counted (`hookline_alerts_total{result="failed"}`); once every
@@ -20,9 +20,10 @@ import structlog
 from dramatiq.asyncio import async_to_sync
 
 from actors import metrics, runtime
-from engine import alert_records, alerts
-from engine.alerts import Alert, Channels
-from engine.delivery import Request
+from engine.alerts import messages as alerts
+from engine.alerts import outbox as alert_records
+from engine.alerts.messages import Alert, Channels
+from engine.deliveries.client import Request
 
 log = structlog.get_logger("hookline.alerts")
 

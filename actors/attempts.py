@@ -37,9 +37,9 @@ from typing import Any
 
 import structlog
 
-from engine.database import UNAVAILABLE_ERRORS
-from engine.deliveries import Claim
-from engine.delivery import Outcome, Request
+from engine.db.connect import UNAVAILABLE_ERRORS
+from engine.deliveries.client import Outcome, Request
+from engine.deliveries.record import Claim
 from engine.retry import Decision
 
 log = structlog.get_logger("hookline.delivery")

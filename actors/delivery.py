@@ -19,10 +19,11 @@ from dramatiq.asyncio import get_event_loop_thread
 from actors import metrics, runtime
 from actors.attempts import Batch, Pipeline
 from actors.supervision import outcome_row
-from engine import deliveries, fanout
-from engine.delivery import Outcome, Request
+from engine.db.models import utcnow
+from engine.deliveries import fanout
+from engine.deliveries import record as deliveries
+from engine.deliveries.client import Outcome, Request
 from engine.errors import CryptoError
-from engine.models import utcnow
 from engine.retry import Decision
 
 log = structlog.get_logger("hookline.delivery")
@@ -39,7 +40,7 @@ def fan_out(event_ids: str | list[str]) -> None:
     concurrent requests committed together (at most `deliver_batch`). The
     deliveries this worker sends itself, as many as `deliver_batch` for each
     event carried and `FAN_OUT_CLAIM` batches at most, are created already claimed
-    (`engine.fanout.fan_out_and_claim`): a fan-out to a few endpoints costs
+    (`engine.deliveries.fanout.fan_out_and_claim`): a fan-out to a few endpoints costs
     no `deliver` message at all. Their attempts start inside the fan-out's
     transaction, as soon as it knows them, and are recorded after its commit.
     The rest go out `deliver_batch` ids per message.

@@ -25,7 +25,7 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as multiprocess_collector
 
-from engine.delivery import Outcome
+from engine.deliveries.client import Outcome
 from engine.retry import Decision
 from engine.settings import Settings
 

@@ -15,7 +15,7 @@ from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 
 from engine import __version__
-from engine.delivery import ClientOptions, DeliveryClient, open_session
+from engine.deliveries.client import ClientOptions, DeliveryClient, open_session
 from engine.secretbox import SecretBox
 from engine.secretbox import from_settings as secretbox_from_settings
 from engine.settings import Settings
@@ -106,7 +106,7 @@ class HttpClient(Middleware):
         # Before the worker threads start, so that no message finds the client missing;
         # the AsyncIO middleware, earlier in the list, has started the event loop.
         from actors import attempts, delivery
-        from engine import deliveries
+        from engine.deliveries import record as deliveries
 
         runtime = current()
         settings = runtime.settings

@@ -17,8 +17,9 @@ import structlog
 from actors import metrics
 from actors.broker import Publisher
 from actors.supervision import Tick
-from engine import quarantine, scheduling
-from engine.database import UNAVAILABLE_ERRORS
+from engine.db.connect import UNAVAILABLE_ERRORS
+from engine.deliveries import quarantine
+from engine.deliveries import schedule as scheduling
 from engine.settings import Settings
 
 log = structlog.get_logger("hookline.scheduler")

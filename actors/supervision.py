@@ -24,10 +24,12 @@ from dramatiq.middleware import Middleware
 
 from actors import metrics, runtime
 from actors.broker import Publisher
-from engine import alert_records, health, supervision
-from engine.breaker import Policy
-from engine.delivery import Outcome
-from engine.models import utcnow
+from engine.alerts import outbox as alert_records
+from engine.breakers import store as health
+from engine.breakers import tick as supervision
+from engine.breakers.state import Policy
+from engine.db.models import utcnow
+from engine.deliveries.client import Outcome
 from engine.retry import Decision
 from engine.settings import Settings
 

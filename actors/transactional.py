@@ -6,7 +6,7 @@ CPU per event and RabbitMQ 0.4 ms, on top of everything else the machine does.
 Here the request threads of an API process share one channel in AMQP
 transaction mode: whichever thread publishes while no commit is running
 publishes every message queued so far and commits them at once
-(`engine.batching.GroupCommit`); the others wait for that commit.
+(`engine.db.batching.GroupCommit`); the others wait for that commit.
 
 What a caller is told is unchanged: True only once RabbitMQ has taken
 responsibility for its message. RabbitMQ sends `tx.commit-ok` only when every
@@ -35,7 +35,7 @@ from dramatiq.common import q_name
 from dramatiq.errors import ConnectionClosed
 
 from actors.broker import BATCHED_KINDS, Actors, Publisher
-from engine.batching import GroupCommit
+from engine.db.batching import GroupCommit
 
 # A connection RabbitMQ dropped (idle past its heartbeat, a restart) is noticed on use:
 # one more try on a new connection. A commit lost with its connection may have gone

@@ -13,7 +13,7 @@ import structlog
 from dramatiq.asyncio import async_to_sync
 
 from actors import runtime
-from engine import verification
+from engine.endpoints import verification
 
 log = structlog.get_logger("hookline.verification")
 

@@ -14,7 +14,7 @@ import dramatiq
 from actors import runtime, supervision
 from actors.broker import Publisher, build_broker, declare_actors, worker_middleware
 from engine import logs
-from engine.database import bind
+from engine.db.connect import bind
 from engine.settings import Settings
 
 # The event loop that sends attempts shares the GIL with dramatiq's threads, which fan out

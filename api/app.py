@@ -24,11 +24,11 @@ from api.resources.health import Health, OpenApi, Readiness
 from api.resources.keys import Keys
 from api.resources.tenants import Tenants
 from api.server import ConcurrencyLimit
-from engine.credentials import CredentialCache
 from engine.secretbox import SecretBox
 from engine.secretbox import from_settings as secretbox_from_settings
 from engine.settings import Settings
 from engine.ssrf import AddressPolicy
+from engine.tenancy.credentials import CredentialCache
 
 
 def address_policy(settings: Settings) -> AddressPolicy:
@@ -55,13 +55,13 @@ def create_app(
     Requests are served on the event loop; what blocks (the database, JWT
     keys) runs on `settings.api_threads` threads (`api.offload`). Events
     without an idempotency key never leave the loop: their rows are stored
-    and announced in batches by `engine.events.ingest_unkeyed`.
+    and announced in batches by `engine.events.ingest.ingest_unkeyed`.
 
     `enqueue_many` publishes the ids of concurrent requests' events together;
     by default each goes through `enqueue`.
 
     `secretbox` seals endpoint secrets; by default it is built from the settings.
-    `credentials` remembers authenticated API keys for a moment (`engine.credentials`);
+    `credentials` remembers authenticated API keys for a moment (`engine.tenancy.credentials`);
     without it every request reads its key from the database.
     """
     offload = Offload(database, settings.api_threads)
@@ -130,7 +130,7 @@ def get_app() -> ConcurrencyLimit:
     from actors.broker import Publisher  # the one place the API is wired to the actors
     from actors.transactional import TransactionalPublisher
     from engine import logs
-    from engine.database import bind
+    from engine.db.connect import bind
 
     settings = Settings.from_env()
     logs.configure(settings.log_level, settings.log_format)

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from engine import __version__, logs
-from engine.database import bind
+from engine.db.connect import bind
+from engine.db.migrations import migrate
 from engine.errors import EngineError, SettingsError
-from engine.migrations import migrate
 from engine.settings import Settings
 
 GUNICORN_CONF = Path(__file__).resolve().parents[1] / "ops" / "gunicorn.conf.py"
@@ -91,7 +91,7 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def _create_tenant(settings: Settings, args: argparse.Namespace) -> int:
     from api import views
-    from engine.tenants import create_tenant
+    from engine.tenancy.tenants import create_tenant
 
     name = args.name.strip()
     if not 1 <= len(name) <= 128:
@@ -106,7 +106,8 @@ def _create_tenant(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _rotate_key(settings: Settings, args: argparse.Namespace) -> int:
-    from engine import endpoint_secrets, secretbox
+    from engine import secretbox
+    from engine.endpoints import secrets as endpoint_secrets
 
     if not 1 <= args.batch <= 10_000:
         print("hookline: --batch is 1 to 10000", file=sys.stderr)

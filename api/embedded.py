@@ -21,10 +21,10 @@ from actors.broker import Publisher, build_broker, declare_actors, worker_middle
 from actors.scheduling import Scheduler
 from api.app import create_app
 from api.server import MAX_CONNECTIONS, ConcurrencyLimit, server_protocol
-from engine.credentials import CredentialCache
-from engine.database import bind
-from engine.migrations import migrate
+from engine.db.connect import bind
+from engine.db.migrations import migrate
 from engine.settings import Settings
+from engine.tenancy.credentials import CredentialCache
 
 log = structlog.get_logger("hookline.embedded")
 

@@ -10,7 +10,7 @@ import falcon
 import falcon.asgi
 import structlog
 
-from engine.database import UNAVAILABLE_ERRORS
+from engine.db.connect import UNAVAILABLE_ERRORS
 from engine.errors import (
     ConflictError,
     ForbiddenError,

@@ -14,11 +14,11 @@ import structlog
 from api.errors import Problem
 from api.offload import Offload, OnLoop
 from api.tokens import TokenError, TokenVerifier
-from engine import ratelimit
-from engine.credentials import CredentialCache
 from engine.errors import ForbiddenError
 from engine.settings import Settings
-from engine.tenants import (
+from engine.tenancy import ratelimit
+from engine.tenancy.credentials import CredentialCache
+from engine.tenancy.tenants import (
     KEY_PREFIX,
     Principal,
     authenticate_key,

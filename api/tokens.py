@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from engine.errors import SettingsError
 from engine.settings import Settings
-from engine.tenants import ALL_SCOPES
+from engine.tenancy.tenants import ALL_SCOPES
 
 # Which public key type checks which algorithm.
 _KEY_TYPES: dict[str, type] = {"RS256": rsa.RSAPublicKey, "ES256": ec.EllipticCurvePublicKey}

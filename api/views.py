@@ -6,10 +6,10 @@ import datetime as dt
 import json
 from typing import Any
 
-from engine.endpoint_secrets import SecretView
-from engine.health import HealthView
-from engine.models import ApiKey, Attempt, Delivery, Endpoint, Event, Tenant
-from engine.pages import Page
+from engine.breakers.store import HealthView
+from engine.db.models import ApiKey, Attempt, Delivery, Endpoint, Event, Tenant
+from engine.db.pages import Page
+from engine.endpoints.secrets import SecretView
 
 
 def timestamp(value: dt.datetime | None) -> str | None:

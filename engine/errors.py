@@ -10,7 +10,7 @@
     ├── CryptoError          a stored secret does not decrypt with the configured keys
     └── MigrationError       the schema cannot be brought up to date
 
-Delivery outcomes are values (`engine.delivery.Outcome`), never exceptions.
+Delivery outcomes are values (`engine.deliveries.client.Outcome`), never exceptions.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ proc_name = "hookline-api"
 
 def on_starting(server):
     """Before the first fork: a revoked key is then refused by every worker at once."""
-    from engine import credentials
+    from engine.tenancy import credentials
 
     credentials.share_across_fork()
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from engine import credentials
-from engine.database import bind
-from engine.migrations import migrate
+from engine.db.connect import bind
+from engine.db.migrations import migrate
 from engine.settings import Settings
+from engine.tenancy import credentials
 from tests.factories import Clock, make_settings
 from tests.services import amqp_url_for, new_database, new_vhost
 

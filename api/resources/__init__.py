@@ -6,9 +6,9 @@ import falcon
 
 from api.errors import Problem
 from api.validation import int_param, text_param
+from engine.db.pages import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor
 from engine.errors import InvalidInputError
-from engine.pages import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor
-from engine.tenants import Principal
+from engine.tenancy.tenants import Principal
 
 
 def principal(req: falcon.Request) -> Principal:

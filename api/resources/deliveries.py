@@ -8,8 +8,9 @@ from api import views
 from api.resources import paging, principal
 from api.resources.events import Enqueue, publish_quietly
 from api.validation import choice_param, text_param, time_param
-from engine import delivery_log, quarantine
-from engine.models import DELIVERY_STATES
+from engine.db.models import DELIVERY_STATES
+from engine.deliveries import log as delivery_log
+from engine.deliveries import quarantine
 from engine.settings import Settings
 
 

@@ -7,7 +7,8 @@ import falcon
 from api import views
 from api.resources import principal
 from api.validation import read_optional_json
-from engine import endpoint_secrets, endpoints
+from engine.endpoints import crud as endpoints
+from engine.endpoints import secrets as endpoint_secrets
 from engine.secretbox import SecretBox
 from engine.settings import Settings
 

@@ -10,9 +10,12 @@ from api.errors import RETRY_AFTER_S, Problem
 from api.resources import paging, principal
 from api.resources.events import Enqueue, publish_quietly
 from api.validation import parse_time, read_json, read_optional_json
-from engine import endpoints, health, parking, quarantine
-from engine.breaker import Policy
-from engine.models import ENDPOINT_UNVERIFIED
+from engine.breakers import parking
+from engine.breakers import store as health
+from engine.breakers.state import Policy
+from engine.db.models import ENDPOINT_UNVERIFIED
+from engine.deliveries import quarantine
+from engine.endpoints import crud as endpoints
 from engine.secretbox import SecretBox
 from engine.settings import Settings
 from engine.ssrf import AddressPolicy

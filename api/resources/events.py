@@ -15,7 +15,7 @@ from api.metrics import EVENTS_INGESTED
 from api.offload import Offload, receive_body
 from api.resources import paging, principal
 from api.validation import read_json, text_param
-from engine import events
+from engine.events import ingest as events
 from engine.settings import Settings
 
 log = structlog.get_logger("hookline.api")

@@ -8,7 +8,7 @@ from typing import Any
 import falcon
 
 import schemas
-from engine.database import UNAVAILABLE_ERRORS
+from engine.db.connect import UNAVAILABLE_ERRORS
 
 
 class Health:

@@ -7,8 +7,8 @@ import falcon
 from api import views
 from api.resources import paging, principal
 from api.validation import read_json
-from engine import keys
 from engine.settings import Settings
+from engine.tenancy import keys
 
 
 class Keys:

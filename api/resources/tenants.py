@@ -7,7 +7,7 @@ import falcon
 from api import views
 from api.validation import read_json
 from engine.settings import Settings
-from engine.tenants import create_tenant, update_tenant
+from engine.tenancy.tenants import create_tenant, update_tenant
 
 
 class Tenants:

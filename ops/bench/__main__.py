@@ -63,8 +63,8 @@ def stack_env(args: argparse.Namespace, pg_url: str, amqp_url: str, logs: Path) 
 def migrate(pg_url: str) -> None:
     """Bring the benchmark database to Hookline's latest schema."""
     from engine import logs
-    from engine.database import bind
-    from engine.migrations import migrate as apply
+    from engine.db.connect import bind
+    from engine.db.migrations import migrate as apply
     from engine.settings import Settings
 
     logs.configure("warning", "json")

@@ -19,9 +19,9 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 import schemas
-from engine import deliveries
-from engine.delivery import Outcome
-from engine.models import utcnow
+from engine.db.models import utcnow
+from engine.deliveries import record as deliveries
+from engine.deliveries.client import Outcome
 
 OPENAPI_URI = "urn:hookline:openapi"
 PROBLEM_JSON = "application/problem+json"

@@ -9,9 +9,9 @@ import structlog
 from falcon.testing import TestClient
 
 from api.app import create_app
-from engine.credentials import CredentialCache
 from engine.settings import Settings
-from engine.tenants import create_tenant
+from engine.tenancy.credentials import CredentialCache
+from engine.tenancy.tenants import create_tenant
 from tests.api.support import Api, assert_problem
 from tests.factories import ADMIN_TOKEN
 

@@ -8,16 +8,18 @@ from typing import Any
 
 import pytest
 
-from engine import deliveries, fanout, health
-from engine.breaker import Policy
-from engine.delivery import Outcome
-from engine.models import (
+from engine.breakers import store as health
+from engine.breakers.state import Policy
+from engine.db.models import (
     Attempt,
     Delivery,
     Endpoint,
     EndpointHealth,
     utcnow,
 )
+from engine.deliveries import fanout
+from engine.deliveries import record as deliveries
+from engine.deliveries.client import Outcome
 from engine.retry import Decision
 from tests.api.support import Api, attempt, outcome
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from engine import deliveries, fanout, health
-from engine.breaker import Policy
-from engine.tenants import authenticate_key
+from engine.breakers import store as health
+from engine.breakers.state import Policy
+from engine.deliveries import fanout
+from engine.deliveries import record as deliveries
+from engine.tenancy.tenants import authenticate_key
 from tests.api.support import Api, assert_problem, attempt, outcome
 
 HEALTH = "/v1/endpoints/{endpoint_id}/health"

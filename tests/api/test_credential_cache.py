@@ -9,9 +9,9 @@ import pytest
 from falcon.testing import TestClient
 
 from api.app import create_app
-from engine.credentials import CredentialCache
-from engine.models import ApiKey
+from engine.db.models import ApiKey
 from engine.settings import Settings
+from engine.tenancy.credentials import CredentialCache
 from tests.api.support import Api, Recorder, assert_problem
 from tests.factories import ADMIN_TOKEN, Clock
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from engine import fanout
+from engine.deliveries import fanout
 from tests.api.support import Api, assert_problem, attempt, outcome
 
 DELIVERIES = "/v1/deliveries"

@@ -10,11 +10,11 @@ from typing import Any
 import peewee
 import pytest
 
-from engine import events
+from engine.db.models import Event, db, utcnow
 from engine.errors import InvalidInputError
+from engine.events import ingest as events
 from engine.ids import new_id
-from engine.models import Event, db, utcnow
-from engine.tenants import create_tenant
+from engine.tenancy.tenants import create_tenant
 
 
 @pytest.fixture

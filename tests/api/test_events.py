@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from engine import fanout
+from engine.deliveries import fanout
 from tests.api.conftest import MakeApi
 from tests.api.support import Api, BrokenBroker, Recorder, UnconfirmedBroker, assert_problem
 from tests.factories import event_body

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from engine import fanout
-from engine.models import Delivery, Endpoint, Event
+from engine.db.models import Delivery, Endpoint, Event
+from engine.deliveries import fanout
 from tests.api.conftest import new_tenant
 from tests.api.support import Api
 from tests.factories import endpoint_body, event_body

@@ -13,9 +13,9 @@ import pytest
 
 from actors import delivery, runtime
 from actors.attempts import Pipeline
-from engine import deliveries
-from engine.delivery import Outcome, Request
-from engine.models import Attempt, Delivery, Event, utcnow
+from engine.db.models import Attempt, Delivery, Event, utcnow
+from engine.deliveries import record as deliveries
+from engine.deliveries.client import Outcome, Request
 from engine.settings import Settings
 
 Publish = Callable[..., dict[str, Any]]

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
 
 import schemas
 from api.app import create_app
-from engine.tenants import create_tenant
+from engine.tenancy.tenants import create_tenant
 from tests.api.support import Recorder
 from tests.factories import make_settings
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import schemas
-from engine import fanout
+from engine.deliveries import fanout
 from tests.api.support import Api, assert_problem
 from tests.factories import endpoint_body, event_body
 

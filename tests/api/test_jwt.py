@@ -16,8 +16,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from engine.db.models import ApiKey
 from engine.errors import SettingsError
-from engine.models import ApiKey
 from tests.api.conftest import MakeApi
 from tests.api.support import Api, assert_problem
 from tests.factories import make_settings

@@ -8,9 +8,9 @@ import pytest
 from falcon.testing import TestClient
 
 from api.app import create_app
-from engine.models import ApiKey
+from engine.db.models import ApiKey
 from engine.settings import Settings
-from engine.tenants import ALL_SCOPES
+from engine.tenancy.tenants import ALL_SCOPES
 from tests.api.support import Api, Recorder, assert_problem
 
 KEYS = "/v1/keys"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from engine import fanout
+from engine.deliveries import fanout
 from tests.api.support import Api, Recorder, assert_problem, attempt, outcome
 
 QUARANTINE = "/v1/quarantine"

@@ -9,8 +9,8 @@ import pytest
 from falcon.testing import TestClient
 
 from api.app import create_app
-from engine.models import ApiKey, RateLimitWindow
-from engine.tenants import hash_key
+from engine.db.models import ApiKey, RateLimitWindow
+from engine.tenancy.tenants import hash_key
 from tests.api.conftest import new_tenant
 from tests.api.support import Api, Recorder, assert_problem
 from tests.factories import ADMIN_TOKEN, event_body, make_settings

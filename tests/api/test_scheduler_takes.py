@@ -6,8 +6,9 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from engine import fanout, scheduling
-from engine.models import PENDING, QUEUED, SCHEDULED, Delivery, utcnow
+from engine.db.models import PENDING, QUEUED, SCHEDULED, Delivery, utcnow
+from engine.deliveries import fanout
+from engine.deliveries import schedule as scheduling
 from tests.api.support import attempt, outcome
 
 Publish = Callable[..., dict[str, Any]]

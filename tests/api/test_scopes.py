@@ -10,9 +10,9 @@ import pytest
 
 import schemas
 from api.middleware import _require_scope
+from engine.db.models import ApiKey
 from engine.errors import ForbiddenError
-from engine.models import ApiKey
-from engine.tenants import ALL_SCOPES, Principal
+from engine.tenancy.tenants import ALL_SCOPES, Principal
 from tests.api.support import Api, assert_problem
 
 METHODS = ("get", "post", "put", "patch", "delete")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from engine import secretbox
-from engine.models import Endpoint
+from engine.db.models import Endpoint
 from engine.settings import Settings
 from tests.api.support import Api, assert_problem
 from tests.factories import SECRET_KEY, endpoint_body

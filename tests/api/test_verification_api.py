@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
-from engine import fanout, secretbox, verification
-from engine.delivery import Outcome
-from engine.models import utcnow
+from engine import secretbox
+from engine.db.models import utcnow
+from engine.deliveries import fanout
+from engine.deliveries.client import Outcome
+from engine.endpoints import verification
 from engine.settings import Settings
 from tests.api.support import Api, BrokenBroker, Recorder, assert_problem
 from tests.factories import endpoint_body

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
-from engine.database import bind
-from engine.migrations import migrate
+from engine.db.connect import bind
+from engine.db.migrations import migrate
 from tests.factories import make_settings
 from tests.integration.conftest import Api, Processes, free_port, stack_env
 from tests.proxy import Proxy

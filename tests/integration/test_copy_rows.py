@@ -9,11 +9,12 @@ from typing import Any
 import peewee
 import pytest
 
-from engine import deliveries, fanout
-from engine.database import bind, copy_rows, insert_rows
-from engine.delivery import Outcome
+from engine.db.connect import bind, copy_rows, insert_rows
+from engine.db.models import Attempt, Delivery, Endpoint, Event, Tenant, db, utcnow
+from engine.deliveries import fanout
+from engine.deliveries import record as deliveries
+from engine.deliveries.client import Outcome
 from engine.ids import new_id
-from engine.models import Attempt, Delivery, Endpoint, Event, Tenant, db, utcnow
 from tests.factories import make_settings
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,9 @@ from typing import Any
 import psycopg2.extensions
 import pytest
 
-from engine.database import bind, copy_rows
+from engine.db.connect import bind, copy_rows
+from engine.db.models import Tenant, db
 from engine.ids import new_id
-from engine.models import Tenant, db
 from tests.factories import make_settings
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import sys
 import psycopg2
 import pytest
 
-from engine.migrations import latest_version
+from engine.db.migrations import latest_version
 from tests.services import new_database
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from engine import alerts
-from engine.alerts import Alert
+from engine.alerts import messages as alerts
+from engine.alerts.messages import Alert
 from engine.errors import SettingsError
 from tests.factories import make_settings
 

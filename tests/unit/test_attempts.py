@@ -16,9 +16,9 @@ import structlog
 
 from actors import attempts
 from actors.attempts import Pipeline, RecordingFailed
-from engine.deliveries import Claim
-from engine.delivery import Outcome
-from engine.models import utcnow
+from engine.db.models import utcnow
+from engine.deliveries.client import Outcome
+from engine.deliveries.record import Claim
 from engine.retry import Decision
 
 WAIT_S = 2.0  # the longest any test waits for something that should happen

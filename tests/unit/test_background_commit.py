@@ -1,4 +1,4 @@
-"""`engine.batching.BackgroundCommit`: coroutines share flushes run on threads of their own."""
+"""`engine.db.batching.BackgroundCommit`: coroutines share flushes run on threads of their own."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from engine.batching import BackgroundCommit
+from engine.db.batching import BackgroundCommit
 from tests.unit.gates import WAIT_S, Gate
 
 Flush = Gate

@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
-from engine import breaker
-from engine.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, Policy, Window
+from engine.breakers import state as breaker
+from engine.breakers.state import CLOSED, HALF_OPEN, OPEN, Breaker, Policy, Window
 from tests.factories import make_settings
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from engine.database import _copy_plan
-from engine.deliveries import Claim, _attempt_row
-from engine.delivery import Outcome
-from engine.events import _new_row
-from engine.fanout import _new_delivery
-from engine.models import Attempt, Delivery, Endpoint, Event, Tenant
+from engine.db.connect import _copy_plan
+from engine.db.models import Attempt, Delivery, Endpoint, Event, Tenant
+from engine.deliveries.client import Outcome
+from engine.deliveries.fanout import _new_delivery
+from engine.deliveries.record import Claim, _attempt_row
+from engine.events.ingest import _new_row
 
 NOW = dt.datetime(2026, 11, 29, 1, 2, 3)
 

@@ -1,4 +1,4 @@
-"""`engine.credentials`: authenticated keys remembered for a TTL, forgotten on `changed()`."""
+"""`engine.tenancy.credentials`: keys remembered for a TTL, forgotten on `changed()`."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from engine import credentials
-from engine.credentials import CredentialCache
-from engine.tenants import Principal
+from engine.tenancy import credentials
+from engine.tenancy.credentials import CredentialCache
+from engine.tenancy.tenants import Principal
 from tests.factories import Clock
 
 pytestmark = pytest.mark.usefixtures("fresh_credential_generation")

@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.delivery import ClientOptions, DeliveryClient, Outcome, Request, open_session
-from engine.hostgate import host_key
+from engine.deliveries.client import ClientOptions, DeliveryClient, Outcome, Request, open_session
+from engine.deliveries.hostgate import host_key
 from engine.ssrf import AddressPolicy
 
 Scenario = Callable[[DeliveryClient, str, dict[str, Any]], Awaitable[None]]

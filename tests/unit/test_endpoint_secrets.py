@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from engine import endpoint_secrets, endpoints
+from engine.db.models import Endpoint, utcnow
+from engine.endpoints import crud as endpoints
+from engine.endpoints import secrets as endpoint_secrets
 from engine.errors import ConflictError, CryptoError, InvalidInputError
-from engine.models import Endpoint, utcnow
 from engine.secretbox import SecretBox
 from engine.ssrf import AddressPolicy
-from engine.tenants import create_tenant
+from engine.tenancy.tenants import create_tenant
 
 POLICY = AddressPolicy(allow_private=True)
 MINE = "whsec_" + base64.b64encode(b"m" * 24).decode()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.filters import (
+from engine.endpoints.filters import (
     EVENT_TYPE_PATTERN,
     compile_patterns,
     is_valid_event_type,

@@ -1,4 +1,4 @@
-"""`engine.batching.GroupCommit`: submissions share one flush; each gets its own answer."""
+"""`engine.db.batching.GroupCommit`: submissions share one flush; each gets its own answer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from engine.batching import GroupCommit
+from engine.db.batching import GroupCommit
 from tests.unit.gates import Gate
 
 

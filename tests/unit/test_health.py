@@ -12,15 +12,20 @@ from typing import Any
 import pytest
 
 from actors.supervision import OutcomeReporter
-from engine import alert_records, deliveries, fanout, health, parking, supervision
-from engine.breaker import Policy
-from engine.delivery import Outcome
-from engine.endpoints import create_endpoint
-from engine.events import ingest_event
-from engine.models import AlertRecord, Delivery, Endpoint, EndpointHealth, utcnow
+from engine.alerts import outbox as alert_records
+from engine.breakers import parking
+from engine.breakers import store as health
+from engine.breakers import tick as supervision
+from engine.breakers.state import Policy
+from engine.db.models import AlertRecord, Delivery, Endpoint, EndpointHealth, utcnow
+from engine.deliveries import fanout
+from engine.deliveries import record as deliveries
+from engine.deliveries.client import Outcome
+from engine.endpoints.crud import create_endpoint
+from engine.events.ingest import ingest_event
 from engine.secretbox import SecretBox
 from engine.ssrf import AddressPolicy
-from engine.tenants import create_tenant
+from engine.tenancy.tenants import create_tenant
 
 POLICY = Policy(cooldown_s=30, max_cooldown_s=120, disable_after_s=1000, release_per_s=2)
 

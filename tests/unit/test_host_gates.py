@@ -1,4 +1,4 @@
-"""`engine.hostgate.HostGates`: a per-host limit that lets waiters in first come, first served."""
+"""`engine.deliveries.hostgate.HostGates`: a per-host limit, waiters let in in arrival order."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from engine.hostgate import HostGates, host_key
+from engine.deliveries.hostgate import HostGates, host_key
 
 
 async def settle() -> None:

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.database import open_database
-from engine.migrations import MIGRATIONS, current_version, latest_version, migrate
-from engine.models import MODELS
+from engine.db.connect import open_database
+from engine.db.migrations import MIGRATIONS, current_version, latest_version, migrate
+from engine.db.models import MODELS
 from tests.factories import make_settings
 
 

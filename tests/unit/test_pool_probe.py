@@ -8,8 +8,8 @@ import peewee
 import pytest
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE, TRANSACTION_STATUS_INTRANS
 
-from engine import database as database_module
-from engine.database import PROBE_IDLE_S, open_database
+from engine.db import connect as database_module
+from engine.db.connect import PROBE_IDLE_S, open_database
 from tests.factories import make_settings
 
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from engine import ratelimit
+from engine.db.models import RateLimitWindow
 from engine.errors import SettingsError
-from engine.models import RateLimitWindow
-from engine.ratelimit import INGEST, MANAGEMENT, Decision, decide, limits, window_start
-from engine.tenants import Principal
+from engine.tenancy import ratelimit
+from engine.tenancy.ratelimit import INGEST, MANAGEMENT, Decision, decide, limits, window_start
+from engine.tenancy.tenants import Principal
 from tests.factories import make_settings
 
 T0 = 1_800_000_000.0

@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from engine import endpoint_secrets, endpoints, verification
-from engine.delivery import Outcome
-from engine.models import Endpoint, utcnow
+from engine.db.models import Endpoint, utcnow
+from engine.deliveries.client import Outcome
+from engine.endpoints import crud as endpoints
+from engine.endpoints import secrets as endpoint_secrets
+from engine.endpoints import verification
 from engine.secretbox import SecretBox
 from engine.ssrf import AddressPolicy
-from engine.tenants import create_tenant
+from engine.tenancy.tenants import create_tenant
 
 POLICY = AddressPolicy(allow_private=True)
 CHALLENGE = "c-0123456789"

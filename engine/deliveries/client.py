@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from engine.hostgate import HostGates, host_key
+from engine.deliveries.hostgate import HostGates, host_key
 from engine.retry import parse_retry_after
 from engine.ssrf import AddressPolicy, check_url, guarded_socket_factory, refusal_in
 
@@ -102,7 +102,7 @@ class DeliveryClient:
     def __init__(self, session: aiohttp.ClientSession, options: ClientOptions) -> None:
         self.session = session
         self.options = options
-        # At most the connector's per-host limit at once, in arrival order (engine.hostgate).
+        # At most the per-host limit at once, in arrival order (engine.deliveries.hostgate).
         self.gates = HostGates(options.max_connections_per_host)
 
     async def send(self, request: Request) -> Outcome:

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from engine import signing
+from engine.db.models import Endpoint, db, utcnow
 from engine.errors import ConflictError, InvalidInputError
-from engine.models import Endpoint, db, utcnow
 from engine.secretbox import SecretBox, is_sealed
 
 MAX_GRACE_PERIOD_S = 7 * 24 * 3600

@@ -16,10 +16,14 @@ from typing import Any, cast
 import structlog
 from peewee import fn
 
-from engine import alert_records, alerts, breaker, health, parking
-from engine.breaker import CLOSED, HALF_OPEN, OPEN, Policy
-from engine.database import is_postgres
-from engine.models import (
+from engine.alerts import messages as alerts
+from engine.alerts import outbox as alert_records
+from engine.breakers import parking
+from engine.breakers import state as breaker
+from engine.breakers import store as health
+from engine.breakers.state import CLOSED, HALF_OPEN, OPEN, Policy
+from engine.db.connect import is_postgres
+from engine.db.models import (
     ENDPOINT_ACTIVE,
     ENDPOINT_DISABLED,
     PARKED,

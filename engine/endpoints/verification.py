@@ -19,11 +19,12 @@ import json
 import secrets
 from dataclasses import dataclass
 
-from engine import endpoint_secrets, signing
-from engine.delivery import Outcome, Request
+from engine import signing
+from engine.db.models import ENDPOINT_ACTIVE, ENDPOINT_UNVERIFIED, Endpoint, db, utcnow
+from engine.deliveries.client import Outcome, Request
+from engine.endpoints import secrets as endpoint_secrets
 from engine.errors import CryptoError
 from engine.ids import new_id
-from engine.models import ENDPOINT_ACTIVE, ENDPOINT_UNVERIFIED, Endpoint, db, utcnow
 from engine.secretbox import SecretBox
 
 EVENT_TYPE = "webhook.verification"

@@ -1,6 +1,6 @@
 """Parked deliveries: held back while an endpoint's breaker is open or it is disabled.
 
-A delivery is parked by the claim (`engine.deliveries.claim`) instead of
+A delivery is parked by the claim (`engine.deliveries.record.claim`) instead of
 being attempted, so it spends none of its retries. When the breaker closes,
 or the endpoint is enabled with replay, parked deliveries go back to
 `scheduled` at a bounded pace (`release_per_s` per endpoint, in one-second
@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from engine import alert_records, alerts, breaker, health
-from engine.breaker import CLOSED, Policy
-from engine.endpoints import get_endpoint
-from engine.errors import ConflictError
-from engine.models import (
+from engine.alerts import messages as alerts
+from engine.alerts import outbox as alert_records
+from engine.breakers import state as breaker
+from engine.breakers import store as health
+from engine.breakers.state import CLOSED, Policy
+from engine.db.models import (
     CANCELLED,
     ENDPOINT_ACTIVE,
     ENDPOINT_DISABLED,
@@ -29,6 +30,8 @@ from engine.models import (
     db,
     utcnow,
 )
+from engine.endpoints.crud import get_endpoint
+from engine.errors import ConflictError
 
 RELEASE_HORIZON_S = 5.0  # how far ahead each release schedules parked deliveries
 

@@ -7,7 +7,7 @@ process, keyed by the key's digest, never its plaintext. What that costs, and
 what it does not:
 
 - Revoking a key, or changing a tenant's rate limits, through Hookline
-  (`engine.keys.revoke_key`, `engine.tenants.update_tenant`) calls `changed()`,
+  (`engine.tenancy.keys.revoke_key`, `engine.tenancy.tenants.update_tenant`) calls `changed()`,
   which empties every cache of this host at once: the processes share one
   counter (`share_across_fork`, which gunicorn's master calls before it forks
   its workers), and a cache checks it on every read.
@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # engine.tenants calls `changed()`: no import cycle at run time
-    from engine.tenants import Principal
+if TYPE_CHECKING:  # engine.tenancy.tenants calls `changed()`: no import cycle at run time
+    from engine.tenancy.tenants import Principal
 
 _COUNTER_BYTES = 8
 

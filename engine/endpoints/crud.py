@@ -6,11 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from engine import endpoint_secrets
-from engine.errors import InvalidInputError, NotFoundError
-from engine.filters import is_valid_pattern
-from engine.ids import new_id
-from engine.models import (
+from engine.db.models import (
     CANCELLED,
     ENDPOINT_ACTIVE,
     ENDPOINT_UNVERIFIED,
@@ -20,7 +16,11 @@ from engine.models import (
     db,
     utcnow,
 )
-from engine.pages import Page, paginate
+from engine.db.pages import Page, paginate
+from engine.endpoints import secrets as endpoint_secrets
+from engine.endpoints.filters import is_valid_pattern
+from engine.errors import InvalidInputError, NotFoundError
+from engine.ids import new_id
 from engine.secretbox import SecretBox
 from engine.ssrf import AddressPolicy, check_url
 

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import peewee
 from playhouse.pool import PooledPostgresqlDatabase
 
-from engine.models import db
+from engine.db.models import db
 from engine.settings import Settings
 
 # Errors that mean "the database is not reachable now", not "this query is wrong".

@@ -3,7 +3,7 @@
 The supervisor folds batches of attempt outcomes in (`fold`): 10-second
 buckets of successes and failures per endpoint, the run of consecutive
 failures, the last success and failure, then the breaker's judgement
-(`engine.breaker`). Breaker rows are locked while they change, so the
+(`engine.breakers.state`). Breaker rows are locked while they change, so the
 supervisor, the scheduler's tick and the API never overwrite each other.
 `admit` is the claim's gate: closed lets every delivery through, open none,
 half-open exactly one probe (a conditional update).
@@ -19,11 +19,12 @@ from dataclasses import dataclass
 import structlog
 from peewee import EXCLUDED
 
-from engine import alerts, breaker
-from engine.alert_records import about
-from engine.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, Policy, Window
-from engine.database import is_postgres
-from engine.models import (
+from engine.alerts import messages as alerts
+from engine.alerts.outbox import about
+from engine.breakers import state as breaker
+from engine.breakers.state import CLOSED, HALF_OPEN, OPEN, Breaker, Policy, Window
+from engine.db.connect import is_postgres
+from engine.db.models import (
     ENDPOINT_ACTIVE,
     PARKED,
     Delivery,

@@ -1,6 +1,6 @@
 """A tenant's API keys: issue, list, revoke.
 
-Keys are shown once, when issued, and stored as digests (`engine.tenants`).
+Keys are shown once, when issued, and stored as digests (`engine.tenancy.tenants`).
 A key can only hand out scopes it holds itself, so `keys:manage` never
 escalates into more than its holder already has.
 """
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from engine import credentials
+from engine.db.models import ApiKey, utcnow
+from engine.db.pages import Page, paginate
 from engine.errors import ForbiddenError, NotFoundError
-from engine.models import ApiKey, utcnow
-from engine.pages import Page, paginate
-from engine.tenants import new_key
+from engine.tenancy import credentials
+from engine.tenancy.tenants import new_key
 
 
 def create_key(
@@ -40,7 +40,7 @@ def list_keys(tenant_id: str, *, limit: int, cursor: str | None) -> Page:
 
 def revoke_key(tenant_id: str, key_id: str) -> None:
     """Revoke a key; from the next request on, in every process of this host, it
-    authenticates nothing (on other hosts within `engine.credentials`' TTL).
+    authenticates nothing (on other hosts within `engine.tenancy.credentials`' TTL).
 
     Raises:
         NotFoundError: the tenant has no such key, or it is revoked already.

@@ -12,11 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.database import copy_rows
-from engine.deliveries import Claim
-from engine.filters import matches
-from engine.ids import new_id
-from engine.models import (
+from engine.db.connect import copy_rows
+from engine.db.models import (
     DELIVERING,
     ENDPOINT_ACTIVE,
     PENDING,
@@ -27,6 +24,9 @@ from engine.models import (
     db,
     utcnow,
 )
+from engine.deliveries.record import Claim
+from engine.endpoints.filters import matches
+from engine.ids import new_id
 
 
 def fan_out(event_id: str, *, lease_s: float = 30.0, now: dt.datetime | None = None) -> list[str]:

@@ -1,6 +1,6 @@
 """Tables, behind one `DatabaseProxy` so PostgreSQL and SQLite share the models.
 
-The DDL lives in `engine.migrations`, versioned; these classes only map rows.
+The DDL lives in `engine.db.migrations`, versioned; these classes only map rows.
 Timestamps are naive UTC datetimes; ids are prefixed, time-sortable strings.
 """
 

@@ -1,6 +1,6 @@
 """Deliveries: one event to one endpoint, from its claim to its last attempt.
 
-`engine.fanout` creates them. Every state change is a conditional update, so
+`engine.deliveries.fanout` creates them. Every state change is a conditional update, so
 duplicate messages, crashed workers and late answers can never move a delivery
 backwards.
 """
@@ -16,11 +16,12 @@ from typing import Any
 
 from peewee import JOIN, IntegrityError
 
-from engine import alert_records, alerts, endpoint_secrets, health, signing
-from engine.database import copy_rows, insert_rows
-from engine.delivery import Outcome, Request
-from engine.ids import new_id
-from engine.models import (
+from engine import signing
+from engine.alerts import messages as alerts
+from engine.alerts import outbox as alert_records
+from engine.breakers import store as health
+from engine.db.connect import copy_rows, insert_rows
+from engine.db.models import (
     CANCELLED,
     DELIVERING,
     ENDPOINT_ACTIVE,
@@ -39,6 +40,9 @@ from engine.models import (
     db,
     utcnow,
 )
+from engine.deliveries.client import Outcome, Request
+from engine.endpoints import secrets as endpoint_secrets
+from engine.ids import new_id
 from engine.retry import Decision, decide
 from engine.secretbox import SecretBox
 

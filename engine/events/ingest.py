@@ -10,13 +10,13 @@ from typing import Any
 import peewee
 import structlog
 
-from engine.batching import BackgroundCommit, GroupCommit
-from engine.database import copy_rows, insert_rows
+from engine.db.batching import BackgroundCommit, GroupCommit
+from engine.db.connect import copy_rows, insert_rows
+from engine.db.models import Delivery, Event, db, utcnow
+from engine.db.pages import Page, paginate
+from engine.endpoints.filters import EVENT_TYPE_PATTERN, is_valid_event_type
 from engine.errors import InvalidInputError, NotFoundError
-from engine.filters import EVENT_TYPE_PATTERN, is_valid_event_type
 from engine.ids import new_id
-from engine.models import Delivery, Event, db, utcnow
-from engine.pages import Page, paginate
 
 log = structlog.get_logger("hookline.events")
 

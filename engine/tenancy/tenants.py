@@ -9,12 +9,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from engine import credentials
-from engine.credentials import CredentialCache
+from engine.db.models import ApiKey, Tenant, db, utcnow
 from engine.errors import InvalidInputError, NotFoundError
 from engine.ids import new_id
-from engine.models import ApiKey, Tenant, db, utcnow
 from engine.signing import InvalidSecretError, decode_secret
+from engine.tenancy import credentials
+from engine.tenancy.credentials import CredentialCache
 
 KEY_PREFIX = "hk_"
 ALL_SCOPES = (
@@ -75,7 +75,7 @@ def authenticate_key(api_key: str, cache: CredentialCache | None = None) -> Prin
     """The principal a presented key stands for, or None if unknown or revoked.
 
     With a `cache`, a key authenticated within its TTL is not read again
-    (`engine.credentials` says how soon a revocation holds); without, every
+    (`engine.tenancy.credentials` says how soon a revocation holds); without, every
     call reads the key's row.
     """
     if not api_key.startswith(KEY_PREFIX) or len(api_key) > 256:

@@ -21,9 +21,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from engine.models import RateLimitWindow, db
+from engine.db.models import RateLimitWindow, db
 from engine.settings import Settings
-from engine.tenants import Principal
+from engine.tenancy.tenants import Principal
 
 INGEST = "ingest"
 MANAGEMENT = "management"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from engine.database import is_postgres
-from engine.models import (
+from engine.db.connect import is_postgres
+from engine.db.models import (
     DELIVERING,
     PENDING,
     QUARANTINED,

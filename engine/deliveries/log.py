@@ -1,14 +1,14 @@
 """The delivery log: a tenant's deliveries and their attempts, as the API reads them.
 
-What the workers write (`engine.deliveries`, `engine.fanout`) is read here,
+What the workers write (`engine.deliveries.record`, `engine.deliveries.fanout`) is read here,
 always within one tenant.
 """
 
 from __future__ import annotations
 
+from engine.db.models import Attempt, Delivery
+from engine.db.pages import Page, paginate
 from engine.errors import NotFoundError
-from engine.models import Attempt, Delivery
-from engine.pages import Page, paginate
 
 
 def get_delivery(tenant_id: str, delivery_id: str) -> Delivery:

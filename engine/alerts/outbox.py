@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine import breaker
-from engine.breaker import Breaker, Policy, Window
-from engine.database import is_postgres
+from engine.breakers import state as breaker
+from engine.breakers.state import Breaker, Policy, Window
+from engine.db.connect import is_postgres
+from engine.db.models import AlertRecord, Endpoint, Tenant, db, utcnow
 from engine.ids import new_id
-from engine.models import AlertRecord, Endpoint, Tenant, db, utcnow
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from typing import Any
 import structlog
 from peewee import PostgresqlDatabase
 
+from engine.db.models import utcnow
 from engine.errors import MigrationError
-from engine.models import utcnow
 
 log = structlog.get_logger(__name__)
 

@@ -12,9 +12,9 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 
+from engine.db.models import QUARANTINED, QUEUED, SCHEDULED, Delivery, db, utcnow
+from engine.db.pages import Page, paginate
 from engine.errors import ConflictError, InvalidInputError
-from engine.models import QUARANTINED, QUEUED, SCHEDULED, Delivery, db, utcnow
-from engine.pages import Page, paginate
 
 RETRYABLE = (QUARANTINED, SCHEDULED)
 
