@@ -98,7 +98,10 @@ class Actors:
 
 def declare_actors(broker: dramatiq.Broker) -> Actors:
     """Declare Hookline's actors on a broker."""
-    from actors import alerts, delivery, supervision, verification
+    from actors import alert as alerts
+    from actors import delivery
+    from actors import supervise as supervision
+    from actors import verify as verification
 
     return Actors(
         fan_out=dramatiq.actor(

@@ -2,7 +2,7 @@
 
 Thin shells over the engine: the claim runs in the worker thread, the HTTP
 attempts on the process's event loop, the recording on the pipeline's
-recorder thread (`actors.attempts`).
+recorder thread (`actors.pipeline`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import structlog
 from dramatiq.asyncio import get_event_loop_thread
 
 from actors import metrics, runtime
-from actors.attempts import Batch, Pipeline
-from actors.supervision import outcome_row
+from actors.pipeline import Batch, Pipeline
+from actors.supervise import outcome_row
 from engine.db.models import utcnow
 from engine.deliveries import fanout
 from engine.deliveries import record as deliveries

@@ -22,9 +22,9 @@ from engine.settings import Settings
 from engine.ssrf import AddressPolicy
 
 if TYPE_CHECKING:
-    from actors.attempts import Pipeline
     from actors.broker import Publisher
-    from actors.supervision import OutcomeReporter
+    from actors.pipeline import Pipeline
+    from actors.supervise import OutcomeReporter
 
 USER_AGENT = f"Hookline/{__version__}"
 # Open connections per worker process, whatever the attempts in flight: attempts beyond
@@ -105,7 +105,8 @@ class HttpClient(Middleware):
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         # Before the worker threads start, so that no message finds the client missing;
         # the AsyncIO middleware, earlier in the list, has started the event loop.
-        from actors import attempts, delivery
+        from actors import delivery
+        from actors import pipeline as attempts
         from engine.deliveries import record as deliveries
 
         runtime = current()

@@ -11,7 +11,8 @@ import sys
 
 import dramatiq
 
-from actors import runtime, supervision
+from actors import runtime
+from actors import supervise as supervision
 from actors.broker import Publisher, build_broker, declare_actors, worker_middleware
 from engine import logs
 from engine.db.connect import bind

@@ -20,8 +20,9 @@ from api.resources.deliveries import Deliveries, Quarantine
 from api.resources.endpoint_secrets import EndpointSecrets
 from api.resources.endpoints import Endpoints
 from api.resources.events import Enqueue, EnqueueMany, Events
-from api.resources.health import Health, OpenApi, Readiness
+from api.resources.health import Health, Readiness
 from api.resources.keys import Keys
+from api.resources.openapi import OpenApi
 from api.resources.tenants import Tenants
 from api.server import ConcurrencyLimit
 from engine.secretbox import SecretBox

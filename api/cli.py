@@ -208,7 +208,7 @@ def _check_secret_key(settings: Settings) -> None:
 
 def _scheduler(settings: Settings, args: argparse.Namespace) -> int:
     from actors.broker import Publisher
-    from actors.scheduling import Scheduler
+    from actors.scheduler import Scheduler
 
     if settings.broker_url is None:
         raise SettingsError("HOOKLINE_BROKER_URL", "`hookline scheduler` needs RabbitMQ")

@@ -16,9 +16,10 @@ import dramatiq
 import structlog
 import uvicorn
 
-from actors import runtime, supervision
+from actors import runtime
+from actors import supervise as supervision
 from actors.broker import Publisher, build_broker, declare_actors, worker_middleware
-from actors.scheduling import Scheduler
+from actors.scheduler import Scheduler
 from api.app import create_app
 from api.server import MAX_CONNECTIONS, ConcurrencyLimit, server_protocol
 from engine.db.connect import bind

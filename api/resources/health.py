@@ -1,4 +1,4 @@
-"""Liveness, readiness and the OpenAPI document."""
+"""Liveness and readiness of the API process."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Any
 
 import falcon
 
-import schemas
 from engine.db.connect import UNAVAILABLE_ERRORS
 
 
@@ -55,13 +54,3 @@ class Readiness:
         except Exception as exc:  # noqa: BLE001 - readiness reports, it never fails
             return f"error: {type(exc).__name__}"
         return "ok"
-
-
-class OpenApi:
-    """`GET /openapi.json`: the document kept in `schemas/`."""
-
-    auth = None
-    uses_database = False
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = schemas.openapi()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from actors import delivery, runtime
-from actors.attempts import Pipeline
+from actors.pipeline import Pipeline
 from engine.db.models import Attempt, Delivery, Event, utcnow
 from engine.deliveries import record as deliveries
 from engine.deliveries.client import Outcome, Request

@@ -14,8 +14,8 @@ import peewee
 import pytest
 import structlog
 
-from actors import attempts
-from actors.attempts import Pipeline, RecordingFailed
+from actors import pipeline as attempts
+from actors.pipeline import Pipeline, RecordingFailed
 from engine.db.models import utcnow
 from engine.deliveries.client import Outcome
 from engine.deliveries.record import Claim

@@ -16,7 +16,7 @@ import structlog
 
 from actors import metrics
 from actors.broker import Publisher
-from actors.supervision import Tick
+from actors.supervise import Tick
 from engine.db.connect import UNAVAILABLE_ERRORS
 from engine.deliveries import quarantine
 from engine.deliveries import schedule as scheduling
