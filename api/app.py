@@ -16,13 +16,14 @@ from api import errors
 from api.metrics import Metrics, MetricsResource
 from api.middleware import Auth, RateLimit, RequestContext
 from api.offload import Offload, Offloaded
-from api.resources.deliveries import Deliveries, Quarantine
+from api.resources.deliveries import Deliveries
 from api.resources.endpoint_secrets import EndpointSecrets
 from api.resources.endpoints import Endpoints
 from api.resources.events import Enqueue, EnqueueMany, Events
 from api.resources.health import Health, Readiness
 from api.resources.keys import Keys
 from api.resources.openapi import OpenApi
+from api.resources.quarantine import Quarantine
 from api.resources.tenants import Tenants
 from api.server import ConcurrencyLimit
 from engine.secretbox import SecretBox

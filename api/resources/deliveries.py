@@ -1,4 +1,4 @@
-"""`/v1/deliveries` and `/v1/quarantine`: where each event went, every attempt, and replay."""
+"""`/v1/deliveries`: where each event went, every attempt, and retrying one now."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import falcon
 from api import views
 from api.resources import paging, principal
 from api.resources.events import Enqueue, publish_quietly
-from api.validation import choice_param, text_param, time_param
+from api.validation import choice_param, text_param
 from engine.db.models import DELIVERY_STATES
 from engine.deliveries import log as delivery_log
 from engine.deliveries import quarantine
@@ -52,22 +52,3 @@ class Deliveries:
         publish_quietly(self.enqueue, "deliver", queued.id)
         resp.status = falcon.HTTP_202
         resp.media = views.delivery(queued)
-
-
-class Quarantine:
-    """`GET /v1/quarantine`: deliveries that will not be attempted again on their own."""
-
-    scopes = {"GET": "deliveries:read"}
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        limit, cursor = paging(req)
-        page = quarantine.list_quarantine(
-            principal(req).tenant_id,
-            limit=limit,
-            cursor=cursor,
-            endpoint_id=text_param(req, "endpoint_id", max_length=64),
-            event_type=text_param(req, "event_type", max_length=128),
-            since=time_param(req, "since"),
-            until=time_param(req, "until"),
-        )
-        resp.media = views.page(page, views.delivery)
