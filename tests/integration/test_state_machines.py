@@ -11,6 +11,7 @@ import pytest
 
 from engine.breakers.state import Breaker
 from engine.db.connect import bind
+from engine.db.machine import StateMachine
 from engine.db.models import AlertRecord, Delivery, Endpoint, Event, Tenant, utcnow
 from engine.deliveries import states
 from engine.endpoints import states as endpoint_states
@@ -73,53 +74,50 @@ def as_stored(model: Any, row_id: str) -> tuple[str, dt.datetime]:
     return row.status, row.updated_at
 
 
-def pairs(machine: Any) -> list[Any]:
-    return [
-        pytest.param(source, target, id=f"{source}->{target}")
-        for source, target in itertools.product(machine.states, repeat=2)
-    ]
+def a_row(machine: StateMachine, event: Event, status: str) -> str:
+    """A delivery or an endpoint put straight into `status`; answer its id."""
+    if machine is states.MACHINE:
+        return a_delivery(event, status)
+    return str(an_endpoint(event.tenant_id, status).id)
 
 
-@pytest.mark.parametrize(("source", "target"), pairs(states.MACHINE))
-def test_a_delivery_moves_between_two_states_only_if_the_table_allows_it(
-    event: Event, source: str, target: str
+PAIRS = [
+    pytest.param(machine, source, target, id=f"{machine.name}:{source}->{target}")
+    for machine in (states.MACHINE, endpoint_states.MACHINE)
+    for source, target in itertools.product(machine.states, repeat=2)
+]
+
+
+@pytest.mark.parametrize(("machine", "source", "target"), PAIRS)
+def test_a_row_moves_between_two_states_only_if_its_table_allows_it(
+    event: Event, machine: StateMachine, source: str, target: str
 ) -> None:
-    delivery_id = a_delivery(event, source)
-    where = Delivery.id == delivery_id
-    if target in states.TRANSITIONS[source]:
-        assert states.move(where, to=target, from_=(source,), updated_at=MOVED_AT) == 1
-        assert as_stored(Delivery, delivery_id) == (target, MOVED_AT)
+    model = machine.field.model
+    row_id = a_row(machine, event, source)
+    where = model.id == row_id
+    if target in machine.transitions[source]:
+        assert machine.move(where, to=target, from_=(source,), updated_at=MOVED_AT) == 1
+        assert as_stored(model, row_id) == (target, MOVED_AT)
     else:
         with pytest.raises(TransitionError):
-            states.move(where, to=target, from_=(source,), updated_at=MOVED_AT)
-        assert as_stored(Delivery, delivery_id) == (source, BEFORE)
+            machine.move(where, to=target, from_=(source,), updated_at=MOVED_AT)
+        assert as_stored(model, row_id) == (source, BEFORE)
 
 
-@pytest.mark.parametrize(("source", "target"), pairs(endpoint_states.MACHINE))
-def test_an_endpoint_moves_between_two_states_only_if_the_table_allows_it(
-    event: Event, source: str, target: str
+@pytest.mark.parametrize("machine", [states.MACHINE, endpoint_states.MACHINE], ids=lambda m: m.name)
+def test_an_allowed_move_leaves_a_row_that_is_no_longer_in_its_from_state(
+    event: Event, machine: StateMachine
 ) -> None:
-    endpoint_id = an_endpoint(event.tenant_id, source).id
-    where = Endpoint.id == endpoint_id
-    if target in endpoint_states.TRANSITIONS[source]:
-        assert endpoint_states.move(where, to=target, from_=(source,), updated_at=MOVED_AT) == 1
-        assert as_stored(Endpoint, endpoint_id) == (target, MOVED_AT)
-    else:
-        with pytest.raises(TransitionError):
-            endpoint_states.move(where, to=target, from_=(source,), updated_at=MOVED_AT)
-        assert as_stored(Endpoint, endpoint_id) == (source, BEFORE)
-
-
-def test_an_allowed_move_leaves_a_row_that_is_no_longer_in_its_from_states(event: Event) -> None:
-    for source, targets in states.TRANSITIONS.items():
+    model = machine.field.model
+    for source, targets in machine.transitions.items():
         for target in targets:
-            for elsewhere in set(states.DELIVERY_STATES) - {source}:
-                delivery_id = a_delivery(event, elsewhere)
-                moved = states.move(
-                    Delivery.id == delivery_id, to=target, from_=(source,), updated_at=MOVED_AT
+            for elsewhere in set(machine.states) - {source}:
+                row_id = a_row(machine, event, elsewhere)
+                moved = machine.move(
+                    model.id == row_id, to=target, from_=(source,), updated_at=MOVED_AT
                 )
                 assert moved == 0, (source, target, elsewhere)
-                assert as_stored(Delivery, delivery_id) == (elsewhere, BEFORE)
+                assert as_stored(model, row_id) == (elsewhere, BEFORE)
 
 
 def test_a_move_from_several_states_takes_each_of_them_and_no_other(event: Event) -> None:
