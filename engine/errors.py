@@ -8,7 +8,8 @@
     ├── ForbiddenError       the credential lacks a scope the request needs (names the scope)
     ├── UnavailableError     the database cannot be reached right now
     ├── CryptoError          a stored secret does not decrypt with the configured keys
-    └── MigrationError       the schema cannot be brought up to date
+    ├── MigrationError       the schema cannot be brought up to date
+    └── TransitionError      a status change its state machine's table does not allow (a bug)
 
 Delivery outcomes are values (`engine.deliveries.client.Outcome`), never exceptions.
 """
@@ -70,3 +71,18 @@ class CryptoError(EngineError):
 
 class MigrationError(EngineError):
     """The schema cannot be brought up to date."""
+
+
+class TransitionError(EngineError):
+    """A status change outside its state machine's table: a programming error, never input."""
+
+    def __init__(self, machine: str, from_: str | None, to: str) -> None:
+        wrong = (
+            f"{to!r} is not an initial state"
+            if from_ is None
+            else f"{from_!r} -> {to!r} is not an allowed transition"
+        )
+        super().__init__(f"{machine}: {wrong}")
+        self.machine = machine
+        self.from_ = from_
+        self.to = to

@@ -16,20 +16,10 @@ from engine.alerts import outbox as alert_records
 from engine.breakers import state as breaker
 from engine.breakers import store as health
 from engine.breakers.state import CLOSED, Policy
-from engine.db.models import (
-    CANCELLED,
-    ENDPOINT_ACTIVE,
-    ENDPOINT_DISABLED,
-    ENDPOINT_UNVERIFIED,
-    PARKED,
-    QUARANTINED,
-    SCHEDULED,
-    Delivery,
-    Endpoint,
-    HealthBucket,
-    db,
-    utcnow,
-)
+from engine.db.models import Delivery, Endpoint, HealthBucket, db, utcnow
+from engine.deliveries import states
+from engine.deliveries.states import CANCELLED, PARKED, QUARANTINED, SCHEDULED
+from engine.endpoints import states as endpoint_states
 from engine.endpoints.crud import get_endpoint
 from engine.errors import ConflictError
 
@@ -56,12 +46,13 @@ def release(
         ]
         if not ids:
             return released, None
-        released += (
-            Delivery.update(
-                status=SCHEDULED, next_attempt_at=slot, lease_until=None, updated_at=now
-            )
-            .where(Delivery.id.in_(ids) & (Delivery.status == PARKED))
-            .execute()
+        released += states.move(
+            Delivery.id.in_(ids),
+            to=SCHEDULED,
+            from_=(PARKED,),
+            next_attempt_at=slot,
+            lease_until=None,
+            updated_at=now,
         )
         slot += dt.timedelta(seconds=step_s)
     return released, slot
@@ -78,9 +69,13 @@ def release_one(endpoint_id: str, now: dt.datetime) -> bool:
     if oldest is None:
         return False
     return bool(
-        Delivery.update(status=SCHEDULED, next_attempt_at=now, updated_at=now)
-        .where((Delivery.id == oldest.id) & (Delivery.status == PARKED))
-        .execute()
+        states.move(
+            Delivery.id == oldest.id,
+            to=SCHEDULED,
+            from_=(PARKED,),
+            next_attempt_at=now,
+            updated_at=now,
+        )
     )
 
 
@@ -100,15 +95,13 @@ def enable(
     now = now or utcnow()
     with db.atomic():
         endpoint = get_endpoint(tenant_id, endpoint_id)
-        if endpoint.status == ENDPOINT_UNVERIFIED:
+        if endpoint.status == endpoint_states.UNVERIFIED:
             raise ConflictError(f"endpoint {endpoint.id} awaits verification; verify it instead")
         row = health.lock_rows([endpoint.id], now)[endpoint.id]
         state = health.to_breaker(row)
         starts = [d for d in (endpoint.disabled_at, state.outage_started_at) if d is not None]
-        was_down = endpoint.status == ENDPOINT_DISABLED or state.state != CLOSED
-        Endpoint.update(
-            status=ENDPOINT_ACTIVE, disabled_reason=None, disabled_at=None, updated_at=now
-        ).where(Endpoint.id == endpoint.id).execute()
+        was_down = endpoint.status == endpoint_states.DISABLED or state.state != CLOSED
+        endpoint_states.enable(endpoint.id, now=now)
         HealthBucket.delete().where(HealthBucket.endpoint_id == endpoint.id).execute()
         count = _replay(endpoint.id, min(starts) if starts else None, now) if replay else 0
         if not replay:
@@ -130,19 +123,25 @@ def _replay(endpoint_id: str, since: dt.datetime | None, now: dt.datetime) -> in
         given_up = ((Delivery.status == QUARANTINED) & (Delivery.quarantined_at >= since)) | (
             (Delivery.status == CANCELLED) & (Delivery.updated_at >= since)
         )
-        Delivery.update(
-            status=PARKED,
+        states.move(
+            (Delivery.endpoint_id == endpoint_id) & given_up,
+            to=PARKED,
+            from_=(QUARANTINED, CANCELLED),
             quarantine_reason=None,
             quarantined_at=None,
             quarantine_published_at=None,
             next_attempt_at=None,
             lease_until=None,
             updated_at=now,
-        ).where((Delivery.endpoint_id == endpoint_id) & given_up).execute()
+        )
     return health.parked_count(endpoint_id)
 
 
 def _cancel_parked(endpoint_id: str, now: dt.datetime) -> None:
-    Delivery.update(
-        status=CANCELLED, last_error="endpoint enabled without replay", updated_at=now
-    ).where((Delivery.endpoint_id == endpoint_id) & (Delivery.status == PARKED)).execute()
+    states.move(
+        Delivery.endpoint_id == endpoint_id,
+        to=CANCELLED,
+        from_=(PARKED,),
+        last_error="endpoint enabled without replay",
+        updated_at=now,
+    )

@@ -24,16 +24,9 @@ from engine.alerts.outbox import about
 from engine.breakers import state as breaker
 from engine.breakers.state import CLOSED, HALF_OPEN, OPEN, Breaker, Policy, Window
 from engine.db.connect import is_postgres
-from engine.db.models import (
-    ENDPOINT_ACTIVE,
-    PARKED,
-    Delivery,
-    Endpoint,
-    EndpointHealth,
-    HealthBucket,
-    db,
-    utcnow,
-)
+from engine.db.models import Delivery, Endpoint, EndpointHealth, HealthBucket, db, utcnow
+from engine.deliveries.states import PARKED
+from engine.endpoints.states import ACTIVE
 
 log = structlog.get_logger("hookline.breaker")
 
@@ -196,7 +189,7 @@ def _fold_one(
     if quarantined:
         row.quarantined_pending += quarantined
         row.quarantined_since = row.quarantined_since or now
-    if endpoint.status != ENDPOINT_ACTIVE or endpoint.deleted_at is not None:
+    if endpoint.status != ACTIVE or endpoint.deleted_at is not None:
         store(row, dataclasses.replace(state, consecutive_failures=consecutive), policy, now)
         return []
     change = breaker.after_outcomes(
@@ -290,8 +283,6 @@ def view(endpoint: Endpoint, policy: Policy, now: dt.datetime | None = None) -> 
         last_failure_at=row.last_failure_at if row else None,
         opened_at=state.outage_started_at,
         next_probe_at=state.next_probe_at if state.state == OPEN else None,
-        disables_at=breaker.disables_at(state, policy)
-        if endpoint.status == ENDPOINT_ACTIVE
-        else None,
+        disables_at=breaker.disables_at(state, policy) if endpoint.status == ACTIVE else None,
         parked=parked_count(endpoint.id),
     )

@@ -23,16 +23,9 @@ from engine.breakers import state as breaker
 from engine.breakers import store as health
 from engine.breakers.state import CLOSED, HALF_OPEN, OPEN, Policy
 from engine.db.connect import is_postgres
-from engine.db.models import (
-    ENDPOINT_ACTIVE,
-    ENDPOINT_DISABLED,
-    PARKED,
-    Delivery,
-    Endpoint,
-    EndpointHealth,
-    HealthBucket,
-    db,
-)
+from engine.db.models import Delivery, Endpoint, EndpointHealth, HealthBucket, db
+from engine.deliveries.states import PARKED
+from engine.endpoints import states as endpoint_states
 
 log = structlog.get_logger("hookline.breaker")
 
@@ -49,7 +42,7 @@ def _locked(query: Any) -> list[EndpointHealth]:
 def _live(endpoint_ids: Iterable[str]) -> dict[str, Endpoint]:
     found = Endpoint.select().where(
         Endpoint.id.in_(list(endpoint_ids))
-        & (Endpoint.status == ENDPOINT_ACTIVE)
+        & (Endpoint.status == endpoint_states.ACTIVE)
         & Endpoint.deleted_at.is_null()
     )
     return {row.id: row for row in found}
@@ -127,19 +120,14 @@ def _advance_one(
                 f"circuit breaker open since {alert_records.stamp(state.outage_started_at)}, "
                 f"{policy.disable_after_s:g} s without recovery"
             )
-            Endpoint.update(
-                status=ENDPOINT_DISABLED, disabled_reason=reason, disabled_at=now, updated_at=now
-            ).where((Endpoint.id == endpoint.id) & (Endpoint.status == ENDPOINT_ACTIVE)).execute()
             emitted.append(
-                alert_records.about(
+                endpoint_states.disable(
                     endpoint,
-                    alerts.DISABLED,
-                    state,
-                    window,
-                    None,
-                    now,
+                    reason,
+                    breaker=state,
                     dedup=f"o{outage}",
-                    reason=reason,
+                    now=now,
+                    window=window,
                     parked=health.parked_count(endpoint.id),
                 )
             )
@@ -240,7 +228,7 @@ def prune(now: dt.datetime) -> int:
 
 def breaker_counts() -> dict[str, int]:
     """Live endpoints by breaker state (an endpoint without a breaker row is closed)."""
-    live = (Endpoint.status == ENDPOINT_ACTIVE) & Endpoint.deleted_at.is_null()
+    live = (Endpoint.status == endpoint_states.ACTIVE) & Endpoint.deleted_at.is_null()
     counts = {OPEN: 0, HALF_OPEN: 0}
     query = (
         EndpointHealth.select(EndpointHealth.state, fn.COUNT(EndpointHealth.endpoint_id).alias("n"))

@@ -25,8 +25,9 @@ from peewee import (
 
 db: Any = DatabaseProxy()
 
-# Delivery states. `pending`: created, not yet published; `queued`: published, lease running;
-# `delivering`: claimed by a worker; `scheduled`: waiting for next_attempt_at.
+# The status columns' vocabulary. What each state means, where rows start and which
+# moves are allowed: `engine.deliveries.states` and `engine.endpoints.states`, the
+# only places that change a status.
 PENDING = "pending"
 QUEUED = "queued"
 DELIVERING = "delivering"
@@ -34,8 +35,6 @@ SCHEDULED = "scheduled"
 SUCCEEDED = "succeeded"
 QUARANTINED = "quarantined"
 CANCELLED = "cancelled"
-# `parked`: held back, without spending an attempt, while the endpoint's breaker is open or
-# the endpoint is disabled; released to `scheduled` when it closes or is enabled.
 PARKED = "parked"
 DELIVERY_STATES = (
     PENDING,
@@ -52,6 +51,7 @@ OPEN_STATES = (PENDING, QUEUED, DELIVERING, SCHEDULED, PARKED)
 ENDPOINT_ACTIVE = "active"
 ENDPOINT_DISABLED = "disabled"
 ENDPOINT_UNVERIFIED = "unverified"
+ENDPOINT_STATES = (ENDPOINT_ACTIVE, ENDPOINT_DISABLED, ENDPOINT_UNVERIFIED)
 
 
 def utcnow() -> dt.datetime:

@@ -13,20 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.db.connect import copy_rows
-from engine.db.models import (
-    DELIVERING,
-    ENDPOINT_ACTIVE,
-    PENDING,
-    QUEUED,
-    Delivery,
-    Endpoint,
-    Event,
-    db,
-    utcnow,
-)
+from engine.db.models import Delivery, Endpoint, Event, db, utcnow
+from engine.deliveries import states
 from engine.deliveries.record import Claim
+from engine.deliveries.states import PENDING, QUEUED
+from engine.endpoints import states as endpoint_states
 from engine.endpoints.filters import matches
 from engine.ids import new_id
+
+# The states new rows are inserted in, checked against the table once, not per row.
+CREATED_CLAIMED = states.initial(states.DELIVERING)
+CREATED_PENDING = states.initial(PENDING)
 
 
 def fan_out(event_id: str, *, lease_s: float = 30.0, now: dt.datetime | None = None) -> list[str]:
@@ -102,11 +99,11 @@ def fan_out_and_claim(
                 if not matches(event.event_type, endpoint.event_types):
                     continue
                 if len(claimed) < claim and breaker_state in (None, "closed"):
-                    row = _new_delivery(event, endpoint.id, now, claim_until, DELIVERING, 1)
+                    row = _new_delivery(event, endpoint.id, now, claim_until, CREATED_CLAIMED, 1)
                     # Every column is given: peewee need not compute the defaults first.
                     claimed.append(Claim(Delivery(__no_default__=1, **row), endpoint, event))
                 else:
-                    row = _new_delivery(event, endpoint.id, now, pending_until, PENDING, 0)
+                    row = _new_delivery(event, endpoint.id, now, pending_until, CREATED_PENDING, 0)
                 rows.append(row)
         repeated = [i for i in ids if i not in opened]
         if repeated:  # a redelivered message: what its first run left unpublished
@@ -163,7 +160,7 @@ ENDPOINT_MEMO_MAX = 10_000
 
 def _active_endpoints(sql: str, tenant_id: str) -> list[tuple[Endpoint, str | None]]:
     """The tenant's active endpoints, each with its breaker's state (None: no breaker yet)."""
-    cursor = db.execute_sql(sql, (tenant_id, ENDPOINT_ACTIVE))
+    cursor = db.execute_sql(sql, (tenant_id, endpoint_states.ACTIVE))
     endpoints = []
     for *row, breaker_state in cursor.fetchall():
         values = tuple(row)
@@ -218,6 +215,10 @@ def mark_queued(delivery_ids: Sequence[str], *, lease_s: float) -> None:
     if not delivery_ids:
         return
     now = utcnow()
-    Delivery.update(
-        status=QUEUED, lease_until=now + dt.timedelta(seconds=lease_s), updated_at=now
-    ).where(Delivery.id.in_(list(delivery_ids)) & (Delivery.status == PENDING)).execute()
+    states.move(
+        Delivery.id.in_(list(delivery_ids)),
+        to=QUEUED,
+        from_=(PENDING,),
+        lease_until=now + dt.timedelta(seconds=lease_s),
+        updated_at=now,
+    )

@@ -11,17 +11,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
+from typing import Any
 
-from engine.db.models import QUARANTINED, QUEUED, SCHEDULED, Delivery, db, utcnow
+from engine.db.models import Delivery, db, utcnow
 from engine.db.pages import Page, paginate
+from engine.deliveries import states
+from engine.deliveries.states import QUARANTINED, QUEUED, SCHEDULED
 from engine.errors import ConflictError, InvalidInputError
 
 RETRYABLE = (QUARANTINED, SCHEDULED)
 
-_REOPEN = {
-    Delivery.quarantine_reason: None,
-    Delivery.quarantined_at: None,
-    Delivery.quarantine_published_at: None,
+_REOPEN: dict[str, Any] = {
+    "quarantine_reason": None,
+    "quarantined_at": None,
+    "quarantine_published_at": None,
 }
 
 
@@ -60,18 +63,15 @@ def retry_now(delivery: Delivery, *, lease_s: float) -> Delivery:
         ConflictError: the delivery is neither quarantined nor scheduled.
     """
     now = utcnow()
-    changes = {
-        **_REOPEN,
-        Delivery.status: QUEUED,
-        Delivery.next_attempt_at: None,
-        Delivery.lease_until: now + dt.timedelta(seconds=lease_s),
-        Delivery.updated_at: now,
-    }
     with db.atomic():
-        moved = (
-            Delivery.update(changes)
-            .where((Delivery.id == delivery.id) & Delivery.status.in_(RETRYABLE))
-            .execute()
+        moved = states.move(
+            Delivery.id == delivery.id,
+            to=QUEUED,
+            from_=RETRYABLE,
+            **_REOPEN,
+            next_attempt_at=None,
+            lease_until=now + dt.timedelta(seconds=lease_s),
+            updated_at=now,
         )
         if not moved:
             raise ConflictError(
@@ -95,23 +95,17 @@ def recover(
     until = until or now
     if until <= since:
         raise InvalidInputError("until", "must be later than since")
-    changes = {
-        **_REOPEN,
-        Delivery.status: SCHEDULED,
-        Delivery.next_attempt_at: now,
-        Delivery.updated_at: now,
-    }
     with db.atomic():
-        return int(
-            Delivery.update(changes)
-            .where(
-                (Delivery.tenant_id == tenant_id)
-                & (Delivery.endpoint_id == endpoint_id)
-                & (Delivery.status == QUARANTINED)
-                & (Delivery.created_at >= since)
-                & (Delivery.created_at < until)
-            )
-            .execute()
+        return states.move(
+            (Delivery.tenant_id == tenant_id)
+            & (Delivery.endpoint_id == endpoint_id)
+            & (Delivery.created_at >= since)
+            & (Delivery.created_at < until),
+            to=SCHEDULED,
+            from_=(QUARANTINED,),
+            **_REOPEN,
+            next_attempt_at=now,
+            updated_at=now,
         )
 
 

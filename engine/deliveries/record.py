@@ -1,8 +1,8 @@
 """Deliveries: one event to one endpoint, from its claim to its last attempt.
 
-`engine.deliveries.fanout` creates them. Every state change is a conditional update, so
-duplicate messages, crashed workers and late answers can never move a delivery
-backwards.
+`engine.deliveries.fanout` creates them. Every state change is a conditional update
+through `engine.deliveries.states`, so duplicate messages, crashed workers and late
+answers can never move a delivery backwards.
 """
 
 from __future__ import annotations
@@ -17,31 +17,24 @@ from typing import Any
 from peewee import JOIN, IntegrityError
 
 from engine import signing
-from engine.alerts import messages as alerts
-from engine.alerts import outbox as alert_records
 from engine.breakers import store as health
 from engine.db.connect import copy_rows, insert_rows
-from engine.db.models import (
+from engine.db.models import Attempt, Delivery, Endpoint, EndpointHealth, Event, db, utcnow
+from engine.deliveries import states
+from engine.deliveries.client import Outcome, Request
+from engine.deliveries.states import (
     CANCELLED,
+    CLAIMABLE,
     DELIVERING,
-    ENDPOINT_ACTIVE,
-    ENDPOINT_DISABLED,
     PARKED,
     PENDING,
     QUARANTINED,
     QUEUED,
     SCHEDULED,
     SUCCEEDED,
-    Attempt,
-    Delivery,
-    Endpoint,
-    EndpointHealth,
-    Event,
-    db,
-    utcnow,
 )
-from engine.deliveries.client import Outcome, Request
 from engine.endpoints import secrets as endpoint_secrets
+from engine.endpoints import states as endpoint_states
 from engine.ids import new_id
 from engine.retry import Decision, decide
 from engine.secretbox import SecretBox
@@ -107,16 +100,21 @@ def claim_many(delivery_ids: Sequence[str], *, lease_s: float) -> list[Claim]:
     for delivery in list(rows):
         endpoint = delivery.endpoint_row
         if endpoint.deleted_at is not None or endpoint.status not in (
-            ENDPOINT_ACTIVE,
-            ENDPOINT_DISABLED,
+            endpoint_states.ACTIVE,
+            endpoint_states.DISABLED,
         ):
             reason = endpoint.disabled_reason or "endpoint is not active"
-            Delivery.update(
-                status=CANCELLED, lease_until=None, last_error=reason, updated_at=now
-            ).where((Delivery.id == delivery.id) & claimable).execute()
+            states.move(
+                (Delivery.id == delivery.id) & claimable,
+                to=CANCELLED,
+                from_=CLAIMABLE,
+                lease_until=None,
+                last_error=reason,
+                updated_at=now,
+            )
             continue
         state = getattr(getattr(delivery, "health_row", None), "state", None)
-        if endpoint.status == ENDPOINT_DISABLED or not health.admit(
+        if endpoint.status == endpoint_states.DISABLED or not health.admit(
             endpoint.id, delivery.id, state, now=now
         ):
             parked.append(delivery.id)
@@ -125,20 +123,26 @@ def claim_many(delivery_ids: Sequence[str], *, lease_s: float) -> list[Claim]:
             probes[delivery.id] = endpoint.id
         admitted[delivery.id] = delivery
     if parked:
-        Delivery.update(
-            status=PARKED, lease_until=None, next_attempt_at=None, updated_at=now
-        ).where(Delivery.id.in_(parked) & claimable).execute()
+        states.move(
+            Delivery.id.in_(parked) & claimable,
+            to=PARKED,
+            from_=CLAIMABLE,
+            lease_until=None,
+            next_attempt_at=None,
+            updated_at=now,
+        )
     if not admitted:
         return []
     lease_until = now + dt.timedelta(seconds=lease_s)
     taken = (
-        Delivery.update(
-            status=DELIVERING,
+        states.update(
+            Delivery.id.in_(list(admitted)) & claimable,
+            to=DELIVERING,
+            from_=CLAIMABLE,
             attempts=Delivery.attempts + 1,
             lease_until=lease_until,
             updated_at=now,
         )
-        .where(Delivery.id.in_(list(admitted)) & claimable)
         .returning(Delivery.id, Delivery.attempts)
         .execute()
     )
@@ -280,10 +284,16 @@ def _mark_succeeded(delivery_ids: list[str], now: dt.datetime) -> None:
     the same group as a failed current one, moves nothing here. Written once
     by hand: peewee compiled the statement (three correlated subqueries and
     an EXISTS) in about as much CPU as the rest of a small group's recording.
+    Its states still come from the transition table, checked on every call.
     """
+    sources = states.check(to=SUCCEEDED, from_=(DELIVERING,))
     param = db.obj.param
-    sql = _MARK_SUCCEEDED.format(param=param, ids=", ".join([param] * len(delivery_ids)))
-    db.execute_sql(sql, [SUCCEEDED, Delivery.updated_at.db_value(now), *delivery_ids, DELIVERING])
+    sql = _MARK_SUCCEEDED.format(
+        param=param,
+        ids=", ".join([param] * len(delivery_ids)),
+        sources=", ".join([param] * len(sources)),
+    )
+    db.execute_sql(sql, [SUCCEEDED, Delivery.updated_at.db_value(now), *delivery_ids, *sources])
 
 
 _MARK_SUCCEEDED = (
@@ -292,7 +302,7 @@ _MARK_SUCCEEDED = (
     ' "last_attempt_at" = "mine"."started_at", "last_status_code" = "mine"."status_code",'
     ' "last_error" = "mine"."error_detail"'
     ' FROM "attempt" AS "mine"'
-    ' WHERE "delivery"."id" IN ({ids}) AND "delivery"."status" = {param}'
+    ' WHERE "delivery"."id" IN ({ids}) AND "delivery"."status" IN ({sources})'
     ' AND "mine"."delivery_id" = "delivery"."id" AND "mine"."number" = "delivery"."attempts"'
     ' AND "mine"."outcome" = \'success\''
 )
@@ -301,52 +311,42 @@ _MARK_SUCCEEDED = (
 def _move_failed(claimed: Claim, outcome: Outcome, decision: Decision, now: dt.datetime) -> None:
     """Schedule the retry, or quarantine, one delivery whose attempt failed."""
     delivery = claimed.delivery
-    changes: dict[object, object] = {
-        Delivery.lease_until: None,
-        Delivery.last_attempt_at: outcome.started_at,
-        Delivery.last_status_code: outcome.status_code,
-        Delivery.last_error: outcome.error_detail,
-        Delivery.updated_at: now,
-        Delivery.next_attempt_at: None,
+    changes: dict[str, object] = {
+        "lease_until": None,
+        "last_attempt_at": outcome.started_at,
+        "last_status_code": outcome.status_code,
+        "last_error": outcome.error_detail,
+        "updated_at": now,
+        "next_attempt_at": None,
     }
     if decision.action == "retry":
-        changes[Delivery.status] = SCHEDULED
-        changes[Delivery.next_attempt_at] = now + dt.timedelta(seconds=decision.delay_s or 0)
+        to = SCHEDULED
+        changes["next_attempt_at"] = now + dt.timedelta(seconds=decision.delay_s or 0)
     else:
-        changes[Delivery.status] = QUARANTINED
-        changes[Delivery.quarantine_reason] = decision.reason
-        changes[Delivery.quarantined_at] = now
-    Delivery.update(changes).where(
-        (Delivery.id == delivery.id)
-        & (Delivery.status == DELIVERING)
-        & (Delivery.attempts == delivery.attempts)
-    ).execute()
+        to = QUARANTINED
+        changes["quarantine_reason"] = decision.reason
+        changes["quarantined_at"] = now
+    states.move(
+        (Delivery.id == delivery.id) & (Delivery.attempts == delivery.attempts),
+        to=to,
+        from_=(DELIVERING,),
+        **changes,
+    )
     if decision.action == "disable":
         _disable_gone(claimed, decision.reason or "endpoint answered 410 Gone", now)
 
 
 def _disable_gone(claimed: Claim, reason: str, now: dt.datetime) -> None:
-    """Disable the endpoint that answered 410 Gone, and emit `endpoint.disabled` once."""
+    """Disable the endpoint that answered 410 Gone (one `endpoint.disabled` alert)."""
     endpoint = claimed.endpoint
-    disabled = (
-        Endpoint.update(
-            status=ENDPOINT_DISABLED, disabled_reason=reason, disabled_at=now, updated_at=now
-        )
-        .where((Endpoint.id == endpoint.id) & (Endpoint.status == ENDPOINT_ACTIVE))
-        .execute()
+    row = EndpointHealth.get_or_none(EndpointHealth.endpoint_id == endpoint.id)
+    endpoint_states.disable(
+        endpoint,
+        reason,
+        breaker=health.to_breaker(row),
+        dedup=f"gone:{claimed.delivery.id}",
+        now=now,
     )
-    if disabled:
-        row = EndpointHealth.get_or_none(EndpointHealth.endpoint_id == endpoint.id)
-        alert_records.about(
-            endpoint,
-            alerts.DISABLED,
-            health.to_breaker(row),
-            None,
-            None,
-            now,
-            dedup=f"gone:{claimed.delivery.id}",
-            reason=reason,
-        )
 
 
 def _attempt_row(claimed: Claim, number: int, outcome: Outcome) -> dict[str, object]:

@@ -12,32 +12,30 @@ import datetime as dt
 from typing import Any
 
 from engine.db.connect import is_postgres
-from engine.db.models import (
-    DELIVERING,
-    PENDING,
-    QUARANTINED,
-    QUEUED,
-    SCHEDULED,
-    Delivery,
-    Event,
-    db,
-    utcnow,
-)
+from engine.db.models import Delivery, Event, db, utcnow
+from engine.deliveries import states
+from engine.deliveries.states import DELIVERING, PENDING, QUARANTINED, QUEUED, SCHEDULED
 
 LEADER_LOCK_KEY = 0x486F6F6C  # advisory lock the active scheduler holds
+_LEASED = (PENDING, QUEUED, DELIVERING)  # what a lease that ran out leaves lost
 
 
-def _take(condition: Any, order: Any, *, batch: int, lease_s: float) -> list[str]:
+def _take(
+    condition: Any, order: Any, *, from_: tuple[str, ...], batch: int, lease_s: float
+) -> list[str]:
     """Move up to `batch` matching rows to `queued` with a fresh lease, in one statement."""
     now = utcnow()
     picked = Delivery.select(Delivery.id).where(condition(now)).order_by(order).limit(batch)
     if is_postgres(db.obj):
         picked = picked.for_update(skip_locked=True)
     taken: Any = (
-        Delivery.update(
-            status=QUEUED, lease_until=now + dt.timedelta(seconds=lease_s), updated_at=now
+        states.update(
+            Delivery.id.in_(picked),
+            to=QUEUED,
+            from_=from_,
+            lease_until=now + dt.timedelta(seconds=lease_s),
+            updated_at=now,
         )
-        .where(Delivery.id.in_(picked))
         .returning(Delivery.id)
         .execute()
     )
@@ -49,6 +47,7 @@ def take_due(*, batch: int, lease_s: float) -> list[str]:
     return _take(
         lambda now: (Delivery.status == SCHEDULED) & (Delivery.next_attempt_at <= now),
         Delivery.next_attempt_at,
+        from_=(SCHEDULED,),
         batch=batch,
         lease_s=lease_s,
     )
@@ -57,10 +56,9 @@ def take_due(*, batch: int, lease_s: float) -> list[str]:
 def take_expired(*, batch: int, lease_s: float) -> list[str]:
     """Deliveries never published, published but never claimed, or claimed by a dead worker."""
     return _take(
-        lambda now: (
-            Delivery.status.in_((PENDING, QUEUED, DELIVERING)) & (Delivery.lease_until < now)
-        ),
+        lambda now: Delivery.status.in_(_LEASED) & (Delivery.lease_until < now),
         Delivery.lease_until,
+        from_=_LEASED,
         batch=batch,
         lease_s=lease_s,
     )

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from engine.db.models import (
-    CANCELLED,
-    ENDPOINT_ACTIVE,
-    ENDPOINT_UNVERIFIED,
-    OPEN_STATES,
-    Delivery,
-    Endpoint,
-    db,
-    utcnow,
-)
+from engine.db.models import Delivery, Endpoint, db, utcnow
 from engine.db.pages import Page, paginate
+from engine.deliveries import states as delivery_states
 from engine.endpoints import secrets as endpoint_secrets
+from engine.endpoints import states
 from engine.endpoints.filters import is_valid_pattern
 from engine.errors import InvalidInputError, NotFoundError
 from engine.ids import new_id
@@ -110,7 +104,7 @@ def create_endpoint(
         retry_schedule=fields.get("retry_schedule"),
         breaker=fields.get("breaker"),
         secret=sealed,
-        status=ENDPOINT_UNVERIFIED if verify else ENDPOINT_ACTIVE,
+        status=states.initial(states.UNVERIFIED if verify else states.ACTIVE),
         created_at=now,
         updated_at=now,
     )
@@ -154,9 +148,10 @@ def update_endpoint(
         InvalidInputError: a field is refused.
     """
     validate_fields(fields, policy)
+    now = utcnow()
     with db.atomic():
         endpoint = get_endpoint(tenant_id, endpoint_id)
-        _require_reverification(endpoint, fields)
+        changed = _require_reverification(endpoint, fields, now)
         for name in EDITABLE:
             if name in fields:
                 value = fields[name]
@@ -165,20 +160,30 @@ def update_endpoint(
                 elif name in ("headers", "metadata"):
                     value = dict(value or {})
                 setattr(endpoint, name, value)
-        endpoint.updated_at = utcnow()
-        endpoint.save()
+                changed.append(name)
+        endpoint.updated_at = now
+        # Never the status: only `states` moves it, conditionally.
+        endpoint.save(only=[getattr(Endpoint, name) for name in (*changed, "updated_at")])
     return endpoint
 
 
-def _require_reverification(endpoint: Endpoint, fields: Mapping[str, Any]) -> None:
-    """A verified (or still unverified) endpoint moved to a new URL must prove it again."""
+def _require_reverification(
+    endpoint: Endpoint, fields: Mapping[str, Any], now: dt.datetime
+) -> list[str]:
+    """A verified (or still unverified) endpoint moved to a new URL must prove it again.
+
+    Answers the fields it changed besides the status.
+    """
     moved = "url" in fields and fields["url"] != endpoint.url
-    if not moved or (endpoint.verified_at is None and endpoint.status != ENDPOINT_UNVERIFIED):
-        return
+    if not moved or (endpoint.verified_at is None and endpoint.status != states.UNVERIFIED):
+        return []
     endpoint.verified_at = None
     endpoint.verification_error = None
-    if endpoint.status == ENDPOINT_ACTIVE:
-        endpoint.status = ENDPOINT_UNVERIFIED
+    if states.move(
+        Endpoint.id == endpoint.id, to=states.UNVERIFIED, from_=(states.ACTIVE,), updated_at=now
+    ):
+        endpoint.status = states.UNVERIFIED
+    return ["verified_at", "verification_error"]
 
 
 def delete_endpoint(tenant_id: str, endpoint_id: str) -> None:
@@ -193,6 +198,11 @@ def delete_endpoint(tenant_id: str, endpoint_id: str) -> None:
     with db.atomic():
         endpoint = get_endpoint(tenant_id, endpoint_id)
         Endpoint.update(deleted_at=now, updated_at=now).where(Endpoint.id == endpoint.id).execute()
-        Delivery.update(
-            status=CANCELLED, last_error="endpoint deleted", lease_until=None, updated_at=now
-        ).where((Delivery.endpoint_id == endpoint.id) & Delivery.status.in_(OPEN_STATES)).execute()
+        delivery_states.move(
+            Delivery.endpoint_id == endpoint.id,
+            to=delivery_states.CANCELLED,
+            from_=delivery_states.OPEN_STATES,
+            last_error="endpoint deleted",
+            lease_until=None,
+            updated_at=now,
+        )

@@ -20,9 +20,10 @@ import secrets
 from dataclasses import dataclass
 
 from engine import signing
-from engine.db.models import ENDPOINT_ACTIVE, ENDPOINT_UNVERIFIED, Endpoint, db, utcnow
+from engine.db.models import Endpoint, db, utcnow
 from engine.deliveries.client import Outcome, Request
 from engine.endpoints import secrets as endpoint_secrets
+from engine.endpoints import states
 from engine.errors import CryptoError
 from engine.ids import new_id
 from engine.secretbox import SecretBox
@@ -121,7 +122,5 @@ def _store(endpoint_id: str, url: str, error: str | None, now: dt.datetime) -> N
     with db.atomic():
         if error is None:
             changes[Endpoint.verified_at] = now
-            Endpoint.update(status=ENDPOINT_ACTIVE, updated_at=now).where(
-                current & (Endpoint.status == ENDPOINT_UNVERIFIED)
-            ).execute()
+            states.move(current, to=states.ACTIVE, from_=(states.UNVERIFIED,), updated_at=now)
         Endpoint.update(changes).where(current).execute()

@@ -1,0 +1,116 @@
+"""The delivery's state machine: its states, where it starts, and every allowed move.
+
+    pending      created by fan-out, not yet published
+    queued       published, its lease running
+    delivering   claimed by a worker for one attempt (fan-out may create it so)
+    scheduled    waiting for `next_attempt_at`
+    succeeded    delivered: the end
+    quarantined  not tried again on its own; an operator may retry or recover it
+    cancelled    its endpoint was deleted or awaits verification, or was enabled
+                 without replay
+    parked       held back, spending no attempt, while its endpoint's breaker is open
+                 or the endpoint is disabled; released to `scheduled` when that ends
+
+The usual path is pending -> queued -> delivering -> succeeded; a failed attempt
+goes to scheduled (queued again when due) or to quarantined. `TRANSITIONS` is the
+whole truth, each move with who makes it. Every status change is a conditional
+UPDATE through `move` (or `update`, to add RETURNING), which refuses a move the
+table lacks (`TransitionError`) before touching the database. A new state is added
+to this table, with its moves, and nowhere else. The names are the column's
+vocabulary, defined in `engine.db.models` beside the column; use them from here.
+"""
+
+from __future__ import annotations
+
+from engine.db.machine import StateMachine
+from engine.db.models import (
+    CANCELLED,
+    DELIVERING,
+    DELIVERY_STATES,
+    OPEN_STATES,
+    PARKED,
+    PENDING,
+    QUARANTINED,
+    QUEUED,
+    SCHEDULED,
+    SUCCEEDED,
+    Delivery,
+)
+
+__all__ = [
+    "CANCELLED",
+    "CLAIMABLE",
+    "DELIVERING",
+    "DELIVERY_STATES",
+    "INITIAL",
+    "MACHINE",
+    "OPEN_STATES",
+    "PARKED",
+    "PENDING",
+    "QUARANTINED",
+    "QUEUED",
+    "SCHEDULED",
+    "SUCCEEDED",
+    "TRANSITIONS",
+    "check",
+    "initial",
+    "move",
+    "update",
+]
+
+# Fan-out inserts a delivery `pending` for a message, or `delivering` when it claims it.
+INITIAL = (PENDING, DELIVERING)
+# What a claim may take (a `delivering` one only once its lease ran out).
+CLAIMABLE = (PENDING, QUEUED, DELIVERING)
+
+_CLAIM_CANCELS = "claim: the endpoint is deleted or awaits verification"
+_CLAIM_PARKS = "claim: the endpoint is disabled or its breaker open"
+_DELETE_CANCELS = "endpoints.crud.delete_endpoint"
+
+TRANSITIONS: dict[str, dict[str, str]] = {
+    PENDING: {
+        QUEUED: "fanout.mark_queued after publishing; schedule.take_expired",
+        DELIVERING: "record.claim_many",
+        PARKED: _CLAIM_PARKS,
+        CANCELLED: f"{_CLAIM_CANCELS}; {_DELETE_CANCELS}",
+    },
+    QUEUED: {
+        QUEUED: "schedule.take_expired: published but never claimed, published again",
+        DELIVERING: "record.claim_many",
+        PARKED: _CLAIM_PARKS,
+        CANCELLED: f"{_CLAIM_CANCELS}; {_DELETE_CANCELS}",
+    },
+    DELIVERING: {
+        DELIVERING: "record.claim_many, once the lease of a crashed worker ran out",
+        QUEUED: "schedule.take_expired: the worker's lease ran out",
+        SUCCEEDED: "record.record_many: a 2xx answer",
+        SCHEDULED: "record.record_many: a failure with retries left",
+        QUARANTINED: "record.record_many: a failure for good (schedule spent, too old, 410)",
+        PARKED: f"{_CLAIM_PARKS}, once the lease ran out",
+        CANCELLED: f"{_CLAIM_CANCELS}, once the lease ran out; {_DELETE_CANCELS}",
+    },
+    SCHEDULED: {
+        QUEUED: "schedule.take_due; quarantine.retry_now",
+        CANCELLED: _DELETE_CANCELS,
+    },
+    SUCCEEDED: {},
+    QUARANTINED: {
+        QUEUED: "quarantine.retry_now",
+        SCHEDULED: "quarantine.recover",
+        PARKED: "breakers.parking.enable with replay",
+    },
+    CANCELLED: {
+        PARKED: "breakers.parking.enable with replay, cancelled since the outage began",
+    },
+    PARKED: {
+        SCHEDULED: "breakers.parking.release, paced; release_one, as a half-open probe",
+        CANCELLED: f"breakers.parking.enable without replay; {_DELETE_CANCELS}",
+    },
+}
+
+MACHINE = StateMachine("delivery", Delivery.status, INITIAL, TRANSITIONS)
+# Module-level verbs: `states.move(where, to=QUEUED, from_=(PENDING,), lease_until=...)`.
+check = MACHINE.check
+initial = MACHINE.check_initial
+update = MACHINE.update
+move = MACHINE.move
