@@ -135,10 +135,10 @@ def insert_rows(
     """INSERT rows (dicts with the same keys) in one statement; answer how many went in.
 
     What `Model.insert_many(rows)` (with `.on_conflict_ignore()` when
-    `skip_conflicts`) does, for the hot paths
-    (fan-out, attempts): peewee builds that SQL node by node, which costs more
-    CPU than the round trip itself. Values still go through each field's
-    `db_value`, so they are stored exactly as peewee would store them.
+    `skip_conflicts`) does, for the hot paths (fan-out, attempts), without
+    peewee building the SQL node by node (ops/bench/NOTES.md#copy). Values
+    still go through each field's `db_value`, so they are stored exactly as
+    peewee would store them.
     """
     if not rows:
         return 0

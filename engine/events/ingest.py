@@ -151,7 +151,7 @@ def _insert_connected(
 def _insert_together(items: list[Submission]) -> list[Exception | None]:
     """INSERT the rows of concurrent requests in one statement, committed once.
 
-    A commit costs PostgreSQL about as much as the row it commits. Should the
+    One commit for many rows (ops/bench/NOTES.md#event-group-commit). Should the
     statement fail for a row's sake, the rows are tried one by one, so that
     only that request fails; a database that cannot be reached fails them all.
     """
