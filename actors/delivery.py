@@ -71,6 +71,7 @@ def fan_out(event_ids: str | list[str]) -> None:
                 claim=settings.deliver_batch * min(len(ids), FAN_OUT_CLAIM),
                 claim_lease_s=settings.request_timeout_s + settings.lease_grace_s,
                 before_writing=send_now,
+                memo=rt.endpoints,
             )
     except BaseException:
         # Not committed (or not known to be): nothing is recorded for these attempts, and

@@ -16,6 +16,7 @@ from dramatiq.middleware import Middleware
 
 from engine import __version__
 from engine.deliveries.client import ClientOptions, DeliveryClient, open_session
+from engine.deliveries.fanout import EndpointMemo
 from engine.secretbox import SecretBox
 from engine.secretbox import from_settings as secretbox_from_settings
 from engine.settings import Settings
@@ -46,6 +47,8 @@ class Runtime:
     outcomes: OutcomeReporter | None = field(default=None, repr=False)
     # Sends and records the attempts in flight; opened with the client.
     pipeline: Pipeline | None = field(default=None, repr=False)
+    # Endpoint models the fan-outs of this process built, reused while their rows are unchanged.
+    endpoints: EndpointMemo = field(default_factory=EndpointMemo, repr=False)
 
     def __post_init__(self) -> None:
         if self.secretbox is None:

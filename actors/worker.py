@@ -6,9 +6,6 @@ calls it once to read the settings, bind the database and build the broker.
 
 from __future__ import annotations
 
-import gc
-import sys
-
 import dramatiq
 
 from actors import runtime
@@ -17,27 +14,7 @@ from actors.broker import Publisher, build_broker, declare_actors, worker_middle
 from engine import logs
 from engine.db.connect import bind
 from engine.settings import Settings
-
-# The event loop that sends attempts shares the GIL with dramatiq's threads, which fan out
-# and record. A thread that wants the GIL waits up to this long for the one holding it; at
-# CPython's default (5 ms) the loop paid that at nearly every wake-up, and at half load the
-# lag to a first attempt went from a p50 of about 20 ms (1 ms) to 50-180 ms.
-GIL_SWITCH_INTERVAL_S = 0.001
-
-# CPython collects its youngest generation every 700 container allocations. A worker holds
-# hundreds of attempts in flight for tens of milliseconds each (claims, requests, tasks,
-# futures, aiohttp's objects): each collection found them alive and promoted them, so the
-# older generations, and every object the process holds, were traversed again and again.
-# In `python -m ops.bench` end to end that was 18-22 % of the worker's CPU (perf); at
-# 10,000, most are gone before a collection looks, and it is about 3 %. Cycles are still
-# collected, a few thousand allocations later.
-GC_THRESHOLDS = (10_000, 10, 10)
-
-
-def tune_interpreter() -> None:
-    """The GIL's switch interval and the collector's thresholds of a worker process."""
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-    gc.set_threshold(*GC_THRESHOLDS)
+from engine.shortcuts.interpreter import freeze_heap, tune_interpreter
 
 
 def setup(settings: Settings | None = None) -> dramatiq.Broker:
@@ -52,8 +29,5 @@ def setup(settings: Settings | None = None) -> dramatiq.Broker:
     publisher = Publisher(broker, actors, settings)
     outcomes = supervision.OutcomeReporter(publisher.report_outcomes)
     runtime.set_runtime(runtime.Runtime(settings, database, publisher, outcomes=outcomes))
-    # What the process holds from here on (modules, actors, settings) lives as long as it
-    # does: out of every later collection's way. Garbage made so far is collected first.
-    gc.collect()
-    gc.freeze()
+    freeze_heap()  # what the process holds from here on lives as long as it does
     return broker

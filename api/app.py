@@ -26,11 +26,13 @@ from api.resources.openapi import OpenApi
 from api.resources.quarantine import Quarantine
 from api.resources.tenants import Tenants
 from api.server import ConcurrencyLimit
+from api.server import Worker as ServerWorker
+from engine.events.ingest import EventStore
 from engine.secretbox import SecretBox
 from engine.secretbox import from_settings as secretbox_from_settings
 from engine.settings import Settings
 from engine.ssrf import AddressPolicy
-from engine.tenancy.credentials import CredentialCache
+from engine.tenancy.credentials import CredentialCache, CredentialGeneration
 
 
 def address_policy(settings: Settings) -> AddressPolicy:
@@ -51,31 +53,32 @@ def create_app(
     clock: Callable[[], float] = time.time,
     secretbox: SecretBox | None = None,
     credentials: CredentialCache | None = None,
+    events: EventStore | None = None,
 ) -> falcon.asgi.App:
     """Build the ASGI app; the database is bound and `enqueue` publishes `fan_out`.
 
     Requests are served on the event loop; what blocks (the database, JWT
     keys) runs on `settings.api_threads` threads (`api.offload`). Events
     without an idempotency key never leave the loop: their rows are stored
-    and announced in batches by `engine.events.ingest.ingest_unkeyed`.
+    and announced in batches by `events` (`engine.events.ingest.EventStore`,
+    built here when not given).
 
     `enqueue_many` publishes the ids of concurrent requests' events together;
     by default each goes through `enqueue`.
 
     `secretbox` seals endpoint secrets; by default it is built from the settings.
     `credentials` remembers authenticated API keys for a moment (`engine.tenancy.credentials`);
-    without it every request reads its key from the database.
+    without it every request reads its key from the database. Revoking a key or
+    changing a tenant empties it through its `generation`.
     """
     offload = Offload(database, settings.api_threads)
-    app = falcon.asgi.App(
-        media_type=falcon.MEDIA_JSON,
-        middleware=[
-            Metrics(),
-            RequestContext(),
-            Auth(settings, credentials=credentials, offload=offload),
-            RateLimit(settings, clock, offload=offload),
-        ],
-    )
+    middleware: list[Any] = [
+        Metrics(),
+        RequestContext(),
+        Auth(settings, credentials=credentials, offload=offload),
+        RateLimit(settings, clock, offload=offload),
+    ]
+    app = falcon.asgi.App(media_type=falcon.MEDIA_JSON, middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     handler = falcon.media.JSONHandler(
         dumps=functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":")),
@@ -95,10 +98,11 @@ def create_app(
     route("/metrics", MetricsResource())
     route("/readyz", Readiness(database, broker_check))
     route("/openapi.json", OpenApi())
-    tenants = Tenants(settings)
+    changes = credentials.generation if credentials is not None else CredentialGeneration()
+    tenants = Tenants(settings, changes)
     route("/v1/tenants", tenants)
     route("/v1/tenants/{tenant_id}", tenants, suffix="item")
-    keys = Keys(settings)
+    keys = Keys(settings, changes)
     route("/v1/keys", keys)
     route("/v1/keys/{key_id}", keys, suffix="item")
     box = secretbox or secretbox_from_settings(settings)
@@ -112,9 +116,9 @@ def create_app(
     route("/v1/endpoints/{endpoint_id}/recover", endpoints, suffix="recover")
     route("/v1/endpoints/{endpoint_id}/health", endpoints, suffix="health")
     route("/v1/endpoints/{endpoint_id}/enable", endpoints, suffix="enable")
-    events = Events(settings, enqueue, enqueue_many, offload)
-    route("/v1/events", events)
-    route("/v1/events/{event_id}", events, suffix="item")
+    ingest = Events(settings, enqueue, enqueue_many, offload, events or EventStore())
+    route("/v1/events", ingest)
+    route("/v1/events/{event_id}", ingest, suffix="item")
     deliveries = Deliveries(settings, enqueue)
     route("/v1/deliveries", deliveries)
     route("/v1/deliveries/{delivery_id}", deliveries, suffix="item")
@@ -124,10 +128,12 @@ def create_app(
     return app
 
 
-def get_app() -> ConcurrencyLimit:
+def get_app(generation: CredentialGeneration | None = None) -> ConcurrencyLimit:
     """The production app: settings from the environment, RabbitMQ as the broker.
 
-    Past `api.server.MAX_IN_FLIGHT` requests in flight, it answers 503 at once.
+    `generation` is the credential counter this process's cache reads; gunicorn's
+    master shares one with every worker (`Worker`). Past `api.server.MAX_IN_FLIGHT`
+    requests in flight, it answers 503 at once.
     """
     from actors.broker import Publisher  # the one place the API is wired to the actors
     from actors.transactional import TransactionalPublisher
@@ -147,6 +153,20 @@ def get_app() -> ConcurrencyLimit:
         enqueue=transactional.enqueue,
         enqueue_many=transactional.enqueue_many,
         broker_check=publisher.ping,
-        credentials=CredentialCache(settings.credential_cache_ttl_s),
+        credentials=CredentialCache(
+            settings.credential_cache_ttl_s, generation=generation or CredentialGeneration()
+        ),
+        events=EventStore(),
     )
     return ConcurrencyLimit(app)
+
+
+class Worker(ServerWorker):
+    """gunicorn's worker (`ops/gunicorn.conf.py`): serves `get_app`, wired in this process.
+
+    The credential counter comes from gunicorn's master, which made it before
+    forking (its `on_starting` hook) so that every worker reads the same memory.
+    """
+
+    def load_wsgi(self) -> None:
+        self.wsgi = get_app(getattr(self.app, "credential_generation", None))

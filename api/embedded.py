@@ -24,8 +24,9 @@ from api.app import create_app
 from api.server import MAX_CONNECTIONS, ConcurrencyLimit, server_protocol
 from engine.db.connect import bind
 from engine.db.migrations import migrate
+from engine.events.ingest import EventStore
 from engine.settings import Settings
-from engine.tenancy.credentials import CredentialCache
+from engine.tenancy.credentials import CredentialCache, CredentialGeneration
 
 log = structlog.get_logger("hookline.embedded")
 
@@ -105,7 +106,10 @@ def start(settings: Settings) -> Embedded:
         database=database,
         enqueue=publisher.enqueue,
         secretbox=shared.box,
-        credentials=CredentialCache(settings.credential_cache_ttl_s),
+        credentials=CredentialCache(
+            settings.credential_cache_ttl_s, generation=CredentialGeneration()
+        ),
+        events=EventStore(),
     )
     config = uvicorn.Config(
         ConcurrencyLimit(app),

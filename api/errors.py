@@ -16,7 +16,6 @@ from engine.errors import (
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
-    UnavailableError,
 )
 
 log = structlog.get_logger(__name__)
@@ -167,6 +166,5 @@ def install(app: falcon.asgi.App) -> None:
     app.add_error_handler(InvalidInputError, wrap(_invalid))
     app.add_error_handler(ConflictError, wrap(_conflict))
     app.add_error_handler(ForbiddenError, wrap(_forbidden))
-    app.add_error_handler(UnavailableError, wrap(_unavailable))
-    for error in UNAVAILABLE_ERRORS:
+    for error in UNAVAILABLE_ERRORS:  # UnavailableError, and peewee's own where they leak
         app.add_error_handler(error, wrap(_unavailable))

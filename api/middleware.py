@@ -17,10 +17,9 @@ from api.tokens import TokenError, TokenVerifier
 from engine.errors import ForbiddenError
 from engine.settings import Settings
 from engine.tenancy import ratelimit
-from engine.tenancy.credentials import CredentialCache
+from engine.tenancy.credentials import CredentialCache, Principal
 from engine.tenancy.tenants import (
     KEY_PREFIX,
-    Principal,
     authenticate_key,
     cached_principal,
     find_tenant,

@@ -84,8 +84,8 @@ def _event_create_rules() -> tuple[frozenset[str], frozenset[str], re.Pattern[st
 def _plain_event(document: Any) -> bool:
     """True for an `event_create` body the schema surely accepts; False is no verdict.
 
-    The full validator took 8 % of the API's CPU at ingest. This accepts
-    nothing the schema refuses (the unit tests compare the two), and hands
+    The full validator is costly at ingest (ops/bench/NOTES.md#event-body-quick-check).
+    This accepts nothing the schema refuses (the unit tests compare the two), and hands
     every body it does not accept to the validator, which names the errors.
     """
     if type(document) is not dict:
@@ -192,8 +192,8 @@ def _storable(document: Any) -> None:
     """
     text = json.dumps(document, ensure_ascii=False, allow_nan=False)
     text.encode("utf-8")
-    # The substring test first: the pattern, which starts with a lookbehind, is tried at
-    # every offset and cost 2 % of the API's CPU per event on its own.
+    # The substring test first: the pattern starts with a lookbehind, so it is tried at
+    # every offset (ops/bench/NOTES.md#nul-escape-substring-test).
     if "\\u0000" in text and _NUL_ESCAPE.search(text):
         raise ValueError("NUL characters (\\u0000) cannot be stored")
 

@@ -1,17 +1,28 @@
 """The engine's error tree.
 
     EngineError
-    ├── SettingsError        a setting is missing or malformed (names the variable)
-    ├── NotFoundError        no such row for this tenant
-    ├── ConflictError        the request clashes with the stored state
-    ├── InvalidInputError    a value the schema admits but the domain refuses (names the field)
-    ├── ForbiddenError       the credential lacks a scope the request needs (names the scope)
-    ├── UnavailableError     the database cannot be reached right now
-    ├── CryptoError          a stored secret does not decrypt with the configured keys
-    ├── MigrationError       the schema cannot be brought up to date
-    └── TransitionError      a status change its state machine's table does not allow (a bug)
+    ├── SettingsError           a setting is missing or malformed (names the variable)
+    ├── NotFoundError           no such row for this tenant
+    ├── ConflictError           the request clashes with the stored state
+    ├── InvalidInputError       a value the schema admits but the domain refuses (names the field)
+    ├── ForbiddenError          the credential lacks a scope the request needs (names the scope)
+    ├── UnavailableError        the database cannot be reached right now (raised by engine.db)
+    ├── CryptoError             a stored secret does not decrypt with the configured keys
+    ├── MigrationError          the schema cannot be brought up to date
+    ├── TransitionError         a status change its state machine's table does not allow (a bug)
+    ├── MalformedError          a value handed to a pure function is not well-formed (a ValueError)
+    │   ├── InvalidIdError          an id, its prefix or its timestamp (engine.ids)
+    │   ├── InvalidScheduleError    a retry schedule (engine.retry)
+    │   └── SigningError            a secret or a signature (engine.signing)
+    │       ├── InvalidSecretError      not `whsec_` and base64 of 24 to 64 bytes
+    │       └── SignatureError          headers or signature that do not verify
+    └── RefusedAddressError     the SSRF guard refused a connection (a PermissionError, so
+                                aiohttp reports it as a connection failure; engine.ssrf)
 
-Delivery outcomes are values (`engine.deliveries.client.Outcome`), never exceptions.
+The classes of a module's own concept stay defined in it, under this tree. The
+API maps each branch to one problem+json (`api.errors`); a `MalformedError` or
+a `RefusedAddressError` that reaches it is a bug, answered 500. Delivery
+outcomes are values (`engine.deliveries.client.Outcome`), never exceptions.
 """
 
 from __future__ import annotations
@@ -86,3 +97,7 @@ class TransitionError(EngineError):
         self.machine = machine
         self.from_ = from_
         self.to = to
+
+
+class MalformedError(EngineError, ValueError):
+    """A value handed to a pure engine function is not well-formed."""

@@ -16,6 +16,8 @@ import time
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from engine.errors import MalformedError
+
 __all__ = [
     "ALPHABET",
     "PREFIXES",
@@ -56,7 +58,7 @@ _last_ms = -1
 _last_value = 0
 
 
-class InvalidIdError(ValueError):
+class InvalidIdError(MalformedError):
     """An id prefix, timestamp or id string is not acceptable."""
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from engine.errors import MalformedError
+
 __all__ = [
     "DEFAULT_SCHEDULE_S",
     "JITTER",
@@ -52,7 +54,7 @@ _DIGITS_RE = re.compile(r"[0-9]+", re.ASCII)
 Action = Literal["succeed", "retry", "quarantine", "disable"]
 
 
-class InvalidScheduleError(ValueError):
+class InvalidScheduleError(MalformedError):
     """A retry schedule is empty, too long, or has an entry out of bounds."""
 
 

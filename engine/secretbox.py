@@ -24,7 +24,7 @@ import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 from cryptography.exceptions import InvalidTag
@@ -32,11 +32,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from engine.errors import CryptoError, SettingsError
 
-if TYPE_CHECKING:
-    from engine.settings import Settings
-
 __all__ = [
     "KEY_FILE",
+    "KeySettings",
     "SecretBox",
     "from_settings",
     "generate_key",
@@ -164,7 +162,27 @@ def is_sealed(stored: str) -> bool:
     return stored.startswith(VERSION + ":") and stored.count(":") >= 2
 
 
-def from_settings(settings: Settings) -> SecretBox:
+class KeySettings(Protocol):
+    """The settings a box is opened from; `engine.settings.Settings` has them all.
+
+    A protocol, not `Settings` itself: the settings' parsers read keys with
+    `parse_key`, so importing them here would make a cycle.
+    """
+
+    @property
+    def secret_key(self) -> str | None: ...
+
+    @property
+    def secret_key_previous(self) -> Sequence[str]: ...
+
+    @property
+    def embedded(self) -> bool: ...
+
+    @property
+    def data_dir(self) -> str: ...
+
+
+def from_settings(settings: KeySettings) -> SecretBox:
     """The box the settings name; the embedded deployment may generate its key file.
 
     Raises:

@@ -16,6 +16,8 @@ import hmac
 from collections.abc import Mapping, Sequence
 from secrets import token_bytes
 
+from engine.errors import MalformedError
+
 __all__ = [
     "SECRET_PREFIX",
     "InvalidSecretError",
@@ -36,7 +38,7 @@ MAX_KEY_BYTES = 64
 NEW_KEY_BYTES = 32
 
 
-class SigningError(ValueError):
+class SigningError(MalformedError):
     """A secret could not be used, or a signature did not verify."""
 
 

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import AddrInfoType, SocketFactoryType
 
+from engine.errors import EngineError
+
 __all__ = [
     "AddressPolicy",
     "IPAddress",
@@ -102,7 +104,7 @@ class AddressPolicy:
     allow_cidrs: tuple[IPNetwork, ...] = ()  # networks allowed despite being non-public
 
 
-class RefusedAddressError(PermissionError):
+class RefusedAddressError(EngineError, PermissionError):
     """A connection to a non-public address was refused by the SSRF guard."""
 
     def __init__(self, address: str, reason: str) -> None:

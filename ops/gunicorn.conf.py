@@ -6,15 +6,16 @@ from engine.settings import Settings
 
 _settings = Settings.from_env()
 
-wsgi_app = "api.app:get_app()"  # an ASGI app, despite the setting's name
+# An ASGI app, despite the setting's name; `api.app.Worker` builds it with the credential
+# counter `on_starting` shares, but gunicorn wants the setting all the same.
+wsgi_app = "api.app:get_app()"
 bind = _settings.bind
 # One asyncio loop per worker (api.server); HOOKLINE_API_THREADS sizes each worker's pool
 # for blocking work (api.offload), not gunicorn's threads.
-worker_class = "api.server.Worker"
+worker_class = "api.app.Worker"
 workers = _settings.api_workers
-# Recycle workers now and then, staggered, so a slow leak can never grow unbounded. Not too
-# often: a new worker imports the app and starts with cold pools and caches, and at 10,000
-# requests a worker taking 500 events/s was replaced every 20 s.
+# Recycle workers now and then, staggered, so a slow leak can never grow unbounded; rarely,
+# since a new worker starts with cold pools and caches (ops/bench/NOTES.md#worker-recycling).
 max_requests = 1_000_000
 max_requests_jitter = 100_000
 timeout = 30
@@ -31,9 +32,11 @@ proc_name = "hookline-api"
 
 def on_starting(server):
     """Before the first fork: a revoked key is then refused by every worker at once."""
-    from engine.tenancy import credentials
+    from engine.tenancy.credentials import CredentialGeneration
 
-    credentials.share_across_fork()
+    generation = CredentialGeneration()
+    generation.share_across_fork()
+    server.app.credential_generation = generation  # each worker's `api.app.Worker` reads it
 
 
 def child_exit(server, worker):

@@ -15,7 +15,6 @@ import pytest
 from engine.db.connect import bind
 from engine.db.migrations import migrate
 from engine.settings import Settings
-from engine.tenancy import credentials
 from tests.factories import Clock, make_settings
 from tests.services import amqp_url_for, new_database, new_vhost
 
@@ -23,15 +22,6 @@ from tests.services import amqp_url_for, new_database, new_vhost
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-@pytest.fixture
-def fresh_credential_generation() -> Iterator[None]:
-    """A process-local credential counter, as an API process has before a fork."""
-    saved = credentials._generation
-    credentials._generation = credentials._Generation()
-    yield
-    credentials._generation = saved
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ from api.errors import Problem
 from api.validation import int_param, text_param
 from engine.db.pages import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor
 from engine.errors import InvalidInputError
-from engine.tenancy.tenants import Principal
+from engine.tenancy.credentials import Principal
 
 
 def principal(req: falcon.Request) -> Principal:
     """The authenticated caller, set by the Auth middleware."""
-    return req.context.principal  # type: ignore[no-any-return]
+    return req.context.principal
 
 
 def paging(req: falcon.Request) -> tuple[int, str | None]:

@@ -16,6 +16,7 @@ from api.offload import Offload, receive_body
 from api.resources import paging, principal
 from api.validation import read_json, text_param
 from engine.events import ingest as events
+from engine.events.ingest import EventStore
 from engine.settings import Settings
 
 log = structlog.get_logger("hookline.api")
@@ -40,8 +41,10 @@ class Events:
         enqueue: Enqueue,
         enqueue_many: EnqueueMany | None,
         offload: Offload,
+        store: EventStore,
     ) -> None:
         self.settings = settings
+        self.store = store
         self.enqueue = enqueue
         self.enqueue_many = enqueue_many or functools.partial(_one_by_one, enqueue)
         self.offload = offload
@@ -55,7 +58,7 @@ class Events:
         lease_s = self.settings.fan_out_lease_s
         created = True
         if key is None:
-            event = await events.ingest_unkeyed(
+            event = await self.store.ingest_unkeyed(
                 tenant_id,
                 body["event_type"],
                 body["payload"],
@@ -65,7 +68,7 @@ class Events:
         else:  # a lookup of the key first, and a conflict to settle: on a thread
             event, created = await self.offload.run(
                 functools.partial(
-                    events.ingest_event,
+                    self.store.ingest_event,
                     tenant_id,
                     body["event_type"],
                     body["payload"],

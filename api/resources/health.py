@@ -7,7 +7,7 @@ from typing import Any
 
 import falcon
 
-from engine.db.connect import UNAVAILABLE_ERRORS
+from engine.errors import UnavailableError
 
 
 class Health:
@@ -49,8 +49,8 @@ class Readiness:
     def _check(probe: Callable[[], None]) -> str:
         try:
             probe()
-        except (*UNAVAILABLE_ERRORS, OSError, ConnectionError) as exc:
-            return f"error: {type(exc).__name__}"
+        except UnavailableError as exc:  # named for the driver's error, which says more
+            return f"error: {type(exc.__cause__ or exc).__name__}"
         except Exception as exc:  # noqa: BLE001 - readiness reports, it never fails
             return f"error: {type(exc).__name__}"
         return "ok"

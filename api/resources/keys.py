@@ -9,6 +9,7 @@ from api.resources import paging, principal
 from api.validation import read_json
 from engine.settings import Settings
 from engine.tenancy import keys
+from engine.tenancy.credentials import CredentialGeneration
 
 
 class Keys:
@@ -16,8 +17,9 @@ class Keys:
 
     scopes = {"GET": "keys:manage", "POST": "keys:manage", "DELETE": "keys:manage"}
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, credentials: CredentialGeneration) -> None:
         self.settings = settings
+        self.credentials = credentials  # told of each revocation: the API's caches read it
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json(req, "key_create", self.settings.max_body_bytes)
@@ -34,5 +36,5 @@ class Keys:
         resp.media = views.page(page, views.key)
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, key_id: str) -> None:
-        keys.revoke_key(principal(req).tenant_id, key_id)
+        keys.revoke_key(principal(req).tenant_id, key_id, credentials=self.credentials)
         resp.status = falcon.HTTP_204

@@ -7,6 +7,7 @@ import falcon
 from api import views
 from api.validation import read_json
 from engine.settings import Settings
+from engine.tenancy.credentials import CredentialGeneration
 from engine.tenancy.tenants import create_tenant, update_tenant
 
 
@@ -15,8 +16,9 @@ class Tenants:
 
     auth = "admin"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, credentials: CredentialGeneration) -> None:
         self.settings = settings
+        self.credentials = credentials  # told of each change: principals carry rate limits
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json(req, "tenant_create", self.settings.max_body_bytes)
@@ -26,4 +28,5 @@ class Tenants:
 
     def on_patch_item(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
         body = read_json(req, "tenant_update", self.settings.max_body_bytes)
-        resp.media = views.tenant_detail(update_tenant(tenant_id, body))
+        tenant = update_tenant(tenant_id, body, credentials=self.credentials)
+        resp.media = views.tenant_detail(tenant)

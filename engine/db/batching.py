@@ -1,10 +1,9 @@
 """Group commit: what several threads submit at about the same time is flushed in one call.
 
-Publishing one message and waiting for RabbitMQ to take responsibility for it
-cost the API about as much CPU as the rest of a request, and RabbitMQ more:
-the cost is per round trip and per commit, hardly per message. `GroupCommit`
-shares that cost among the threads that need it at the same moment, without
-making any of them wait for a batch to fill.
+A commit, to PostgreSQL or to RabbitMQ, costs per round trip, hardly per row
+or message (ops/bench/NOTES.md#event-group-commit). `GroupCommit` shares that
+cost among the threads that need it at the same moment, without making any of
+them wait for a batch to fill.
 """
 
 from __future__ import annotations
@@ -136,9 +135,9 @@ class BackgroundCommit(Generic[T, R]):
     `flush(items)`, then `then(items, results)` if given (publishing what was
     just committed), and settles the batch's futures, waking each event loop
     once for its whole share. While it works, the next batch gathers: the
-    busier the callers, the larger each batch and the cheaper each item. (A
-    second thread overlapping `then` with the next flush made the batches
-    smaller and cost the API more CPU per event, not less.)
+    busier the callers, the larger each batch and the cheaper each item. (One
+    thread, not a second overlapping `then` with the next flush, which made the
+    batches smaller: ops/bench/NOTES.md#event-group-commit.)
 
     The thread starts on the first submit in a process, so a fork before that
     (gunicorn's) leaves no half-copied thread behind.

@@ -51,6 +51,7 @@ def fan_out_and_claim(
     claim_lease_s: float = 60.0,
     now: dt.datetime | None = None,
     before_writing: Callable[[FanOut], None] | None = None,
+    memo: EndpointMemo | None = None,
 ) -> FanOut:
     """Fan events out, claiming up to `claim` of the new deliveries for their first attempt.
 
@@ -74,7 +75,11 @@ def fan_out_and_claim(
     worker starts its attempts there). If it raises, nothing is committed;
     if the writing or the commit fails after it ran, undoing what it started
     is the caller's part.
+
+    `memo` remembers the endpoint models built from rows read before; a worker
+    passes the one its runtime holds. Without it, each call builds its own.
     """
+    memo = memo or EndpointMemo()
     ids = [event_ids] if isinstance(event_ids, str) else list(dict.fromkeys(event_ids))
     if not ids:
         return FanOut([], [])
@@ -92,9 +97,7 @@ def fan_out_and_claim(
         for event in (opened[i] for i in ids if i in opened):
             endpoints = tenants.get(event.tenant_id)
             if endpoints is None:
-                endpoints = tenants[event.tenant_id] = _active_endpoints(
-                    endpoints_sql, event.tenant_id
-                )
+                endpoints = tenants[event.tenant_id] = memo.active(endpoints_sql, event.tenant_id)
             for endpoint, breaker_state in endpoints:
                 if not matches(event.event_type, endpoint.event_types):
                     continue
@@ -148,32 +151,38 @@ def _fan_out_sql(param: str) -> tuple[str, str]:
 
 _ENDPOINT_FIELDS: tuple[Any, ...] = tuple(Endpoint._meta.sorted_fields)
 _ID = _ENDPOINT_FIELDS.index(Endpoint._meta.primary_key)
-# Endpoint id -> (its row as read, the model built from it), for the process. A row
-# that reads the same as last time is the same endpoint: its model (JSON columns
-# parsed, fields converted) is used again instead of built again, which was 6 % of a
-# worker's CPU at the lag scenario's rate. A changed row builds a new model. The
-# models are shared by threads and only read.
-_endpoint_models: dict[str, tuple[tuple[Any, ...], Endpoint]] = {}
-# Past this many endpoints the memo starts over, so memory stays bounded.
+# Past this many endpoints a memo starts over, so memory stays bounded.
 ENDPOINT_MEMO_MAX = 10_000
 
 
-def _active_endpoints(sql: str, tenant_id: str) -> list[tuple[Endpoint, str | None]]:
-    """The tenant's active endpoints, each with its breaker's state (None: no breaker yet)."""
-    cursor = db.execute_sql(sql, (tenant_id, endpoint_states.ACTIVE))
-    endpoints = []
-    for *row, breaker_state in cursor.fetchall():
-        values = tuple(row)
-        known = _endpoint_models.get(values[_ID])
+class EndpointMemo:
+    """Endpoint models by id, each with the row it was built from; shared by threads.
+
+    A row that reads the same as last time is the same endpoint: its model
+    (JSON columns parsed, fields converted) is used again instead of built
+    again (ops/bench/NOTES.md#endpoint-memo). A changed row builds a new
+    model. The models are only read, never changed.
+    """
+
+    def __init__(self, max_entries: int = ENDPOINT_MEMO_MAX) -> None:
+        self.max_entries = max_entries
+        self._models: dict[str, tuple[tuple[Any, ...], Endpoint]] = {}
+
+    def active(self, sql: str, tenant_id: str) -> list[tuple[Endpoint, str | None]]:
+        """The tenant's active endpoints, each with its breaker's state (None: no breaker yet)."""
+        cursor = db.execute_sql(sql, (tenant_id, endpoint_states.ACTIVE))
+        return [(self.model(tuple(row)), state) for *row, state in cursor.fetchall()]
+
+    def model(self, values: tuple[Any, ...]) -> Endpoint:
+        """The model of a row of `_ENDPOINT_FIELDS`; the one built before if the row is the same."""
+        known = self._models.get(values[_ID])
         if known is not None and known[0] == values:
-            endpoint = known[1]
-        else:
-            endpoint = _endpoint_model(values)
-            if len(_endpoint_models) >= ENDPOINT_MEMO_MAX:
-                _endpoint_models.clear()
-            _endpoint_models[values[_ID]] = (values, endpoint)
-        endpoints.append((endpoint, breaker_state))
-    return endpoints
+            return known[1]
+        endpoint = _endpoint_model(values)
+        if len(self._models) >= self.max_entries:
+            self._models.clear()
+        self._models[values[_ID]] = (values, endpoint)
+        return endpoint
 
 
 def _endpoint_model(values: tuple[Any, ...]) -> Endpoint:

@@ -30,71 +30,93 @@ def encode_payload(payload: Any) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def ingest_event(
-    tenant_id: str,
-    event_type: str,
-    payload: Any,
-    idempotency_key: str | None,
-    *,
-    fan_out_lease_s: float,
-    announce: Announce | None = None,
-) -> tuple[Event, bool]:
-    """Store an event; answer it and whether it is new.
+# A new event's row, and what announces it once committed.
+Submission = tuple[dict[str, Any], Announce | None]
 
-    A repeated idempotency key answers the first event and stores nothing.
-    A new event is passed to `announce` once its row is committed, before
-    this returns. Events without a key that concurrent requests store
-    together are announced together too, by whichever request leads their
-    INSERT: one `fan_out` message can carry them all. Inside a caller's
-    transaction nothing is announced (a worker would not see the row yet):
-    the caller publishes after its commit, or the fan-out lease has the
-    scheduler do it.
 
-    Raises:
-        InvalidInputError: the event type is not a full match of its pattern.
+class EventStore:
+    """Stores events; those without a key that requests submit together share one INSERT.
+
+    Holds the process's group commits of event inserts: the API's composition
+    root (`api.app.create_app`) builds one and hands it to the events resource.
     """
-    row = _new_row(tenant_id, event_type, payload, idempotency_key, fan_out_lease_s)
-    if idempotency_key is None and not db.in_transaction():
-        failure = _unkeyed.submit((row, announce))
+
+    def __init__(self) -> None:
+        # Events without an idempotency key, from the request threads of this process.
+        self._from_threads: GroupCommit[Submission, Exception | None] = GroupCommit(
+            _insert_together, then=_announce_inserted
+        )
+        # The same, from coroutines (the API's event loop); its thread starts on first use.
+        self._from_loops: BackgroundCommit[Submission, Exception | None] = BackgroundCommit(
+            _insert_connected, then=_announce_inserted, name="event-inserts"
+        )
+
+    def ingest_event(
+        self,
+        tenant_id: str,
+        event_type: str,
+        payload: Any,
+        idempotency_key: str | None,
+        *,
+        fan_out_lease_s: float,
+        announce: Announce | None = None,
+    ) -> tuple[Event, bool]:
+        """Store an event; answer it and whether it is new.
+
+        A repeated idempotency key answers the first event and stores nothing.
+        A new event is passed to `announce` once its row is committed, before
+        this returns. Events without a key that concurrent requests store
+        together are announced together too, by whichever request leads their
+        INSERT: one `fan_out` message can carry them all. Inside a caller's
+        transaction nothing is announced (a worker would not see the row yet):
+        the caller publishes after its commit, or the fan-out lease has the
+        scheduler do it.
+
+        Raises:
+            InvalidInputError: the event type is not a full match of its pattern.
+        """
+        row = _new_row(tenant_id, event_type, payload, idempotency_key, fan_out_lease_s)
+        if idempotency_key is None and not db.in_transaction():
+            failure = self._from_threads.submit((row, announce))
+            if failure is not None:
+                raise failure
+            return Event(**row), True
+        # One statement, committed on its own (the connection is in autocommit mode): one
+        # round trip where BEGIN, INSERT and COMMIT took three, and no peewee SQL building.
+        if insert_rows(Event, [row], skip_conflicts=idempotency_key is not None):
+            if announce is not None and not db.in_transaction():
+                _announce_quietly(announce, [str(row["id"])])
+            return Event(**row), True
+        existing = Event.get(
+            (Event.tenant_id == tenant_id) & (Event.idempotency_key == idempotency_key)
+        )
+        return existing, False
+
+    async def ingest_unkeyed(
+        self,
+        tenant_id: str,
+        event_type: str,
+        payload: Any,
+        *,
+        fan_out_lease_s: float,
+        announce: Announce | None = None,
+    ) -> Event:
+        """Store an event without an idempotency key, from a coroutine; answer it.
+
+        `ingest_event` for an event loop: the loop never blocks. The rows of
+        every request in flight are INSERTed together and then announced
+        together, on a thread of their own; this answers once its row is
+        committed and announced.
+
+        Raises:
+            InvalidInputError: the event type is not a full match of its pattern.
+            peewee.PeeweeException: the row could not be stored.
+        """
+        row = _new_row(tenant_id, event_type, payload, None, fan_out_lease_s)
+        failure = await self._from_loops.submit((row, announce))
         if failure is not None:
             raise failure
-        return Event(**row), True
-    # One statement, committed on its own (the connection is in autocommit mode): one
-    # round trip where BEGIN, INSERT and COMMIT took three, and no peewee SQL building.
-    if insert_rows(Event, [row], skip_conflicts=idempotency_key is not None):
-        if announce is not None and not db.in_transaction():
-            _announce_quietly(announce, [str(row["id"])])
-        return Event(**row), True
-    existing = Event.get(
-        (Event.tenant_id == tenant_id) & (Event.idempotency_key == idempotency_key)
-    )
-    return existing, False
-
-
-async def ingest_unkeyed(
-    tenant_id: str,
-    event_type: str,
-    payload: Any,
-    *,
-    fan_out_lease_s: float,
-    announce: Announce | None = None,
-) -> Event:
-    """Store an event without an idempotency key, from a coroutine; answer it.
-
-    `ingest_event` for an event loop: the loop never blocks. The rows of
-    every request in flight are INSERTed together and then announced
-    together, on a thread of their own; this answers once its row is
-    committed and announced.
-
-    Raises:
-        InvalidInputError: the event type is not a full match of its pattern.
-        peewee.PeeweeException: the row could not be stored.
-    """
-    row = _new_row(tenant_id, event_type, payload, None, fan_out_lease_s)
-    failure = await _unkeyed_from_loops.submit((row, announce))
-    if failure is not None:
-        raise failure
-    return Event(**row)
+        return Event(**row)
 
 
 def _new_row(
@@ -119,17 +141,17 @@ def _new_row(
 
 
 def _insert_connected(
-    items: list[tuple[dict[str, Any], Announce | None]],
+    items: list[Submission],
 ) -> list[Exception | None]:
     """`_insert_together` on a thread that holds no connection between batches."""
     with db.connection_context():
         return _insert_together(items)
 
 
-def _insert_together(items: list[tuple[dict[str, Any], Announce | None]]) -> list[Exception | None]:
+def _insert_together(items: list[Submission]) -> list[Exception | None]:
     """INSERT the rows of concurrent requests in one statement, committed once.
 
-    A commit costs PostgreSQL about as much as the row it commits. Should the
+    One commit for many rows (ops/bench/NOTES.md#event-group-commit). Should the
     statement fail for a row's sake, the rows are tried one by one, so that
     only that request fails; a database that cannot be reached fails them all.
     """
@@ -150,9 +172,7 @@ def _insert_together(items: list[tuple[dict[str, Any], Announce | None]]) -> lis
     return failures
 
 
-def _announce_inserted(
-    items: list[tuple[dict[str, Any], Announce | None]], failures: list[Exception | None]
-) -> None:
+def _announce_inserted(items: list[Submission], failures: list[Exception | None]) -> None:
     """Announce the rows of one INSERT that went in, one call per `announce`.
 
     Runs while the next INSERT may already be under way, and before any of
@@ -172,16 +192,6 @@ def _announce_quietly(announce: Announce, ids: list[str]) -> None:
         announce(ids)
     except Exception as exc:  # noqa: BLE001 - the fan-out lease publishes them later
         log.warning("announce_failed", event_ids=ids, error=f"{type(exc).__name__}: {exc}")
-
-
-# Events without an idempotency key, from the request threads of this process.
-_unkeyed: GroupCommit[tuple[dict[str, Any], Announce | None], Exception | None] = GroupCommit(
-    _insert_together, then=_announce_inserted
-)
-# The same, from coroutines (the API's event loop).
-_unkeyed_from_loops: BackgroundCommit[tuple[dict[str, Any], Announce | None], Exception | None] = (
-    BackgroundCommit(_insert_connected, then=_announce_inserted, name="event-inserts")
-)
 
 
 def get_event(tenant_id: str, event_id: str) -> Event:

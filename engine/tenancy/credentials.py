@@ -1,16 +1,17 @@
-"""Authenticated API keys, remembered briefly so a busy key costs no query per request.
+"""Who is calling, and authenticated API keys remembered briefly so a busy key costs no query.
 
-Reading the key's row on every request was a quarter of the API's CPU at full
-ingest. A `CredentialCache` keeps each authenticated key's principal for
-`ttl_s` (one second by default, `HOOKLINE_CREDENTIAL_CACHE_TTL_S`) in the
-process, keyed by the key's digest, never its plaintext. What that costs, and
-what it does not:
+A `CredentialCache` keeps each authenticated key's principal for `ttl_s`
+(one second by default, `HOOKLINE_CREDENTIAL_CACHE_TTL_S`) in the process,
+keyed by the key's digest, never its plaintext: reading the key's row on
+every request was a large share of the API's CPU
+(ops/bench/NOTES.md#credential-cache). What that costs, and what it does not:
 
 - Revoking a key, or changing a tenant's rate limits, through Hookline
-  (`engine.tenancy.keys.revoke_key`, `engine.tenancy.tenants.update_tenant`) calls `changed()`,
-  which empties every cache of this host at once: the processes share one
-  counter (`share_across_fork`, which gunicorn's master calls before it forks
-  its workers), and a cache checks it on every read.
+  (`engine.tenancy.keys.revoke_key`, `engine.tenancy.tenants.update_tenant`) calls
+  `changed()` on the cache's `CredentialGeneration`, which empties every cache
+  reading that counter at once. The API's composition root builds one counter
+  per process; under gunicorn the master builds it and `share_across_fork` lets
+  every worker forked afterwards read and bump the same memory.
 - Any other change, a revocation on another host or a row edited by hand in
   the database, is seen within `ttl_s` at most: an entry is never used past it.
 - Unknown and revoked keys are never remembered, so a new key works at once
@@ -23,34 +24,45 @@ from __future__ import annotations
 import mmap
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # engine.tenancy.tenants calls `changed()`: no import cycle at run time
-    from engine.tenancy.tenants import Principal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 _COUNTER_BYTES = 8
 
 
-class _Generation:
-    """A counter every process forked after `share_across_fork` reads and bumps alike."""
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a tenant, through one credential, with some scopes."""
+
+    tenant_id: str
+    credential_id: str
+    scopes: frozenset[str]
+    # The tenant's overrides of the rate-limit settings, read with the credential.
+    rate_limits: Mapping[str, int] | None = field(default=None, compare=False, hash=False)
+
+
+class CredentialGeneration:
+    """A counter of credential changes; processes forked after `share_across_fork` share it."""
 
     def __init__(self) -> None:
         self._memory: mmap.mmap | None = None
         self._local = 0
 
     def share_across_fork(self) -> None:
+        """Let every process forked from now on see the others' `changed()` at once."""
         # An anonymous MAP_SHARED mapping: children forked after this see one memory.
         if self._memory is None:
             self._memory = mmap.mmap(-1, _COUNTER_BYTES)
 
     def read(self) -> int:
+        """The counter; read it before the database, hand it to `CredentialCache.put`."""
         memory = self._memory
         if memory is None:
             return self._local
         return int.from_bytes(memory[:_COUNTER_BYTES], "little")
 
-    def bump(self) -> None:
+    def changed(self) -> None:
+        """Forget every principal cached against this counter; call after the change commits."""
         # Racing bumps may both write n + 1: either write still moves the counter
         # off n after both changes were committed, which is all a reader needs.
         value = (self.read() + 1) % (1 << 63)
@@ -61,24 +73,6 @@ class _Generation:
             memory[:_COUNTER_BYTES] = value.to_bytes(_COUNTER_BYTES, "little")
 
 
-_generation = _Generation()
-
-
-def share_across_fork() -> None:
-    """Let every process forked from now on see the others' `changed()` at once."""
-    _generation.share_across_fork()
-
-
-def changed() -> None:
-    """Forget every cached credential of this host; call after a credential change commits."""
-    _generation.bump()
-
-
-def generation() -> int:
-    """The counter `changed()` moves; read it before the database, hand it to `put`."""
-    return _generation.read()
-
-
 class CredentialCache:
     """Principals by API-key digest, each used for `ttl_s` at most; thread-safe."""
 
@@ -86,19 +80,22 @@ class CredentialCache:
         self,
         ttl_s: float,
         *,
+        generation: CredentialGeneration | None = None,
         max_entries: int = 4096,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ttl_s = ttl_s
+        # The counter whose `changed()` empties this cache; its own when none is given.
+        self.generation = generation or CredentialGeneration()
         self.max_entries = max_entries
         self.clock = clock
         self._entries: dict[str, tuple[float, Principal]] = {}
-        self._seen = _generation.read()
+        self._seen = self.generation.read()
         self._lock = threading.Lock()
 
     def get(self, digest: str) -> Principal | None:
         """The principal cached for a key digest, or None when absent, expired or outdated."""
-        generation = _generation.read()
+        generation = self.generation.read()
         if generation != self._seen:
             with self._lock:
                 self._entries.clear()
@@ -121,7 +118,7 @@ class CredentialCache:
         if self.ttl_s <= 0:
             return
         with self._lock:
-            if generation != _generation.read() or generation != self._seen:
+            if generation != self.generation.read() or generation != self._seen:
                 return
             if len(self._entries) >= self.max_entries:
                 self._evict()

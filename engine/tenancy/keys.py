@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from engine.db.models import ApiKey, utcnow
 from engine.db.pages import Page, paginate
 from engine.errors import ForbiddenError, NotFoundError
-from engine.tenancy import credentials
+from engine.tenancy.credentials import CredentialGeneration
 from engine.tenancy.tenants import new_key
 
 
@@ -38,8 +38,10 @@ def list_keys(tenant_id: str, *, limit: int, cursor: str | None) -> Page:
     return paginate(query, ApiKey.id, limit=limit, cursor=cursor)
 
 
-def revoke_key(tenant_id: str, key_id: str) -> None:
-    """Revoke a key; from the next request on, in every process of this host, it
+def revoke_key(tenant_id: str, key_id: str, *, credentials: CredentialGeneration) -> None:
+    """Revoke a key, and tell `credentials`, the counter the API's caches read.
+
+    From the next request on, in every process of this host, the key
     authenticates nothing (on other hosts within `engine.tenancy.credentials`' TTL).
 
     Raises:

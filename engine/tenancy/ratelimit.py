@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from engine.db.models import RateLimitWindow, db
 from engine.settings import Settings
-from engine.tenancy.tenants import Principal
+from engine.tenancy.credentials import Principal
 
 INGEST = "ingest"
 MANAGEMENT = "management"

@@ -6,15 +6,13 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 from engine.db.models import ApiKey, Tenant, db, utcnow
 from engine.errors import InvalidInputError, NotFoundError
 from engine.ids import new_id
 from engine.signing import InvalidSecretError, decode_secret
-from engine.tenancy import credentials
-from engine.tenancy.credentials import CredentialCache
+from engine.tenancy.credentials import CredentialCache, CredentialGeneration, Principal
 
 KEY_PREFIX = "hk_"
 ALL_SCOPES = (
@@ -25,17 +23,6 @@ ALL_SCOPES = (
     "deliveries:write",
     "keys:manage",
 )
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: a tenant, through one credential, with some scopes."""
-
-    tenant_id: str
-    credential_id: str
-    scopes: frozenset[str]
-    # The tenant's overrides of the rate-limit settings, read with the credential.
-    rate_limits: Mapping[str, int] | None = field(default=None, compare=False, hash=False)
 
 
 def hash_key(api_key: str) -> str:
@@ -85,7 +72,7 @@ def authenticate_key(api_key: str, cache: CredentialCache | None = None) -> Prin
         cached = cache.get(digest)
         if cached is not None:
             return cached
-    generation = credentials.generation()
+    read_at = cache.generation.read() if cache is not None else 0
     query = (
         ApiKey.select(ApiKey.id, ApiKey.tenant_id, ApiKey.scopes, Tenant.rate_limits)
         .join(Tenant, on=ApiKey.tenant_id == Tenant.id)
@@ -96,7 +83,7 @@ def authenticate_key(api_key: str, cache: CredentialCache | None = None) -> Prin
         return None
     principal = Principal(row["tenant_id"], row["id"], frozenset(row["scopes"]), row["rate_limits"])
     if cache is not None:
-        cache.put(digest, principal, generation=generation)
+        cache.put(digest, principal, generation=read_at)
     return principal
 
 
@@ -112,8 +99,12 @@ def find_tenant(tenant_id: str) -> Tenant | None:
     return Tenant.get_or_none(Tenant.id == tenant_id)
 
 
-def update_tenant(tenant_id: str, fields: Mapping[str, Any]) -> Tenant:
+def update_tenant(
+    tenant_id: str, fields: Mapping[str, Any], *, credentials: CredentialGeneration
+) -> Tenant:
     """Rename a tenant, or replace its rate-limit or alert-channel overrides (None: the settings).
+
+    `credentials` is told of the change: cached principals carry the tenant's rate limits.
 
     Raises:
         NotFoundError: no such tenant.
@@ -132,7 +123,7 @@ def update_tenant(tenant_id: str, fields: Mapping[str, Any]) -> Tenant:
         if name in fields:
             setattr(tenant, name, fields[name])
     tenant.save()
-    credentials.changed()  # cached principals carry the tenant's rate limits
+    credentials.changed()
     return tenant
 
 

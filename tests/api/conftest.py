@@ -10,6 +10,7 @@ import structlog
 from falcon.testing import TestClient
 
 from api.app import create_app
+from engine.events.ingest import EventStore
 from engine.settings import Settings
 from tests.api.support import Api, Recorder
 from tests.factories import ADMIN_TOKEN, endpoint_body, event_body
@@ -29,8 +30,16 @@ def recorder() -> Recorder:
     return Recorder()
 
 
+@pytest.fixture(scope="session")
+def event_store() -> EventStore:
+    """One store of events for every app of the run, as one API process has: one thread."""
+    return EventStore()
+
+
 @pytest.fixture
-def make_api(sqlite_settings: Settings, sqlite_db: Any, recorder: Recorder) -> MakeApi:
+def make_api(
+    sqlite_settings: Settings, sqlite_db: Any, recorder: Recorder, event_store: EventStore
+) -> MakeApi:
     """Build an app; by default on the test database, with the recording broker."""
 
     def make(
@@ -45,6 +54,7 @@ def make_api(sqlite_settings: Settings, sqlite_db: Any, recorder: Recorder) -> M
             database=sqlite_db if database is None else database,
             enqueue=recorder if enqueue is None else enqueue,
             broker_check=broker_check,
+            events=event_store,
         )
         return Api(TestClient(app))
 

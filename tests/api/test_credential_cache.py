@@ -11,7 +11,7 @@ from falcon.testing import TestClient
 from api.app import create_app
 from engine.db.models import ApiKey
 from engine.settings import Settings
-from engine.tenancy.credentials import CredentialCache
+from engine.tenancy.credentials import CredentialCache, CredentialGeneration
 from tests.api.support import Api, Recorder, assert_problem
 from tests.factories import ADMIN_TOKEN, Clock
 
@@ -19,15 +19,14 @@ ENDPOINTS = "/v1/endpoints"
 TTL_S = 1.0
 
 
-pytestmark = pytest.mark.usefixtures("fresh_credential_generation")
-
-
 @pytest.fixture
 def process(sqlite_settings: Settings, sqlite_db: Any, clock: Clock) -> Callable[[], Api]:
-    """Start one more API "process" (an app with a cache of its own) on the test database."""
+    """Start one more API "process" of the host (an app with a cache of its own) on the test
+    database; the host's processes share one counter of credential changes, as under gunicorn."""
+    host = CredentialGeneration()
 
     def start() -> Api:
-        cache = CredentialCache(TTL_S, clock=clock)
+        cache = CredentialCache(TTL_S, generation=host, clock=clock)
         app = create_app(sqlite_settings, database=sqlite_db, enqueue=Recorder(), credentials=cache)
         return Api(TestClient(app))
 

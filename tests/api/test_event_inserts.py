@@ -9,12 +9,17 @@ from typing import Any
 
 import peewee
 import pytest
+from falcon.testing import TestClient
 
+from api.app import create_app
 from engine.db.models import Event, db, utcnow
 from engine.errors import InvalidInputError
 from engine.events import ingest as events
+from engine.events.ingest import EventStore
 from engine.ids import new_id
 from engine.tenancy.tenants import create_tenant
+from tests.api.support import Api, Recorder
+from tests.factories import ADMIN_TOKEN, event_body
 
 
 @pytest.fixture
@@ -22,8 +27,13 @@ def tenant_id(sqlite_db: Any) -> str:
     return create_tenant("Acme")[0].id
 
 
-def ingest(tenant_id: str, n: int) -> tuple[Event, bool]:
-    return events.ingest_event(tenant_id, "order.paid", {"n": n}, None, fan_out_lease_s=30)
+@pytest.fixture
+def store() -> EventStore:
+    return EventStore()
+
+
+def ingest(store: EventStore, tenant_id: str, n: int) -> tuple[Event, bool]:
+    return store.ingest_event(tenant_id, "order.paid", {"n": n}, None, fan_out_lease_s=30)
 
 
 def row(tenant_id: str, event_type: str) -> dict[str, Any]:
@@ -70,11 +80,11 @@ def database_down(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_concurrent_events_are_all_stored_each_answered_with_its_own(
-    sqlite_db: Any, tenant_id: str
+    sqlite_db: Any, tenant_id: str, store: EventStore
 ) -> None:
     def one(n: int) -> tuple[str, int]:
         with sqlite_db.connection_context():
-            event, created = ingest(tenant_id, n)
+            event, created = ingest(store, tenant_id, n)
             assert created
             return event.id, n
 
@@ -103,25 +113,27 @@ def test_a_row_the_database_refuses_fails_only_its_own_request(
     assert announced == [[rows[0]["id"], rows[2]["id"]]], "only what went in, in one call"
 
 
-def test_an_event_ingested_inside_a_callers_transaction_rolls_back_with_it(tenant_id: str) -> None:
+def test_an_event_ingested_inside_a_callers_transaction_rolls_back_with_it(
+    tenant_id: str, store: EventStore
+) -> None:
     class Abort(Exception):
         pass
 
     with pytest.raises(Abort), db.atomic():
-        ingest(tenant_id, 1)
+        ingest(store, tenant_id, 1)
         raise Abort
 
     assert Event.select().count() == 0
 
 
 @pytest.mark.usefixtures("database_down")
-def test_a_database_out_of_reach_fails_the_request(tenant_id: str) -> None:
+def test_a_database_out_of_reach_fails_the_request(tenant_id: str, store: EventStore) -> None:
     with pytest.raises(peewee.OperationalError):
-        ingest(tenant_id, 1)
+        ingest(store, tenant_id, 1)
 
 
 def test_events_stored_together_are_announced_together_before_anyone_is_answered(
-    sqlite_db: Any, tenant_id: str
+    sqlite_db: Any, tenant_id: str, store: EventStore
 ) -> None:
     announced: list[list[str]] = []
     committed_when_announced: list[bool] = []
@@ -132,7 +144,7 @@ def test_events_stored_together_are_announced_together_before_anyone_is_answered
 
     def one(n: int) -> str:
         with sqlite_db.connection_context():
-            event, created = events.ingest_event(
+            event, created = store.ingest_event(
                 tenant_id, "order.paid", {"n": n}, None, fan_out_lease_s=30, announce=announce
             )
             assert created
@@ -147,11 +159,13 @@ def test_events_stored_together_are_announced_together_before_anyone_is_answered
     assert all(committed_when_announced)
 
 
-def test_an_event_with_a_key_is_announced_once_and_its_repeat_not_at_all(tenant_id: str) -> None:
+def test_an_event_with_a_key_is_announced_once_and_its_repeat_not_at_all(
+    tenant_id: str, store: EventStore
+) -> None:
     announced: list[list[str]] = []
 
     def keyed() -> tuple[Event, bool]:
-        return events.ingest_event(
+        return store.ingest_event(
             tenant_id, "order.paid", {}, "k-1", fan_out_lease_s=30, announce=announced.append
         )
 
@@ -163,12 +177,12 @@ def test_an_event_with_a_key_is_announced_once_and_its_repeat_not_at_all(tenant_
 
 
 def test_an_announce_that_raises_costs_no_request_its_event(
-    tenant_id: str, logs: list[dict[str, Any]]
+    tenant_id: str, logs: list[dict[str, Any]], store: EventStore
 ) -> None:
     def broken(ids: list[str]) -> None:
         raise ConnectionError("broker gone")
 
-    event, created = events.ingest_event(
+    event, created = store.ingest_event(
         tenant_id, "order.paid", {}, None, fan_out_lease_s=30, announce=broken
     )
 
@@ -176,11 +190,13 @@ def test_an_announce_that_raises_costs_no_request_its_event(
     assert [e["event"] for e in logs if e.get("event_ids") == [event.id]] == ["announce_failed"]
 
 
-def test_nothing_is_announced_inside_a_callers_transaction(tenant_id: str) -> None:
+def test_nothing_is_announced_inside_a_callers_transaction(
+    tenant_id: str, store: EventStore
+) -> None:
     announced: list[list[str]] = []
 
     with db.atomic():
-        event, created = events.ingest_event(
+        event, created = store.ingest_event(
             tenant_id, "order.paid", {}, None, fan_out_lease_s=30, announce=announced.append
         )
 
@@ -192,7 +208,7 @@ def test_nothing_is_announced_inside_a_callers_transaction(tenant_id: str) -> No
 
 
 def test_concurrent_coroutines_share_inserts_each_answered_after_its_announce(
-    sqlite_db: Any, tenant_id: str
+    sqlite_db: Any, tenant_id: str, store: EventStore
 ) -> None:
     announced: list[list[str]] = []
     committed_when_announced: list[bool] = []
@@ -204,7 +220,7 @@ def test_concurrent_coroutines_share_inserts_each_answered_after_its_announce(
         announced.append(ids)
 
     async def one(n: int) -> tuple[str, int]:
-        event = await events.ingest_unkeyed(
+        event = await store.ingest_unkeyed(
             tenant_id, "order.paid", {"n": n}, fan_out_lease_s=30, announce=announce
         )
         assert any(event.id in ids for ids in list(announced)), "announced before answered"
@@ -225,14 +241,14 @@ def test_concurrent_coroutines_share_inserts_each_answered_after_its_announce(
 
 
 def test_a_coroutine_whose_row_is_refused_fails_alone(
-    tenant_id: str, monkeypatch: pytest.MonkeyPatch
+    tenant_id: str, monkeypatch: pytest.MonkeyPatch, store: EventStore
 ) -> None:
     refuse_rows(monkeypatch, lambda row: row["payload"] == '{"poison":true}')
 
     async def main() -> list[Any]:
         payloads = [{"n": 1}, {"poison": True}, {"n": 2}]
         calls = [
-            events.ingest_unkeyed(tenant_id, "order.paid", p, fan_out_lease_s=30) for p in payloads
+            store.ingest_unkeyed(tenant_id, "order.paid", p, fan_out_lease_s=30) for p in payloads
         ]
         return list(await asyncio.gather(*calls, return_exceptions=True))
 
@@ -243,14 +259,43 @@ def test_a_coroutine_whose_row_is_refused_fails_alone(
 
 
 @pytest.mark.usefixtures("database_down")
-def test_a_coroutine_gets_the_error_of_a_database_out_of_reach(tenant_id: str) -> None:
+def test_a_coroutine_gets_the_error_of_a_database_out_of_reach(
+    tenant_id: str, store: EventStore
+) -> None:
     with pytest.raises(peewee.OperationalError):
-        asyncio.run(events.ingest_unkeyed(tenant_id, "order.paid", {}, fan_out_lease_s=30))
+        asyncio.run(store.ingest_unkeyed(tenant_id, "order.paid", {}, fan_out_lease_s=30))
 
 
 def test_a_coroutine_with_a_bad_event_type_is_refused_before_anything_is_stored(
-    tenant_id: str,
+    tenant_id: str, store: EventStore
 ) -> None:
     with pytest.raises(InvalidInputError):
-        asyncio.run(events.ingest_unkeyed(tenant_id, "no spaces", {}, fan_out_lease_s=30))
+        asyncio.run(store.ingest_unkeyed(tenant_id, "no spaces", {}, fan_out_lease_s=30))
     assert Event.select().count() == 0
+
+
+# --- the store the app is given --------------------------------------------------------
+
+
+def test_the_app_stores_events_through_the_store_it_is_given(
+    sqlite_settings: Any, sqlite_db: Any
+) -> None:
+    class Counting(EventStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.unkeyed = 0
+
+        async def ingest_unkeyed(self, *args: Any, **kwargs: Any) -> Event:
+            self.unkeyed += 1
+            return await super().ingest_unkeyed(*args, **kwargs)
+
+    store = Counting()
+    app = create_app(sqlite_settings, database=sqlite_db, enqueue=Recorder(), events=store)
+    admin = Api(TestClient(app)).as_key(ADMIN_TOKEN)
+    key = admin.post("/v1/tenants", {"name": "Acme"}).json["api_key"]
+
+    result = admin.as_key(key).post("/v1/events", event_body("order.paid"))
+
+    assert result.status_code == 202, result.text
+    assert store.unkeyed == 1
+    assert Event.get_by_id(result.json["id"])

@@ -117,8 +117,9 @@ def test_an_endpoint_is_the_model_peewee_builds_and_is_built_again_once_it_chang
         description="tabs\tand ünïcødé",
     )["id"]
 
-    first = fanout.fan_out_and_claim(publish()["id"], claim=10).claimed[0].endpoint
-    again = fanout.fan_out_and_claim(publish()["id"], claim=10).claimed[0].endpoint
+    memo = fanout.EndpointMemo()
+    first = fanout.fan_out_and_claim(publish()["id"], claim=10, memo=memo).claimed[0].endpoint
+    again = fanout.fan_out_and_claim(publish()["id"], claim=10, memo=memo).claimed[0].endpoint
 
     assert first.__data__ == Endpoint.get_by_id(endpoint_id).__data__
     assert first.headers == {"x-team": "billing"} and first.retry_schedule == [1, 5, 30]
@@ -129,11 +130,22 @@ def test_an_endpoint_is_the_model_peewee_builds_and_is_built_again_once_it_chang
         endpoint_id=endpoint_id,
     )
     assert changed.status_code == 200, changed.text
-    after = fanout.fan_out_and_claim(publish()["id"], claim=10).claimed[0].endpoint
+    after = fanout.fan_out_and_claim(publish()["id"], claim=10, memo=memo).claimed[0].endpoint
     assert after is not first
     assert after.url == "https://other.example.com/in"
     assert after.headers == {"x-team": "payments"}
     assert after.__data__ == Endpoint.get_by_id(endpoint_id).__data__
+
+
+def test_a_fan_out_without_a_memo_remembers_nothing_for_the_next(
+    create_endpoint: CreateEndpoint, publish: Publish
+) -> None:
+    create_endpoint()
+
+    first = fanout.fan_out_and_claim(publish()["id"], claim=10).claimed[0].endpoint
+    again = fanout.fan_out_and_claim(publish()["id"], claim=10).claimed[0].endpoint
+
+    assert again is not first and again.__data__ == first.__data__
 
 
 def test_the_plan_is_handed_over_before_the_deliveries_are_written(

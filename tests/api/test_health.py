@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import peewee
 
 import schemas
+from engine.db.connect import open_database
 from tests.api.conftest import MakeApi
 from tests.api.support import Api, assert_problem
+from tests.factories import make_settings
 
 
 class DownDatabase:
@@ -105,3 +108,25 @@ def test_unknown_routes_and_methods_answer_problem_json(tenant: Api) -> None:
     problem = assert_problem(wrong_method, 405)
     assert problem["type"] == "urn:hookline:problem:method-not-allowed"
     assert "POST" in wrong_method.headers["allow"]
+
+
+def test_a_tenant_route_is_the_same_503_when_postgresql_refuses_connections(
+    make_api: MakeApi,
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once it is closed
+    refused = open_database(
+        make_settings(HOOKLINE_DATABASE_URL=f"postgresql://u@127.0.0.1:{port}/x")
+    )
+    api = make_api(database=refused).as_key("hk_any-key-at-all-0123456789")
+
+    result = api.get("/v1/endpoints")
+    ready = api.get("/readyz")
+
+    problem = assert_problem(result, 503)
+    assert problem["type"] == "urn:hookline:problem:unavailable"
+    assert problem["title"] == "Service unavailable"
+    assert result.headers["retry-after"] == "2"
+    assert "refused" not in result.text
+    assert ready.json["checks"]["database"] == "error: OperationalError"

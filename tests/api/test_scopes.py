@@ -12,7 +12,8 @@ import schemas
 from api.middleware import _require_scope
 from engine.db.models import ApiKey
 from engine.errors import ForbiddenError
-from engine.tenancy.tenants import ALL_SCOPES, Principal
+from engine.tenancy.credentials import Principal
+from engine.tenancy.tenants import ALL_SCOPES
 from tests.api.support import Api, assert_problem
 
 METHODS = ("get", "post", "put", "patch", "delete")

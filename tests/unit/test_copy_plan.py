@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from engine.db.connect import _copy_plan
 from engine.db.models import Attempt, Delivery, Endpoint, Event, Tenant
 from engine.deliveries.client import Outcome
 from engine.deliveries.fanout import _new_delivery
 from engine.deliveries.record import Claim, _attempt_row
 from engine.events.ingest import _new_row
+from engine.shortcuts.copy import copy_plan
 
 NOW = dt.datetime(2026, 11, 29, 1, 2, 3)
 
@@ -27,12 +27,12 @@ def test_fan_out_rows_attempt_rows_and_event_rows_go_by_copy() -> None:
     stored_event = _new_row("ten_1", "order.paid", {"a": 1}, None, 30.0)
 
     for model, row in ((Delivery, delivery), (Attempt, attempt), (Event, stored_event)):
-        plan = _copy_plan(model, tuple(row))
+        plan = copy_plan(model, tuple(row))
         assert plan is not None, model.__name__
         statement, encoders = plan
         assert statement.startswith(f'COPY "{model._meta.table_name}" (')
         assert [name for name, _encode in encoders] == list(row)
 
 
-def test_a_json_column_has_no_copy_plan() -> None:
-    assert _copy_plan(Tenant, ("id", "name", "rate_limits")) is None
+def test_a_json_column_has_nocopy_plan() -> None:
+    assert copy_plan(Tenant, ("id", "name", "rate_limits")) is None

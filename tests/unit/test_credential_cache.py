@@ -7,24 +7,32 @@ import os
 
 import pytest
 
-from engine.tenancy import credentials
-from engine.tenancy.credentials import CredentialCache
-from engine.tenancy.tenants import Principal
+from engine.tenancy.credentials import CredentialCache, CredentialGeneration, Principal
 from tests.factories import Clock
 
-pytestmark = pytest.mark.usefixtures("fresh_credential_generation")
+
+@pytest.fixture
+def host() -> CredentialGeneration:
+    """The counter of credential changes the caches of one host read."""
+    return CredentialGeneration()
 
 
 def principal(key_id: str = "key_1", tenant_id: str = "ten_1") -> Principal:
     return Principal(tenant_id, key_id, frozenset({"events:write"}))
 
 
-def cache_with(clock: Clock, ttl_s: float = 1.0, **kwargs: int) -> CredentialCache:
-    return CredentialCache(ttl_s, clock=clock, **kwargs)
+def cache_with(
+    clock: Clock,
+    ttl_s: float = 1.0,
+    *,
+    generation: CredentialGeneration | None = None,
+    max_entries: int = 4096,
+) -> CredentialCache:
+    return CredentialCache(ttl_s, generation=generation, max_entries=max_entries, clock=clock)
 
 
 def remember(cache: CredentialCache, digest: str, who: Principal) -> None:
-    cache.put(digest, who, generation=credentials.generation())
+    cache.put(digest, who, generation=cache.generation.read())
 
 
 def test_a_key_is_served_from_the_cache_within_its_ttl(clock: Clock) -> None:
@@ -45,22 +53,28 @@ def test_a_key_is_read_again_once_its_ttl_has_passed(clock: Clock) -> None:
     assert cache.get("d1") is None
 
 
-def test_changed_forgets_every_cached_key_at_once(clock: Clock) -> None:
-    cache, other = cache_with(clock), cache_with(clock)
-    remember(cache, "d1", principal())
-    remember(other, "d2", principal("key_2"))
+def test_changed_forgets_every_cached_key_of_the_counter_at_once(
+    clock: Clock, host: CredentialGeneration
+) -> None:
+    cache, other = cache_with(clock, generation=host), cache_with(clock, generation=host)
+    elsewhere = cache_with(clock)
+    for each in (cache, other, elsewhere):
+        remember(each, "d1", principal())
 
-    credentials.changed()
+    host.changed()
 
     assert cache.get("d1") is None
-    assert other.get("d2") is None
+    assert other.get("d1") is None
+    assert elsewhere.get("d1") == principal(), "a cache reading another counter keeps its keys"
 
 
-def test_a_principal_read_before_a_change_is_not_remembered(clock: Clock) -> None:
-    cache = cache_with(clock)
-    read_at = credentials.generation()
+def test_a_principal_read_before_a_change_is_not_remembered(
+    clock: Clock, host: CredentialGeneration
+) -> None:
+    cache = cache_with(clock, generation=host)
+    read_at = host.read()
 
-    credentials.changed()  # a revocation commits while the key's row is being read
+    host.changed()  # a revocation commits while the key's row is being read
     cache.put("d1", principal(), generation=read_at)
 
     assert cache.get("d1") is None
@@ -95,17 +109,15 @@ def test_expired_entries_go_first_when_the_cache_is_full(clock: Clock) -> None:
     assert cache.get("new") == principal("key_new")
 
 
-def _bump_in_child() -> None:
-    credentials.changed()
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_processes_forked_after_sharing_see_each_others_changes(clock: Clock) -> None:
-    credentials.share_across_fork()  # what gunicorn's master does before forking workers
-    cache = cache_with(clock)
+def test_processes_forked_after_sharing_see_each_others_changes(
+    clock: Clock, host: CredentialGeneration
+) -> None:
+    host.share_across_fork()  # what gunicorn's master does before forking workers
+    cache = cache_with(clock, generation=host)
     remember(cache, "d1", principal())
 
-    child = multiprocessing.get_context("fork").Process(target=_bump_in_child)
+    child = multiprocessing.get_context("fork").Process(target=host.changed)
     child.start()
     child.join(timeout=30)
 

@@ -22,7 +22,7 @@ from engine.deliveries import fanout
 from engine.deliveries import record as deliveries
 from engine.deliveries.client import Outcome
 from engine.endpoints.crud import create_endpoint
-from engine.events.ingest import ingest_event
+from engine.events.ingest import EventStore
 from engine.secretbox import SecretBox
 from engine.ssrf import AddressPolicy
 from engine.tenancy.tenants import create_tenant
@@ -43,8 +43,12 @@ def endpoint(sqlite_db: Any) -> Endpoint:
 def publish(endpoint: Endpoint) -> Callable[[], str]:
     """Publish one event and fan it out; answer its delivery's id."""
 
+    store = EventStore()
+
     def make() -> str:
-        event, _ = ingest_event(endpoint.tenant_id, "order.paid", {}, None, fan_out_lease_s=30)
+        event, _ = store.ingest_event(
+            endpoint.tenant_id, "order.paid", {}, None, fan_out_lease_s=30
+        )
         [delivery_id] = fanout.fan_out(event.id)
         return delivery_id
 

@@ -8,8 +8,8 @@ import peewee
 import pytest
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE, TRANSACTION_STATUS_INTRANS
 
-from engine.db import connect as database_module
-from engine.db.connect import PROBE_IDLE_S, open_database
+from engine.db.connect import open_database
+from engine.shortcuts.pool import PROBE_IDLE_S
 from tests.factories import make_settings
 
 
@@ -50,10 +50,8 @@ class Clock:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock()
-    monkeypatch.setattr(database_module, "time", clock)
-    return clock
+def clock() -> Clock:
+    return Clock()
 
 
 @pytest.fixture
@@ -67,6 +65,7 @@ def pool(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> Any:
     monkeypatch.setattr(peewee.PostgresqlDatabase, "_connect", connect)
     settings = make_settings(HOOKLINE_DATABASE_URL="postgresql://u@127.0.0.1:5432/x")
     database = open_database(settings)
+    database.clock = clock.monotonic
     database.fakes = connections
     return database
 
@@ -116,3 +115,14 @@ def test_a_connection_left_in_a_transaction_is_not_reused_unprobed(pool: Any, cl
 
     assert again is first
     assert first.status == TRANSACTION_STATUS_IDLE, "the pool rolled it back before reuse"
+
+
+def test_a_probe_idle_of_zero_probes_every_check_out_as_peewee_does(
+    pool: Any, clock: Clock
+) -> None:
+    pool.probe_idle_s = 0
+
+    first = cycle(pool)
+    assert cycle(pool) is first
+
+    assert first.probes == 1

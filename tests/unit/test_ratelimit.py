@@ -9,8 +9,8 @@ import pytest
 from engine.db.models import RateLimitWindow
 from engine.errors import SettingsError
 from engine.tenancy import ratelimit
+from engine.tenancy.credentials import Principal
 from engine.tenancy.ratelimit import INGEST, MANAGEMENT, Decision, decide, limits, window_start
-from engine.tenancy.tenants import Principal
 from tests.factories import make_settings
 
 T0 = 1_800_000_000.0

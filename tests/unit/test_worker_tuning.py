@@ -12,8 +12,8 @@ IN_FLIGHT_WORKLOAD = """
 import collections, gc, json, sys
 tune = sys.argv[1] == "tuned"
 if tune:
-    from actors import worker
-    worker.tune_interpreter()
+    from engine.shortcuts.interpreter import tune_interpreter
+    tune_interpreter()
 window = collections.deque()
 before = [g["collections"] for g in gc.get_stats()]
 for n in range(300_000):
@@ -44,7 +44,7 @@ def run(mode: str) -> dict[str, object]:
 
 
 def test_a_worker_collects_the_old_generations_far_less_often_with_attempts_in_flight() -> None:
-    from actors.worker import GC_THRESHOLDS, GIL_SWITCH_INTERVAL_S
+    from engine.shortcuts.interpreter import GC_THRESHOLDS, GIL_SWITCH_INTERVAL_S
 
     default, tuned = run("default"), run("tuned")
 
@@ -56,3 +56,20 @@ def test_a_worker_collects_the_old_generations_far_less_often_with_attempts_in_f
     assert tuned_middle * 5 < middle
     assert tuned_full < full
     assert tuned_young * 5 < young
+
+
+def test_freezing_the_heap_moves_what_is_alive_out_of_every_later_collection() -> None:
+    code = (
+        "import gc, json\n"
+        "from engine.shortcuts.interpreter import freeze_heap\n"
+        "kept = [[n] for n in range(1000)]\n"
+        "before = gc.get_freeze_count()\n"
+        "freeze_heap()\n"
+        "print(json.dumps([before, gc.get_freeze_count()]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    before, after = json.loads(out)
+
+    assert before == 0 and after > 1000
