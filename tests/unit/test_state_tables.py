@@ -18,7 +18,7 @@ from engine.deliveries.client import Outcome
 from engine.endpoints import crud
 from engine.endpoints import states as endpoint_states
 from engine.errors import TransitionError
-from engine.events.ingest import ingest_event
+from engine.events.ingest import EventStore
 from engine.secretbox import SecretBox
 from engine.ssrf import AddressPolicy
 from engine.tenancy.tenants import create_tenant
@@ -118,7 +118,7 @@ def claimed(sqlite_db: Any) -> deliveries.Claim:
     crud.create_endpoint(
         tenant.id, {"url": "https://example.com/hook"}, AddressPolicy(), SecretBox(os.urandom(32))
     )
-    event, _ = ingest_event(tenant.id, "order.paid", {}, None, fan_out_lease_s=30)
+    event, _ = EventStore().ingest_event(tenant.id, "order.paid", {}, None, fan_out_lease_s=30)
     [claim] = fanout.fan_out_and_claim(event.id, claim=1).claimed
     return claim
 
