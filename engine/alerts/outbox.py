@@ -14,10 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.breakers import state as breaker
-from engine.breakers.state import Breaker, Policy, Window
 from engine.db.connect import is_postgres
-from engine.db.models import AlertRecord, Endpoint, Tenant, db, utcnow
+from engine.db.models import AlertRecord, Tenant, db, utcnow
 from engine.ids import new_id
 
 
@@ -61,41 +59,6 @@ def emit(
 def stamp(value: dt.datetime | None) -> str | None:
     """RFC 3339 UTC with a Z, or None."""
     return value.isoformat(timespec="milliseconds") + "Z" if value else None
-
-
-def about(
-    endpoint: Endpoint,
-    kind: str,
-    state: Breaker,
-    window: Window | None,
-    policy: Policy | None,
-    now: dt.datetime,
-    *,
-    dedup: str | None = None,
-    **extra: Any,
-) -> str | None:
-    """Emit an alert about an endpoint with its breaker's facts, keyed by its transition."""
-    facts: dict[str, Any] = {
-        "endpoint_id": endpoint.id,
-        "endpoint_url": endpoint.url,
-        "tenant_id": endpoint.tenant_id,
-        "state": state.state,
-        "failure_rate": round(window.failure_rate, 4) if window else None,
-        "window_attempts": window.attempts if window else None,
-        "consecutive_failures": state.consecutive_failures,
-        "opened_at": stamp(state.outage_started_at),
-        "disables_at": stamp(breaker.disables_at(state, policy)) if policy else None,
-        "occurred_at": stamp(now),
-        **extra,
-    }
-    return emit(
-        tenant_id=endpoint.tenant_id,
-        endpoint_id=endpoint.id,
-        kind=kind,
-        dedup=dedup or f"t{state.transition}",
-        facts=facts,
-        now=now,
-    )
 
 
 def take_unpublished(batch: int) -> list[str]:

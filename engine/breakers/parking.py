@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 
 from engine.alerts import messages as alerts
-from engine.alerts import outbox as alert_records
+from engine.breakers import alerting
 from engine.breakers import state as breaker
 from engine.breakers import store as health
 from engine.breakers.state import CLOSED, Policy
@@ -111,7 +111,7 @@ def enable(
         health.store(row, closed, Policy(), now)
         endpoint = get_endpoint(tenant_id, endpoint_id)
         if was_down:
-            alert_records.about(
+            alerting.about(
                 endpoint, alerts.RECOVERED, closed, None, None, now, reason="enabled", parked=count
             )
     return endpoint, count

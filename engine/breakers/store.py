@@ -20,8 +20,8 @@ import structlog
 from peewee import EXCLUDED
 
 from engine.alerts import messages as alerts
-from engine.alerts.outbox import about
 from engine.breakers import state as breaker
+from engine.breakers.alerting import about
 from engine.breakers.state import CLOSED, HALF_OPEN, OPEN, Breaker, Policy, Window
 from engine.db.connect import is_postgres
 from engine.db.models import Delivery, Endpoint, EndpointHealth, HealthBucket, db, utcnow

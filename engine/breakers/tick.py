@@ -18,7 +18,7 @@ from peewee import fn
 
 from engine.alerts import messages as alerts
 from engine.alerts import outbox as alert_records
-from engine.breakers import parking
+from engine.breakers import alerting, parking
 from engine.breakers import state as breaker
 from engine.breakers import store as health
 from engine.breakers.state import CLOSED, HALF_OPEN, OPEN, Policy
@@ -97,14 +97,14 @@ def _advance_one(
             events=list(change.events),
             state=state.state,
         )
-    alerting = any(e.startswith("warning:") or e == "disable" for e in change.events)
-    window = health.windows({endpoint.id: policy}, now)[endpoint.id] if alerting else None
+    warns = any(e.startswith("warning:") or e == "disable" for e in change.events)
+    window = health.windows({endpoint.id: policy}, now)[endpoint.id] if warns else None
     emitted = []
     for event in change.events:
         if event.startswith("warning:"):
             pct = int(event.split(":")[1])
             emitted.append(
-                alert_records.about(
+                alerting.about(
                     endpoint,
                     alerts.FAILING,
                     state,
@@ -203,7 +203,7 @@ def digest(policy: Policy, *, digest_s: float, now: dt.datetime, batch: int) -> 
             mine = policy.merged(endpoint.breaker)
             window = health.windows({endpoint.id: mine}, now)[endpoint.id]
             emitted.append(
-                alert_records.about(
+                alerting.about(
                     endpoint,
                     alerts.QUARANTINED,
                     health.to_breaker(row),

@@ -1,7 +1,6 @@
-"""Event types and the patterns an endpoint subscribes with.
+"""The event-type patterns an endpoint subscribes with.
 
-An event type is 1-128 of `[a-zA-Z0-9_.-]`, conventionally dot-separated
-(`billing.invoice.paid`). An endpoint subscribes with a list of patterns:
+Event types themselves are `engine.events.types`. An endpoint subscribes with a list of patterns:
 an exact event type, a prefix wildcard `billing.*` (any event type below
 `billing.`, however deep, but not `billing` itself), or `*` for everything.
 An empty list also means everything. Matching is case-sensitive.
@@ -10,8 +9,9 @@ An empty list also means everything. Matching is case-sensitive.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Iterable, Sequence
+
+from engine.events.types import EVENT_TYPE_PATTERN, MAX_EVENT_TYPE_LENGTH, is_valid_event_type
 
 __all__ = [
     "EVENT_TYPE_PATTERN",
@@ -23,18 +23,8 @@ __all__ = [
     "matches",
 ]
 
-EVENT_TYPE_PATTERN = r"^[a-zA-Z0-9_.-]{1,128}$"
-MAX_EVENT_TYPE_LENGTH = 128
 WILDCARD = "*"
 _PREFIX_SUFFIX = ".*"
-
-_EVENT_TYPE_RE = re.compile(EVENT_TYPE_PATTERN, re.ASCII)
-
-
-def is_valid_event_type(s: str) -> bool:
-    """Tell whether `s` is an acceptable event type name."""
-    # fullmatch, because `$` would also accept a trailing newline.
-    return _EVENT_TYPE_RE.fullmatch(s) is not None
 
 
 def is_valid_pattern(s: str) -> bool:

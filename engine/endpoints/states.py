@@ -20,7 +20,7 @@ import datetime as dt
 from typing import Any
 
 from engine.alerts import messages as alerts
-from engine.alerts import outbox as alert_records
+from engine.breakers import alerting
 from engine.breakers.state import Breaker, Window
 from engine.db.machine import StateMachine
 from engine.db.models import ENDPOINT_ACTIVE as ACTIVE
@@ -95,7 +95,7 @@ def disable(
     )
     if not moved:
         return None
-    return alert_records.about(
+    return alerting.about(
         endpoint, alerts.DISABLED, breaker, window, None, now, dedup=dedup, reason=reason, **facts
     )
 

@@ -14,8 +14,8 @@ from engine.db.batching import BackgroundCommit, GroupCommit
 from engine.db.connect import copy_rows, insert_rows
 from engine.db.models import Delivery, Event, db, utcnow
 from engine.db.pages import Page, paginate
-from engine.endpoints.filters import EVENT_TYPE_PATTERN, is_valid_event_type
 from engine.errors import InvalidInputError, NotFoundError
+from engine.events.types import EVENT_TYPE_PATTERN, is_valid_event_type
 from engine.ids import new_id
 
 log = structlog.get_logger("hookline.events")
