@@ -75,7 +75,7 @@ class Api:
         assert status == 201, body
         return str(body["api_key"])
 
-    def wait_healthy(self, timeout_s: float = 30) -> None:
+    def wait_healthy(self, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
