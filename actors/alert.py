@@ -27,6 +27,8 @@ from engine.deliveries.client import Request
 
 log = structlog.get_logger("hookline.alerts")
 
+QUEUE_NAME = "hookline.alert"
+
 # A channel that fails is retried a few times (Dramatiq's Retries), then given up.
 RETRIES = {"max_retries": 3, "min_backoff": 5_000, "max_backoff": 30_000}
 

@@ -15,8 +15,8 @@ from typing import Any
 import structlog
 
 from actors import metrics
+from actors.breaker_tick import Tick
 from actors.broker import Publisher
-from actors.supervise import Tick
 from engine.db.connect import UNAVAILABLE_ERRORS
 from engine.deliveries import quarantine
 from engine.deliveries import schedule as scheduling

@@ -17,6 +17,8 @@ from engine.endpoints import verification
 
 log = structlog.get_logger("hookline.verification")
 
+QUEUE_NAME = "hookline.verify"
+
 
 def verify_endpoint(endpoint_id: str) -> None:
     """Send one verification challenge to an endpoint and record the answer."""

@@ -12,8 +12,10 @@ import sys
 import dramatiq
 
 from actors import runtime
-from actors import supervise as supervision
-from actors.broker import Publisher, build_broker, declare_actors, worker_middleware
+from actors.broker import Publisher, build_broker, worker_middleware
+from actors.lifecycle import DatabaseConnections, HttpClient, Outcomes
+from actors.outcomes import OutcomeReporter
+from actors.registry import declare_actors
 from engine import logs
 from engine.db.connect import bind
 from engine.settings import Settings
@@ -46,11 +48,11 @@ def setup(settings: Settings | None = None) -> dramatiq.Broker:
     tune_interpreter()
     logs.configure(settings.log_level, settings.log_format)
     database = bind(settings)
-    extra = [runtime.DatabaseConnections(), supervision.Outcomes(), runtime.HttpClient()]
+    extra = [DatabaseConnections(), Outcomes(), HttpClient()]
     broker = build_broker(settings, worker_middleware(settings, extra))
-    actors = declare_actors(broker)
-    publisher = Publisher(broker, actors, settings)
-    outcomes = supervision.OutcomeReporter(publisher.report_outcomes)
+    declare_actors(broker)
+    publisher = Publisher(broker, settings)
+    outcomes = OutcomeReporter(publisher.report_outcomes)
     runtime.set_runtime(runtime.Runtime(settings, database, publisher, outcomes=outcomes))
     # What the process holds from here on (modules, actors, settings) lives as long as it
     # does: out of every later collection's way. Garbage made so far is collected first.

@@ -135,7 +135,7 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from actors.broker import WORKER_QUEUES
+    from actors.registry import WORKER_QUEUES
 
     # Dramatiq reads its own knobs from the environment: no message waits in worker RAM
     # beyond what the threads can take.
@@ -152,7 +152,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def _supervisor(settings: Settings, args: argparse.Namespace) -> int:
     """One dramatiq process, one thread: the single consumer of outcomes, and the alerts."""
-    from actors.broker import SUPERVISOR_QUEUES
+    from actors.registry import SUPERVISOR_QUEUES
 
     return _run_dramatiq(
         settings,
@@ -207,14 +207,14 @@ def _check_secret_key(settings: Settings) -> None:
 
 
 def _scheduler(settings: Settings, args: argparse.Namespace) -> int:
-    from actors.broker import Publisher
+    from actors import registry
     from actors.scheduler import Scheduler
 
     if settings.broker_url is None:
         raise SettingsError("HOOKLINE_BROKER_URL", "`hookline scheduler` needs RabbitMQ")
     from actors.metrics import serve
 
-    scheduler = Scheduler(settings, bind(settings), Publisher.from_settings(settings))
+    scheduler = Scheduler(settings, bind(settings), registry.publisher(settings))
     try:
         serve(settings.scheduler_metrics_bind)
     except OSError as exc:

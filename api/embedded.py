@@ -17,8 +17,10 @@ import structlog
 import uvicorn
 
 from actors import runtime
-from actors import supervise as supervision
-from actors.broker import Publisher, build_broker, declare_actors, worker_middleware
+from actors.broker import Publisher, build_broker, worker_middleware
+from actors.lifecycle import HttpClient, Outcomes
+from actors.outcomes import OutcomeReporter
+from actors.registry import declare_actors
 from actors.scheduler import Scheduler
 from api.app import create_app
 from api.server import MAX_CONNECTIONS, ConcurrencyLimit, server_protocol
@@ -87,12 +89,12 @@ def start(settings: Settings) -> Embedded:
     threads = settings.worker_threads
     if settings.database_url is None:
         threads = min(threads, SQLITE_WORKER_THREADS)
-    extra = [supervision.Outcomes(), runtime.HttpClient()]
+    extra = [Outcomes(), HttpClient()]
     broker = build_broker(settings, worker_middleware(settings, extra))
-    actors = declare_actors(broker)
-    publisher = Publisher(broker, actors, settings)
+    declare_actors(broker)
+    publisher = Publisher(broker, settings)
     # The in-process worker consumes every queue, the supervisor's and the alerts' too.
-    outcomes = supervision.OutcomeReporter(publisher.report_outcomes)
+    outcomes = OutcomeReporter(publisher.report_outcomes)
     shared = runtime.Runtime(settings, database, publisher, outcomes=outcomes)
     runtime.set_runtime(shared)
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from actors import delivery, runtime
+from actors import fan_out, requests, runtime
 from actors.pipeline import Pipeline
 from engine.db.models import Attempt, Delivery, Event, utcnow
 from engine.deliveries import record as deliveries
@@ -77,7 +77,7 @@ def worker(
         client=endpoint,  # type: ignore[arg-type]
         pipeline=pipeline,
     )
-    monkeypatch.setattr(delivery, "get_event_loop_thread", lambda: SimpleNamespace(loop=loop))
+    monkeypatch.setattr(requests, "get_event_loop_thread", lambda: SimpleNamespace(loop=loop))
     runtime.set_runtime(rt)
     yield endpoint, pipeline
     runtime.set_runtime(None)
@@ -109,7 +109,7 @@ def test_attempts_start_before_the_commit_and_are_recorded_after_it(
 
     monkeypatch.setattr(type(sqlite_db), "commit", commit)
 
-    delivery.fan_out(event_id)
+    fan_out.fan_out(event_id)
 
     assert len(endpoint.sent) == 3
     assert endpoint.sent[0][1] is False  # the first attempt left before COMMIT
@@ -135,7 +135,7 @@ def test_a_failed_commit_records_none_of_the_attempts_it_sent(
 
     monkeypatch.setattr(type(sqlite_db), "commit", commit)
     with pytest.raises(RuntimeError, match="went away"):
-        delivery.fan_out(event_id)  # dramatiq retries the message
+        fan_out.fan_out(event_id)  # dramatiq retries the message
 
     wait_for(lambda: pipeline.in_flight == 0)  # their answers came back, and were dropped
     assert len(endpoint.sent) == 2  # the endpoints may see this event again, same webhook-id

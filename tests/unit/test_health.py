@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from actors.supervise import OutcomeReporter
+from actors.outcomes import OutcomeReporter
 from engine.alerts import outbox as alert_records
 from engine.breakers import parking
 from engine.breakers import store as health

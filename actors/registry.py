@@ -1,0 +1,65 @@
+"""Declares Hookline's actors on a broker: the one module that knows them all.
+
+Each actor lives in a module of its own (`actors.fan_out`, `actors.deliver`,
+`actors.verify`, `actors.supervise`, `actors.alert`) and never imports this
+one, nor the broker, back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+from actors import alert, deliver, fan_out, supervise, verify
+from actors.broker import Publisher, connection_url
+from engine.settings import Settings
+
+# What `hookline worker` consumes; `hookline supervisor` consumes the other two, alone.
+WORKER_QUEUES = (fan_out.QUEUE_NAME, deliver.QUEUE_NAME, verify.QUEUE_NAME)
+SUPERVISOR_QUEUES = (supervise.QUEUE_NAME, alert.QUEUE_NAME)
+
+
+@dataclass(frozen=True)
+class Actors:
+    """The actors of one broker."""
+
+    fan_out: dramatiq.Actor[Any, Any]
+    deliver: dramatiq.Actor[Any, Any]
+    verify_endpoint: dramatiq.Actor[Any, Any]
+    supervise: dramatiq.Actor[Any, Any]
+    alert: dramatiq.Actor[Any, Any]
+
+
+def declare_actors(broker: dramatiq.Broker) -> Actors:
+    """Declare Hookline's actors on a broker."""
+
+    def declare(fn: Any, name: str, queue_name: str, **options: Any) -> dramatiq.Actor[Any, Any]:
+        usable = {k: v for k, v in options.items() if k in broker.actor_options}
+        declaring = dramatiq.actor(broker=broker, actor_name=name, queue_name=queue_name, **usable)
+        return declaring(fn)
+
+    return Actors(
+        fan_out=declare(fan_out.fan_out, "fan_out", fan_out.QUEUE_NAME),
+        deliver=declare(deliver.deliver, "deliver", deliver.QUEUE_NAME),
+        verify_endpoint=declare(verify.verify_endpoint, "verify_endpoint", verify.QUEUE_NAME),
+        supervise=declare(supervise.supervise, "supervise", supervise.QUEUE_NAME),
+        alert=declare(alert.alert, "alert", alert.QUEUE_NAME, **alert.RETRIES),
+    )
+
+
+def publisher(settings: Settings) -> Publisher:
+    """A publish-only broker (no worker middleware) and its publisher, as the API uses.
+
+    Raises:
+        RuntimeError: the settings name no RabbitMQ.
+    """
+    if settings.broker_url is None:
+        raise RuntimeError("the API needs HOOKLINE_BROKER_URL; `hookline up` runs embedded")
+    broker = RabbitmqBroker(
+        url=connection_url(settings, publisher=True), confirm_delivery=True, middleware=[]
+    )
+    declare_actors(broker)
+    return Publisher(broker, settings)
