@@ -48,23 +48,23 @@ def connection_url(settings: Settings, *, publisher: bool) -> str:
 
 
 def build_broker(settings: Settings, middleware: list[Middleware]) -> dramatiq.Broker:
-    """A broker for this process; set as dramatiq's global broker too."""
-    broker: dramatiq.Broker
+    """A broker for a process that runs actors: RabbitMQ, or the in-process one.
+
+    The composition root adds the middleware bound to its runtime
+    (`broker.add_middleware`), and emits `process_boot` on the in-process
+    broker itself; dramatiq's CLI emits it for RabbitMQ.
+    """
     if settings.broker_url is None:
-        broker = StubBroker(middleware=middleware)
-        broker.emit_after("process_boot")
-    else:
-        broker = RabbitmqBroker(
-            url=connection_url(settings, publisher=False),
-            confirm_delivery=True,
-            middleware=middleware,
-        )
-    dramatiq.set_broker(broker)
-    return broker
+        return StubBroker(middleware=middleware)
+    return RabbitmqBroker(
+        url=connection_url(settings, publisher=False),
+        confirm_delivery=True,
+        middleware=middleware,
+    )
 
 
-def worker_middleware(settings: Settings, extra: list[Middleware]) -> list[Middleware]:
-    """The middleware of a process that runs actors, in order."""
+def worker_middleware(settings: Settings) -> list[Middleware]:
+    """Dramatiq's middleware of a process that runs actors, in order."""
     return [
         AgeLimit(),
         TimeLimit(time_limit=int((settings.request_timeout_s + 60) * 1000)),
@@ -74,7 +74,6 @@ def worker_middleware(settings: Settings, extra: list[Middleware]) -> list[Middl
         Retries(max_retries=5, min_backoff=500, max_backoff=30_000),
         CurrentMessage(),
         AsyncIO(),
-        *extra,
     ]
 
 

@@ -7,19 +7,19 @@ recorder thread (`actors.pipeline`).
 
 from __future__ import annotations
 
-from actors import requests, runtime
+from actors import requests
+from actors.runtime import Runtime
 from engine.deliveries import record as deliveries
 
 QUEUE_NAME = "hookline.deliver"
 
 
-def deliver(delivery_ids: str | list[str]) -> None:
+def deliver(rt: Runtime, delivery_ids: str | list[str]) -> None:
     """Make one attempt of each delivery (sent concurrently) and record what happened.
 
     Takes one id (as messages published before batching did) or a list.
     """
     ids = [delivery_ids] if isinstance(delivery_ids, str) else list(delivery_ids)
-    rt = runtime.current()
     settings = rt.settings
     pipeline = requests.pipeline_of(rt)
     pipeline.reserve(len(ids))

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import structlog
 
-from actors import requests, runtime
+from actors import requests
 from actors.pipeline import Batch
+from actors.runtime import Runtime
 from engine.deliveries import fanout
 
 log = structlog.get_logger("hookline.delivery")
@@ -19,7 +20,7 @@ QUEUE_NAME = "hookline.fan_out"
 FAN_OUT_CLAIM = 4
 
 
-def fan_out(event_ids: str | list[str]) -> None:
+def fan_out(rt: Runtime, event_ids: str | list[str]) -> None:
     """Create the events' deliveries; send the first ones at once, publish the rest.
 
     Takes one event id, or the list the API publishes for the events that
@@ -32,7 +33,6 @@ def fan_out(event_ids: str | list[str]) -> None:
     The rest go out `deliver_batch` ids per message.
     """
     ids = [event_ids] if isinstance(event_ids, str) else list(event_ids)
-    rt = runtime.current()
     settings = rt.settings
     pipeline = requests.pipeline_of(rt)
     started: list[Batch] = []
@@ -45,7 +45,7 @@ def fan_out(event_ids: str | list[str]) -> None:
         # the commit succeeded (see `Pipeline.start_held`).
         if plan.claimed:
             built.append(requests.build(rt, plan.claimed))
-            batch = pipeline.start_held(requests.event_loop(), requests.sender(rt), built[0])
+            batch = pipeline.start_held(requests.event_loop(rt), requests.sender(rt), built[0])
             if batch is not None:
                 started.append(batch)
 

@@ -7,6 +7,8 @@ one, nor the broker, back.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +17,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from actors import alert, deliver, fan_out, supervise, verify
 from actors.broker import Publisher, connection_url
+from actors.runtime import Runtime
 from engine.settings import Settings
 
 # What `hookline worker` consumes; `hookline supervisor` consumes the other two, alone.
@@ -33,13 +36,18 @@ class Actors:
     alert: dramatiq.Actor[Any, Any]
 
 
-def declare_actors(broker: dramatiq.Broker) -> Actors:
-    """Declare Hookline's actors on a broker."""
+def declare_actors(broker: dramatiq.Broker, runtime: Runtime | None) -> Actors:
+    """Declare Hookline's actors on a broker, each bound to the process's runtime.
 
-    def declare(fn: Any, name: str, queue_name: str, **options: Any) -> dramatiq.Actor[Any, Any]:
+    Without a runtime the broker only publishes: an actor run there raises.
+    """
+
+    def declare(
+        fn: Callable[..., None], name: str, queue_name: str, **options: Any
+    ) -> dramatiq.Actor[Any, Any]:
         usable = {k: v for k, v in options.items() if k in broker.actor_options}
         declaring = dramatiq.actor(broker=broker, actor_name=name, queue_name=queue_name, **usable)
-        return declaring(fn)
+        return declaring(_bind(fn, runtime))
 
     return Actors(
         fan_out=declare(fan_out.fan_out, "fan_out", fan_out.QUEUE_NAME),
@@ -61,5 +69,16 @@ def publisher(settings: Settings) -> Publisher:
     broker = RabbitmqBroker(
         url=connection_url(settings, publisher=True), confirm_delivery=True, middleware=[]
     )
-    declare_actors(broker)
+    declare_actors(broker, None)
     return Publisher(broker, settings)
+
+
+def _bind(fn: Callable[..., None], runtime: Runtime | None) -> Callable[..., None]:
+    """`fn` with the runtime as its first argument; named as `fn` for dramatiq's logs."""
+    if runtime is None:
+
+        def refuse(*args: Any, **kwargs: Any) -> None:
+            raise RuntimeError(f"{fn.__name__} runs in a worker; this process only publishes")
+
+        return functools.update_wrapper(refuse, fn)
+    return functools.update_wrapper(functools.partial(fn, runtime), fn)

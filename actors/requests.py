@@ -7,10 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dramatiq.asyncio import get_event_loop_thread
-
-from actors import runtime
 from actors.pipeline import Pipeline
+from actors.runtime import USER_AGENT, Runtime
 from engine.db.models import utcnow
 from engine.deliveries import record as deliveries
 from engine.deliveries.client import Outcome, Request
@@ -19,26 +17,25 @@ from engine.errors import CryptoError
 Work = list[tuple[deliveries.Claim, Request | Outcome]]
 
 
-def pipeline_of(rt: runtime.Runtime) -> Pipeline:
+def pipeline_of(rt: Runtime) -> Pipeline:
     """The process's attempt pipeline, which the worker's middleware opened at boot."""
-    assert rt.client is not None and rt.pipeline is not None, "the HttpClient middleware sets up"
+    assert rt.pipeline is not None, "the Attempts middleware opens the pipeline at boot"
     return rt.pipeline
 
 
-def event_loop() -> asyncio.AbstractEventLoop:
+def event_loop(rt: Runtime) -> asyncio.AbstractEventLoop:
     """The event loop the AsyncIO middleware runs, where attempts are sent."""
-    loop_thread = get_event_loop_thread()
-    assert loop_thread is not None, "the AsyncIO middleware runs the event loop"
-    return loop_thread.loop
+    assert rt.loop is not None, "the HttpClient middleware opens the client on the loop"
+    return rt.loop
 
 
-def sender(rt: runtime.Runtime) -> Callable[[Request], Any]:
+def sender(rt: Runtime) -> Callable[[Request], Any]:
     """The process's HTTP client's `send`."""
-    assert rt.client is not None, "the HttpClient middleware sets up"
+    assert rt.client is not None, "the HttpClient middleware opens the client at boot"
     return rt.client.send
 
 
-def build(rt: runtime.Runtime, claimed: list[deliveries.Claim]) -> Work:
+def build(rt: Runtime, claimed: list[deliveries.Claim]) -> Work:
     """Each claimed delivery's signed request, or the outcome that stands for it."""
     timestamp = int(time.time())
     work: Work = []
@@ -49,7 +46,7 @@ def build(rt: runtime.Runtime, claimed: list[deliveries.Claim]) -> Work:
             body = bodies[one.event.id] = deliveries.envelope(one.event)
         try:
             request: Request | Outcome = deliveries.build_request(
-                one, user_agent=runtime.USER_AGENT, timestamp=timestamp, box=rt.box, body=body
+                one, user_agent=USER_AGENT, timestamp=timestamp, box=rt.box, body=body
             )
         except CryptoError as exc:  # a key is missing: an attempt that failed, retried later
             request = Outcome(
@@ -59,7 +56,7 @@ def build(rt: runtime.Runtime, claimed: list[deliveries.Claim]) -> Work:
     return work
 
 
-def attempt(rt: runtime.Runtime, claimed: list[deliveries.Claim], work: Work | None = None) -> None:
+def attempt(rt: Runtime, claimed: list[deliveries.Claim], work: Work | None = None) -> None:
     """Hand the claimed deliveries, for which room is reserved, to the pipeline.
 
     `work` is their requests when the caller built them already.
@@ -73,4 +70,4 @@ def attempt(rt: runtime.Runtime, claimed: list[deliveries.Claim], work: Work | N
         except BaseException:
             pipeline.release(len(claimed))  # their leases run out; the scheduler sends them
             raise
-    pipeline.run(event_loop(), sender(rt), work)
+    pipeline.run(event_loop(rt), sender(rt), work)

@@ -1,11 +1,15 @@
-"""What the actors of one process share: settings, publisher, HTTP client.
+"""What the actors of one process share: settings, database, publisher, HTTP client.
 
-Set once per process by `actors.worker.setup` (or the embedded runner); the
-HTTP client is opened on the AsyncIO middleware's event loop as the worker boots.
+Built by the process's composition root (`actors.worker`, `actors.supervisor`,
+`api.embedded`) and bound to the actors as they are declared
+(`actors.registry`); nothing looks it up globally. The HTTP client, its event
+loop and the attempt pipeline are filled in as the worker boots
+(`actors.lifecycle`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +43,8 @@ class Runtime:
     outcomes: OutcomeReporter | None = field(default=None, repr=False)
     # Sends and records the attempts in flight; opened with the client.
     pipeline: Pipeline | None = field(default=None, repr=False)
+    # The event loop the client was opened on, which the AsyncIO middleware runs.
+    loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.secretbox is None:
@@ -49,26 +55,6 @@ class Runtime:
         """The secret box, never None after construction."""
         assert self.secretbox is not None
         return self.secretbox
-
-
-_runtime: Runtime | None = None
-
-
-def set_runtime(runtime: Runtime | None) -> None:
-    """Install the collaborators for this process."""
-    global _runtime
-    _runtime = runtime
-
-
-def current() -> Runtime:
-    """The installed collaborators.
-
-    Raises:
-        RuntimeError: the process was not set up.
-    """
-    if _runtime is None:
-        raise RuntimeError("actors.runtime is not set up in this process")
-    return _runtime
 
 
 def client_options(settings: Settings) -> ClientOptions:

@@ -14,10 +14,10 @@ from typing import Any
 
 import structlog
 
-from actors import metrics
+from actors import metrics, registry
 from actors.breaker_tick import Tick
 from actors.broker import Publisher
-from engine.db.connect import UNAVAILABLE_ERRORS
+from engine.db.connect import UNAVAILABLE_ERRORS, bind
 from engine.deliveries import quarantine
 from engine.deliveries import schedule as scheduling
 from engine.settings import Settings
@@ -149,3 +149,8 @@ def _drop_connection(database: Any) -> None:
             database.close()
     except Exception:  # noqa: BLE001 - the connection is already gone
         pass
+
+
+def build(settings: Settings) -> Scheduler:
+    """The scheduler process's composition root: its database, a publish-only broker, the loop."""
+    return Scheduler(settings, bind(settings), registry.publisher(settings))

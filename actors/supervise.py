@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from actors import runtime
+from actors.runtime import Runtime
 from engine.breakers import store as health
 from engine.breakers.state import Policy
 
@@ -21,9 +21,8 @@ QUEUE_NAME = "hookline.supervise"
 _EPOCH = dt.datetime(1970, 1, 1)
 
 
-def supervise(outcomes: list[list[Any]]) -> None:
+def supervise(rt: Runtime, outcomes: list[list[Any]]) -> None:
     """Fold one batch of attempt outcomes into the endpoints' windows and breakers."""
-    rt = runtime.current()
     observations = [
         health.Observation(
             endpoint_id=str(row[0]),

@@ -1,21 +1,24 @@
-"""Entry point of a Dramatiq worker process: `dramatiq actors.worker:setup`.
+"""The worker process's composition root: `dramatiq actors.worker:setup`.
 
 `hookline worker` runs dramatiq's CLI with this callable; each worker process
-calls it once to read the settings, bind the database and build the broker.
+calls it once to read the settings, bind the database, and build the broker,
+its middleware and the actors, all bound to one `Runtime`. `build` is the
+same wiring without the process-wide parts; the embedded mode runs it too.
 """
 
 from __future__ import annotations
 
 import gc
 import sys
+from typing import Any
 
 import dramatiq
 
-from actors import runtime
 from actors.broker import Publisher, build_broker, worker_middleware
-from actors.lifecycle import DatabaseConnections, HttpClient, Outcomes
+from actors.lifecycle import Attempts, DatabaseConnections, HttpClient, Outcomes
 from actors.outcomes import OutcomeReporter
 from actors.registry import declare_actors
+from actors.runtime import Runtime
 from engine import logs
 from engine.db.connect import bind
 from engine.settings import Settings
@@ -43,19 +46,29 @@ def tune_interpreter() -> None:
 
 
 def setup(settings: Settings | None = None) -> dramatiq.Broker:
-    """Build this process's broker, actors and runtime."""
+    """Build this process's broker, actors and runtime; dramatiq's CLI takes the broker."""
     settings = settings or Settings.from_env()
     tune_interpreter()
     logs.configure(settings.log_level, settings.log_format)
     database = bind(settings)
-    extra = [DatabaseConnections(), Outcomes(), HttpClient()]
-    broker = build_broker(settings, worker_middleware(settings, extra))
-    declare_actors(broker)
-    publisher = Publisher(broker, settings)
-    outcomes = OutcomeReporter(publisher.report_outcomes)
-    runtime.set_runtime(runtime.Runtime(settings, database, publisher, outcomes=outcomes))
+    broker, _runtime = build(settings, database)
+    broker.add_middleware(DatabaseConnections(database))
+    dramatiq.set_broker(broker)  # where dramatiq's CLI looks for it
     # What the process holds from here on (modules, actors, settings) lives as long as it
     # does: out of every later collection's way. Garbage made so far is collected first.
     gc.collect()
     gc.freeze()
     return broker
+
+
+def build(settings: Settings, database: Any) -> tuple[dramatiq.Broker, Runtime]:
+    """A broker that runs every actor, with its middleware, bound to a new runtime."""
+    broker = build_broker(settings, worker_middleware(settings))
+    publisher = Publisher(broker, settings)
+    outcomes = OutcomeReporter(publisher.report_outcomes)
+    runtime = Runtime(settings, database, publisher, outcomes=outcomes)
+    broker.add_middleware(Outcomes(outcomes))
+    broker.add_middleware(HttpClient(runtime))
+    broker.add_middleware(Attempts(runtime))
+    declare_actors(broker, runtime)
+    return broker, runtime

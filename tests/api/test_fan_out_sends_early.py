@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from actors import fan_out, requests, runtime
+from actors import fan_out
 from actors.pipeline import Pipeline
+from actors.runtime import Runtime
 from engine.db.models import Attempt, Delivery, Event, utcnow
 from engine.deliveries import record as deliveries
 from engine.deliveries.client import Outcome, Request
@@ -59,8 +60,7 @@ def worker(
     sqlite_settings: Settings,
     sqlite_db: Any,
     loop: asyncio.AbstractEventLoop,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[tuple[Endpoint, Pipeline]]:
+) -> Iterator[tuple[Endpoint, Pipeline, Runtime]]:
     """The actor's runtime in this process: a real pipeline, its loop, a fake endpoint."""
     endpoint = Endpoint()
     pipeline = Pipeline(
@@ -70,17 +70,15 @@ def worker(
         handoff_s=5.0,
         max_in_flight=100,
     )
-    rt = runtime.Runtime(
+    rt = Runtime(
         settings=sqlite_settings,
         database=sqlite_db,
         publisher=SimpleNamespace(enqueue_many=lambda kind, ids: len(ids)),  # type: ignore[arg-type]
         client=endpoint,  # type: ignore[arg-type]
         pipeline=pipeline,
+        loop=loop,
     )
-    monkeypatch.setattr(requests, "get_event_loop_thread", lambda: SimpleNamespace(loop=loop))
-    runtime.set_runtime(rt)
-    yield endpoint, pipeline
-    runtime.set_runtime(None)
+    yield endpoint, pipeline, rt
     pipeline.drain(5.0)
 
 
@@ -92,13 +90,13 @@ def an_event(create_endpoint: CreateEndpoint, publish: Publish, endpoints: int) 
 
 
 def test_attempts_start_before_the_commit_and_are_recorded_after_it(
-    worker: tuple[Endpoint, Pipeline],
+    worker: tuple[Endpoint, Pipeline, Runtime],
     sqlite_db: Any,
     create_endpoint: CreateEndpoint,
     publish: Publish,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    endpoint, pipeline = worker
+    endpoint, pipeline, rt = worker
     event_id = an_event(create_endpoint, publish, 3)
     plain_commit = type(sqlite_db).commit
 
@@ -109,7 +107,7 @@ def test_attempts_start_before_the_commit_and_are_recorded_after_it(
 
     monkeypatch.setattr(type(sqlite_db), "commit", commit)
 
-    fan_out.fan_out(event_id)
+    fan_out.fan_out(rt, event_id)
 
     assert len(endpoint.sent) == 3
     assert endpoint.sent[0][1] is False  # the first attempt left before COMMIT
@@ -120,13 +118,13 @@ def test_attempts_start_before_the_commit_and_are_recorded_after_it(
 
 
 def test_a_failed_commit_records_none_of_the_attempts_it_sent(
-    worker: tuple[Endpoint, Pipeline],
+    worker: tuple[Endpoint, Pipeline, Runtime],
     sqlite_db: Any,
     create_endpoint: CreateEndpoint,
     publish: Publish,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    endpoint, pipeline = worker
+    endpoint, pipeline, rt = worker
     event_id = an_event(create_endpoint, publish, 2)
 
     def commit(self: Any) -> None:
@@ -135,7 +133,7 @@ def test_a_failed_commit_records_none_of_the_attempts_it_sent(
 
     monkeypatch.setattr(type(sqlite_db), "commit", commit)
     with pytest.raises(RuntimeError, match="went away"):
-        fan_out.fan_out(event_id)  # dramatiq retries the message
+        fan_out.fan_out(rt, event_id)  # dramatiq retries the message
 
     wait_for(lambda: pipeline.in_flight == 0)  # their answers came back, and were dropped
     assert len(endpoint.sent) == 2  # the endpoints may see this event again, same webhook-id

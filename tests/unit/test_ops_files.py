@@ -312,7 +312,7 @@ def _declared_by_hookline() -> dict[str, dict[str, Any]]:
     broker = RabbitmqBroker(url="amqp://guest:guest@127.0.0.1:1/hookline", middleware=[])
     channel = _RecordingChannel()
     broker.state.channel = channel  # the broker's per-thread channel: no connection is made
-    declare_actors(broker)
+    declare_actors(broker, None)
     for queue in sorted(broker.get_declared_queues()):
         broker._declare_queue(queue)
         broker._declare_dq_queue(queue)
