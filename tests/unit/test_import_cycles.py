@@ -32,8 +32,8 @@ def import_graph(packages: Iterable[str] = PACKAGES) -> dict[str, set[str]]:
             parts = imported.split(".")
             for depth in range(1, len(parts)):
                 package = ".".join(parts[:depth])
-                # A package that contains the importer is already running its `__init__`.
-                if package in modules and not module.startswith(package + "."):
+                # A package that is, or contains, the importer already runs its `__init__`.
+                if package in modules and not (module + ".").startswith(package + "."):
                     targets.add(package)
         edges[module] = targets
     return edges
