@@ -6,10 +6,12 @@ are published as `deliver` messages.
 
 from __future__ import annotations
 
+import contextlib
+
 import structlog
 
 from actors import requests
-from actors.pipeline import Batch
+from actors.early_attempts import EarlyAttempts
 from actors.runtime import Runtime
 from engine.deliveries import fanout
 
@@ -28,54 +30,19 @@ def fan_out(rt: Runtime, event_ids: str | list[str]) -> None:
     deliveries this worker sends itself, as many as `deliver_batch` for each
     event carried and `FAN_OUT_CLAIM` batches at most, are created already claimed
     (`engine.deliveries.fanout.fan_out_and_claim`): a fan-out to a few endpoints costs
-    no `deliver` message at all. Their attempts start inside the fan-out's
-    transaction, as soon as it knows them, and are recorded after its commit.
-    The rest go out `deliver_batch` ids per message.
+    no `deliver` message at all. Their attempts start once the deliveries are
+    committed, or, with `early_first_attempts`, inside the transaction
+    (`actors.early_attempts`). The rest go out `deliver_batch` ids per message.
     """
     ids = [event_ids] if isinstance(event_ids, str) else list(event_ids)
-    settings = rt.settings
-    pipeline = requests.pipeline_of(rt)
-    started: list[Batch] = []
-    built: list[requests.Work] = []
-
-    def send_now(plan: fanout.FanOut) -> None:
-        # Writing the deliveries and committing them (three round trips, one a WAL flush)
-        # was the longest step between an event's fan-out and its first attempt under
-        # load: the attempts start before it, and their answers are recorded only once
-        # the commit succeeded (see `Pipeline.start_held`).
-        if plan.claimed:
-            built.append(requests.build(rt, plan.claimed))
-            batch = pipeline.start_held(requests.event_loop(rt), requests.sender(rt), built[0])
-            if batch is not None:
-                started.append(batch)
-
-    try:
-        with rt.database.connection_context():
-            plan = fanout.fan_out_and_claim(
-                ids,
-                lease_s=settings.fan_out_lease_s,
-                claim=settings.deliver_batch * min(len(ids), FAN_OUT_CLAIM),
-                claim_lease_s=settings.request_timeout_s + settings.lease_grace_s,
-                before_writing=send_now,
-            )
-    except BaseException:
-        # Not committed (or not known to be): nothing is recorded for these attempts, and
-        # the message is retried. An endpoint may thus get the event twice, as it may
-        # whenever an answer is lost; the webhook-id is the same both times.
-        for batch in started:
-            pipeline.drop_held(batch)
-        raise
-    for batch in started:
-        pipeline.release_held(batch)
-    if not started:
-        # No room was free inside the transaction: wait for it now, as `deliver` does; a
-        # wait here is shorter than the claims' lease, since room frees as attempts end.
-        pipeline.reserve(len(plan.claimed))
-    published = 0
-    if plan.pending:
-        published = rt.publisher.enqueue_many("deliver", plan.pending)
-        with rt.database.connection_context():
-            fanout.mark_queued(plan.pending[:published], lease_s=settings.queue_lease_s)
+    early = EarlyAttempts(rt) if rt.settings.early_first_attempts else None
+    plan = _create(rt, ids, early)
+    started = early.batch if early is not None else None
+    if started is None:
+        # Wait for room now, as `deliver` does; a wait here is shorter than the claims'
+        # lease, since room frees as attempts end.
+        requests.pipeline_of(rt).reserve(len(plan.claimed))
+    published = _publish(rt, plan.pending)
     if plan.claimed or plan.pending:
         log.info(
             "event_fanned_out",
@@ -84,7 +51,31 @@ def fan_out(rt: Runtime, event_ids: str | list[str]) -> None:
             sent_here=len(plan.claimed),
             published=published,
         )
-    if started:
-        pipeline.wait(started[0])
+    if started is not None:
+        requests.pipeline_of(rt).wait(started)
     else:
-        requests.attempt(rt, plan.claimed, built[0] if built else None)
+        requests.attempt(rt, plan.claimed, early.work if early is not None else None)
+
+
+def _create(rt: Runtime, ids: list[str], early: EarlyAttempts | None) -> fanout.FanOut:
+    """Create and commit the events' deliveries, the first ones claimed for this worker."""
+    settings = rt.settings
+    with early.committing() if early is not None else contextlib.nullcontext():
+        with rt.database.connection_context():
+            return fanout.fan_out_and_claim(
+                ids,
+                lease_s=settings.fan_out_lease_s,
+                claim=settings.deliver_batch * min(len(ids), FAN_OUT_CLAIM),
+                claim_lease_s=settings.request_timeout_s + settings.lease_grace_s,
+                before_writing=early.before_writing if early is not None else None,
+            )
+
+
+def _publish(rt: Runtime, pending: list[str]) -> int:
+    """Publish the deliveries this worker does not send; answer how many were confirmed."""
+    if not pending:
+        return 0
+    published = rt.publisher.enqueue_many("deliver", pending)
+    with rt.database.connection_context():
+        fanout.mark_queued(pending[:published], lease_s=rt.settings.queue_lease_s)
+    return published

@@ -1,4 +1,7 @@
-"""The `fan_out` actor sends before its deliveries are committed, and records after."""
+"""The `fan_out` actor sends before its deliveries are committed, and records after.
+
+Unless `HOOKLINE_EARLY_FIRST_ATTEMPTS` is off: then it commits, then sends.
+"""
 
 from __future__ import annotations
 
@@ -141,3 +144,30 @@ def test_a_failed_commit_records_none_of_the_attempts_it_sent(
     assert Event.get_by_id(event_id).fanned_out_at is None  # the retry fans it out again
     pipeline.recorder.flush(5.0)  # whatever reached the recorder is recorded by now
     assert Attempt.select().count() == 0
+
+
+def test_with_early_first_attempts_off_nothing_is_sent_before_the_commit(
+    worker: tuple[Endpoint, Pipeline, Runtime],
+    sqlite_db: Any,
+    create_endpoint: CreateEndpoint,
+    publish: Publish,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    endpoint, pipeline, rt = worker
+    rt.settings = rt.settings.with_overrides(early_first_attempts=False)
+    event_id = an_event(create_endpoint, publish, 3)
+    plain_commit = type(sqlite_db).commit
+
+    def commit(self: Any) -> None:
+        endpoint.reached.wait(0.5)  # an attempt sent early would arrive meanwhile
+        plain_commit(self)
+        endpoint.committed.set()
+
+    monkeypatch.setattr(type(sqlite_db), "commit", commit)
+
+    fan_out.fan_out(rt, event_id)
+
+    assert [committed for _url, committed in endpoint.sent] == [True, True, True]
+    made = list(Delivery.select().where(Delivery.event_id == event_id))
+    assert {d.status for d in made} == {"succeeded"}
+    assert pipeline.in_flight == 0
