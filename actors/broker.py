@@ -8,7 +8,6 @@ RabbitMQ when `HOOKLINE_BROKER_URL` is set; otherwise dramatiq's in-process
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import dramatiq
@@ -26,6 +25,7 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from actors.messages import OutcomeRecord
 from engine.settings import Settings
 
 QUARANTINE_QUEUE = "hookline.quarantine"
@@ -93,9 +93,9 @@ class Publisher:
         self.broker.get_actor(kind).send(ident)
         return True
 
-    def report_outcomes(self, outcomes: list[list[Any]]) -> None:
+    def report_outcomes(self, outcomes: list[OutcomeRecord]) -> None:
         """Publish one batch of attempt outcomes to the supervisor; raise if it fails."""
-        self.broker.get_actor("supervise").send(outcomes)
+        self.broker.get_actor("supervise").send([record.to_json() for record in outcomes])
 
     def enqueue_many(self, kind: str, idents: list[str]) -> int:
         """Publish several; stop at the first failure and answer how many were confirmed.

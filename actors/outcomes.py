@@ -10,17 +10,16 @@ is what the pipeline calls for every recorded attempt.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 import structlog
 
 from actors import metrics
+from actors.messages import OutcomeRecord
 from engine.deliveries.client import Outcome
 from engine.deliveries.record import Claim
 from engine.retry import Decision
@@ -33,16 +32,6 @@ MAX_BATCH = 500
 FLUSH_INTERVAL_S = 0.5
 CAPACITY = 100_000  # outcomes a process keeps while the broker is down
 MAX_BACKOFF_S = 30.0
-_EPOCH = dt.datetime(1970, 1, 1)
-
-
-def outcome_row(
-    endpoint_id: str, delivery_id: str, outcome: Outcome, decision: Decision
-) -> list[Any]:
-    """One outcome as the `supervise` message carries it (JSON)."""
-    at_s = (outcome.started_at - _EPOCH).total_seconds()
-    quarantined = decision.action in ("quarantine", "disable")
-    return [endpoint_id, outcome.success, at_s, outcome.status_code, delivery_id, quarantined]
 
 
 class OutcomeReporter:
@@ -50,7 +39,7 @@ class OutcomeReporter:
 
     def __init__(
         self,
-        publish: Callable[[list[list[Any]]], None],
+        publish: Callable[[list[OutcomeRecord]], None],
         *,
         max_batch: int = MAX_BATCH,
         interval_s: float = FLUSH_INTERVAL_S,
@@ -61,14 +50,14 @@ class OutcomeReporter:
         self.interval_s = interval_s
         self.capacity = capacity
         self.dropped = 0
-        self._buffer: deque[list[Any]] = deque()
+        self._buffer: deque[OutcomeRecord] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._dropped_logged_at = 0.0
 
-    def report(self, outcome: list[Any]) -> None:
+    def report(self, outcome: OutcomeRecord) -> None:
         """Queue one outcome; never blocks on the broker."""
         with self._lock:
             if len(self._buffer) >= self.capacity:
@@ -121,7 +110,7 @@ class OutcomeReporter:
                 return
             delay_s = 0.0 if self.pending() >= self.max_batch else self.interval_s
 
-    def _put_back(self, batch: list[list[Any]]) -> None:
+    def _put_back(self, batch: list[OutcomeRecord]) -> None:
         with self._lock:
             self._buffer.extendleft(reversed(batch))
             excess = len(self._buffer) - self.capacity
@@ -144,7 +133,9 @@ def report_attempt(
     """Report a recorded attempt: to the supervisor, to the metrics, to the log."""
     # A secret that does not decrypt is our fault, not the endpoint's: the breaker ignores it.
     if reporter is not None and outcome.error_class != "secret_unavailable":
-        reporter.report(outcome_row(claimed.endpoint.id, claimed.delivery.id, outcome, decision))
+        reporter.report(
+            OutcomeRecord.of(claimed.endpoint.id, claimed.delivery.id, outcome, decision)
+        )
     first = claimed.delivery.attempts == 1
     lag_s = (outcome.started_at - claimed.event.created_at).total_seconds() if first else None
     metrics.observe_attempt(outcome, decision, lag_s)

@@ -1,16 +1,17 @@
 """The `supervise(outcomes)` actor on `hookline.supervise`: outcomes into the breakers.
 
 Runs in `hookline supervisor` alone, one thread, and folds each batch of
-attempt outcomes (`actors.outcomes`) into PostgreSQL.
+attempt outcomes (`actors.messages.OutcomeRecord`, reported by
+`actors.outcomes`) into PostgreSQL.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import structlog
 
+from actors.messages import OutcomeRecord, UnknownVersionError
 from actors.runtime import Runtime
 from engine.breakers import store as health
 from engine.breakers.state import Policy
@@ -18,22 +19,52 @@ from engine.breakers.state import Policy
 log = structlog.get_logger("hookline.supervision")
 
 QUEUE_NAME = "hookline.supervise"
-_EPOCH = dt.datetime(1970, 1, 1)
 
 
-def supervise(rt: Runtime, outcomes: list[list[Any]]) -> None:
-    """Fold one batch of attempt outcomes into the endpoints' windows and breakers."""
+def supervise(rt: Runtime, outcomes: list[Any]) -> None:
+    """Fold one batch of attempt outcomes into the endpoints' windows and breakers.
+
+    Records it cannot read (an unknown version, a malformed one) are refused
+    with one log line for the batch and the message is acked: retrying would
+    not make them readable.
+    """
+    records = _read(outcomes)
     observations = [
         health.Observation(
-            endpoint_id=str(row[0]),
-            success=bool(row[1]),
-            at=_EPOCH + dt.timedelta(seconds=float(row[2])),
-            status_code=row[3],
-            delivery_id=str(row[4]),
-            quarantined=bool(row[5]) if len(row) > 5 else False,
+            endpoint_id=record.endpoint_id,
+            success=record.success,
+            at=record.at,
+            status_code=record.status_code,
+            delivery_id=record.delivery_id,
+            quarantined=record.quarantined,
         )
-        for row in outcomes
+        for record in records
     ]
     with rt.database.connection_context():
         emitted = health.fold(observations, policy=Policy.from_settings(rt.settings))
     log.debug("outcomes_supervised", outcomes=len(observations), alerts=len(emitted))
+
+
+def _read(outcomes: list[Any]) -> list[OutcomeRecord]:
+    """The records of a batch that this process can read; one log line for the rest."""
+    records: list[OutcomeRecord] = []
+    versions: set[str] = set()
+    errors: list[str] = []
+    for data in outcomes:
+        try:
+            records.append(OutcomeRecord.from_json(data))
+        except UnknownVersionError as exc:
+            versions.add(repr(exc.version))
+        except ValueError as exc:
+            errors.append(str(exc))
+    refused = len(outcomes) - len(records)
+    if refused:
+        log.error(
+            "outcomes_refused",
+            refused=refused,
+            supervised=len(records),
+            unknown_versions=sorted(versions),
+            malformed=len(errors),
+            first_error=errors[0][:200] if errors else None,
+        )
+    return records
