@@ -26,9 +26,9 @@ from dramatiq.middleware import (
 )
 
 from actors.messages import OutcomeRecord
+from actors.middleware.policy import Quarantine, require
 from engine.settings import Settings
 
-QUARANTINE_QUEUE = "hookline.quarantine"
 # The actors whose messages carry a list of ids (up to `deliver_batch`); one id still works.
 BATCHED_KINDS = frozenset({"fan_out", "deliver"})
 
@@ -117,13 +117,17 @@ class Publisher:
         return confirmed
 
     def publish_quarantine(self, documents: list[bytes]) -> int:
-        """Copy quarantine documents to the durable `hookline.quarantine` queue.
+        """Copy quarantine documents to the queue the broker's `Quarantine` middleware names.
 
         Answers how many were confirmed. The in-process broker has no such queue:
         there the delivery rows are the whole quarantine.
+
+        Raises:
+            LookupError: the broker has no `Quarantine` middleware.
         """
         if not isinstance(self.broker, RabbitmqBroker):
             return len(documents)
+        quarantine = require(self.broker, Quarantine)
         properties = pika.BasicProperties(
             delivery_mode=2, content_type="application/json", type="hookline.quarantined"
         )
@@ -131,11 +135,11 @@ class Publisher:
         try:
             channel = self.broker.channel
             if not self._quarantine_declared:
-                channel.queue_declare(QUARANTINE_QUEUE, durable=True)
+                quarantine.declare(channel)
                 self._quarantine_declared = True
             for body in documents:
                 channel.basic_publish(
-                    "", QUARANTINE_QUEUE, body, properties=properties, mandatory=True
+                    "", quarantine.queue_name, body, properties=properties, mandatory=True
                 )
                 count += 1
         except pika.exceptions.AMQPError:

@@ -20,6 +20,7 @@ import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 
+from actors.middleware import DeliveryPolicy
 from actors.outcomes import OutcomeReporter, report_attempt
 from actors.pipeline import Pipeline
 from actors.runtime import Runtime, client_options
@@ -85,21 +86,20 @@ class HttpClient(Middleware):
 
 
 class Attempts(Middleware):
-    """Opens the runtime's attempt pipeline as the worker boots; drains it as it stops."""
+    """Opens the runtime's attempt pipeline as the worker boots; drains it as it stops.
+
+    The pipeline records each attempt with what the broker's delivery policy
+    (`actors.middleware.DeliveryPolicy`) decides, in the same transaction.
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         settings = self.runtime.settings
-
-        def record(pairs: Any) -> Any:
-            return deliveries.record_many(
-                pairs, schedule=settings.retry_schedule_s, max_age_s=settings.max_age_s
-            )
-
+        policy = DeliveryPolicy.on(broker)
         self.runtime.pipeline = Pipeline(
-            record=record,
+            record=functools.partial(deliveries.record_many, decide=policy.decide),
             after_record=functools.partial(report_attempt, self.runtime.outcomes),
             connection=self.runtime.database.connection_context,
             handoff_s=settings.deliver_handoff_s,

@@ -8,12 +8,13 @@ one, nor the broker, back.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.middleware import Middleware
 
 from actors import alert, deliver, fan_out, supervise, verify
 from actors.broker import Publisher, connection_url
@@ -58,8 +59,10 @@ def declare_actors(broker: dramatiq.Broker, runtime: Runtime | None) -> Actors:
     )
 
 
-def publisher(settings: Settings) -> Publisher:
-    """A publish-only broker (no worker middleware) and its publisher, as the API uses.
+def publisher(settings: Settings, middleware: Sequence[Middleware] = ()) -> Publisher:
+    """A publish-only broker and its publisher, as the API and the scheduler use.
+
+    `middleware`: the broker's, none by default (the API's).
 
     Raises:
         RuntimeError: the settings name no RabbitMQ.
@@ -67,7 +70,9 @@ def publisher(settings: Settings) -> Publisher:
     if settings.broker_url is None:
         raise RuntimeError("the API needs HOOKLINE_BROKER_URL; `hookline up` runs embedded")
     broker = RabbitmqBroker(
-        url=connection_url(settings, publisher=True), confirm_delivery=True, middleware=[]
+        url=connection_url(settings, publisher=True),
+        confirm_delivery=True,
+        middleware=list(middleware),
     )
     declare_actors(broker, None)
     return Publisher(broker, settings)

@@ -17,6 +17,7 @@ import structlog
 from actors import metrics, registry
 from actors.breaker_tick import Tick
 from actors.broker import Publisher
+from actors.middleware import Quarantine
 from engine.db.connect import UNAVAILABLE_ERRORS, bind
 from engine.deliveries import quarantine
 from engine.deliveries import schedule as scheduling
@@ -152,5 +153,10 @@ def _drop_connection(database: Any) -> None:
 
 
 def build(settings: Settings) -> Scheduler:
-    """The scheduler process's composition root: its database, a publish-only broker, the loop."""
-    return Scheduler(settings, bind(settings), registry.publisher(settings))
+    """The scheduler process's composition root: its database, a publish-only broker, the loop.
+
+    The broker carries the `Quarantine` middleware: the queue the scheduler
+    copies quarantined deliveries to.
+    """
+    publisher = registry.publisher(settings, middleware=[Quarantine()])
+    return Scheduler(settings, bind(settings), publisher)

@@ -16,6 +16,7 @@ import dramatiq
 
 from actors.broker import Publisher, build_broker, worker_middleware
 from actors.lifecycle import Attempts, DatabaseConnections, HttpClient, Outcomes
+from actors.middleware import DeliveryPolicy
 from actors.outcomes import OutcomeReporter
 from actors.registry import declare_actors
 from actors.runtime import Runtime
@@ -63,7 +64,8 @@ def setup(settings: Settings | None = None) -> dramatiq.Broker:
 
 def build(settings: Settings, database: Any) -> tuple[dramatiq.Broker, Runtime]:
     """A broker that runs every actor, with its middleware, bound to a new runtime."""
-    broker = build_broker(settings, worker_middleware(settings))
+    policy = DeliveryPolicy.from_settings(settings)
+    broker = build_broker(settings, [*worker_middleware(settings), *policy.middleware])
     publisher = Publisher(broker, settings)
     outcomes = OutcomeReporter(publisher.report_outcomes)
     runtime = Runtime(settings, database, publisher, outcomes=outcomes)

@@ -6,6 +6,7 @@ Unless `HOOKLINE_EARLY_FIRST_ATTEMPTS` is off: then it commits, then sends.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from actors import fan_out
+from actors.middleware import DeliveryPolicy
 from actors.pipeline import Pipeline
 from actors.runtime import Runtime
 from engine.db.models import Attempt, Delivery, Event, utcnow
@@ -67,7 +69,9 @@ def worker(
     """The actor's runtime in this process: a real pipeline, its loop, a fake endpoint."""
     endpoint = Endpoint()
     pipeline = Pipeline(
-        record=lambda pairs: deliveries.record_many(pairs, schedule=[5.0], max_age_s=3600.0),
+        record=functools.partial(
+            deliveries.record_many, decide=DeliveryPolicy.of([5.0], 3600.0).decide
+        ),
         after_record=lambda *_args: None,
         connection=sqlite_db.connection_context,
         handoff_s=5.0,

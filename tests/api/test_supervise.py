@@ -5,12 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import structlog
 
 from actors import supervise
 from actors.broker import Publisher
@@ -40,12 +38,6 @@ def endpoint(sqlite_db: Any) -> Endpoint:
 @pytest.fixture
 def runtime(sqlite_settings: Settings, sqlite_db: Any) -> Runtime:
     return Runtime(sqlite_settings, sqlite_db, publisher=None)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def logs() -> Iterator[list[Any]]:
-    with structlog.testing.capture_logs() as captured:
-        yield captured
 
 
 def failed(endpoint: Endpoint, n: int) -> OutcomeRecord:

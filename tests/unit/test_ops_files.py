@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
 
-from actors.broker import QUARANTINE_QUEUE, Publisher
+from actors.broker import Publisher
+from actors.middleware import QUARANTINE_QUEUE, Quarantine
 from actors.registry import declare_actors
 from engine.settings import Settings
 
@@ -309,7 +310,9 @@ class _RecordingChannel:
 
 def _declared_by_hookline() -> dict[str, dict[str, Any]]:
     """Every queue Hookline's code declares, with the arguments it declares it with."""
-    broker = RabbitmqBroker(url="amqp://guest:guest@127.0.0.1:1/hookline", middleware=[])
+    broker = RabbitmqBroker(
+        url="amqp://guest:guest@127.0.0.1:1/hookline", middleware=[Quarantine()]
+    )  # as the scheduler builds it
     channel = _RecordingChannel()
     broker.state.channel = channel  # the broker's per-thread channel: no connection is made
     declare_actors(broker, None)
