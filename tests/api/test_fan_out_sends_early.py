@@ -96,6 +96,20 @@ def an_event(create_endpoint: CreateEndpoint, publish: Publish, endpoints: int) 
     return str(publish()["id"])
 
 
+def note_the_commit(
+    endpoint: Endpoint, database: Any, monkeypatch: pytest.MonkeyPatch, wait_s: float
+) -> None:
+    """COMMIT first waits up to `wait_s` for an attempt to reach the endpoint, then notes it."""
+    plain_commit = type(database).commit
+
+    def commit(self: Any) -> None:
+        endpoint.reached.wait(wait_s)
+        plain_commit(self)
+        endpoint.committed.set()
+
+    monkeypatch.setattr(type(database), "commit", commit)
+
+
 def test_attempts_start_before_the_commit_and_are_recorded_after_it(
     worker: tuple[Endpoint, Pipeline, Runtime],
     sqlite_db: Any,
@@ -105,14 +119,8 @@ def test_attempts_start_before_the_commit_and_are_recorded_after_it(
 ) -> None:
     endpoint, pipeline, rt = worker
     event_id = an_event(create_endpoint, publish, 3)
-    plain_commit = type(sqlite_db).commit
-
-    def commit(self: Any) -> None:
-        endpoint.reached.wait(2.0)  # sending only after the commit would wait here in vain
-        plain_commit(self)
-        endpoint.committed.set()
-
-    monkeypatch.setattr(type(sqlite_db), "commit", commit)
+    # Sending only after the commit would wait here in vain.
+    note_the_commit(endpoint, sqlite_db, monkeypatch, wait_s=2.0)
 
     fan_out.fan_out(rt, event_id)
 
@@ -160,14 +168,8 @@ def test_with_early_first_attempts_off_nothing_is_sent_before_the_commit(
     endpoint, pipeline, rt = worker
     rt.settings = rt.settings.with_overrides(early_first_attempts=False)
     event_id = an_event(create_endpoint, publish, 3)
-    plain_commit = type(sqlite_db).commit
-
-    def commit(self: Any) -> None:
-        endpoint.reached.wait(0.5)  # an attempt sent early would arrive meanwhile
-        plain_commit(self)
-        endpoint.committed.set()
-
-    monkeypatch.setattr(type(sqlite_db), "commit", commit)
+    # An attempt sent early would arrive meanwhile.
+    note_the_commit(endpoint, sqlite_db, monkeypatch, wait_s=0.5)
 
     fan_out.fan_out(rt, event_id)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,21 +18,13 @@ from engine.breakers import store as health
 from engine.breakers.state import Policy
 from engine.db.models import Endpoint, utcnow
 from engine.deliveries.client import Outcome
-from engine.endpoints.crud import create_endpoint
 from engine.retry import Decision
-from engine.secretbox import SecretBox
 from engine.settings import Settings
-from engine.ssrf import AddressPolicy
-from engine.tenancy.tenants import create_tenant
 
 
 @pytest.fixture
-def endpoint(sqlite_db: Any) -> Endpoint:
-    tenant = create_tenant("acme")[0]
-    row, _ = create_endpoint(
-        tenant.id, {"url": "https://example.com/hook"}, AddressPolicy(), SecretBox(os.urandom(32))
-    )
-    return row
+def endpoint(create_endpoint: Callable[..., dict[str, Any]]) -> Endpoint:
+    return Endpoint.get_by_id(create_endpoint(url="https://example.com/hook")["id"])
 
 
 @pytest.fixture
