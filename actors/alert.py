@@ -19,13 +19,16 @@ from collections.abc import Callable, Mapping
 import structlog
 from dramatiq.asyncio import async_to_sync
 
-from actors import metrics, runtime
+from actors import metrics
+from actors.runtime import USER_AGENT, Runtime
 from engine.alerts import messages as alerts
 from engine.alerts import outbox as alert_records
 from engine.alerts.messages import Alert, Channels
 from engine.deliveries.client import Request
 
 log = structlog.get_logger("hookline.alerts")
+
+QUEUE_NAME = "hookline.alert"
 
 # A channel that fails is retried a few times (Dramatiq's Retries), then given up.
 RETRIES = {"max_retries": 3, "min_backoff": 5_000, "max_backoff": 30_000}
@@ -35,9 +38,8 @@ class AlertSendError(Exception):
     """A channel did not take an alert."""
 
 
-def alert(alert_id: str) -> None:
+def alert(rt: Runtime, alert_id: str) -> None:
     """Send one alert to every configured channel that has not received it yet."""
-    rt = runtime.current()
     with rt.database.connection_context():
         pending = alert_records.load(alert_id)
     if pending is None:
@@ -52,7 +54,7 @@ def alert(alert_id: str) -> None:
             continue
         context = {"alert_id": alert_id, "kind": pending.kind, "endpoint_id": endpoint_id}
         try:
-            SENDERS[name](channels, message)
+            SENDERS[name](rt, channels, message)
         except Exception as exc:  # noqa: BLE001 - one failing channel never stops the others
             metrics.ALERTS.labels(name, "failed").inc()
             log.warning(
@@ -68,43 +70,43 @@ def alert(alert_id: str) -> None:
         raise AlertSendError(f"alert {alert_id}: {', '.join(failed)} failed; retrying")
 
 
-def _post(url: str | None, body: bytes, headers: Mapping[str, str]) -> None:
+def _post(rt: Runtime, url: str | None, body: bytes, headers: Mapping[str, str]) -> None:
     """POST through the SSRF-guarded client; raise unless the answer is 2xx."""
-    rt = runtime.current()
     assert rt.client is not None, "the HttpClient middleware opens the client at boot"
     assert url is not None
-    sent = {"content-type": "application/json", "user-agent": runtime.USER_AGENT, **headers}
+    sent = {"content-type": "application/json", "user-agent": USER_AGENT, **headers}
     outcome = async_to_sync(rt.client.send)(Request(url=url, headers=sent, body=body))
     if not outcome.success:
         raise AlertSendError(outcome.error_detail or f"HTTP {outcome.status_code}")
 
 
-def _slack(channels: Channels, message: Alert) -> None:
+def _slack(rt: Runtime, channels: Channels, message: Alert) -> None:
     body = json.dumps(alerts.slack_message(message)).encode()
-    _post(channels.slack_webhook_url, body, {})
+    _post(rt, channels.slack_webhook_url, body, {})
 
 
-def _pagerduty(channels: Channels, message: Alert) -> None:
+def _pagerduty(rt: Runtime, channels: Channels, message: Alert) -> None:
     assert channels.pagerduty_routing_key is not None
     event = alerts.pagerduty_event(message, channels.pagerduty_routing_key)
-    _post(channels.pagerduty_url, json.dumps(event).encode(), {})
+    _post(rt, channels.pagerduty_url, json.dumps(event).encode(), {})
 
 
-def _webhook(channels: Channels, message: Alert) -> None:
+def _webhook(rt: Runtime, channels: Channels, message: Alert) -> None:
     assert channels.webhook_secret is not None
     body = alerts.webhook_body(message)
     _post(
+        rt,
         channels.webhook_url,
         body,
         alerts.webhook_headers(message, body, channels.webhook_secret, int(time.time())),
     )
 
 
-def _email(channels: Channels, message: Alert) -> None:
+def _email(rt: Runtime, channels: Channels, message: Alert) -> None:
     smtp = channels.smtp
     assert smtp is not None
     email = alerts.email_message(message, smtp.sender, channels.email_to)
-    timeout_s = runtime.current().settings.request_timeout_s
+    timeout_s = rt.settings.request_timeout_s
     with smtplib.SMTP(smtp.host, smtp.port, timeout=timeout_s) as client:
         if smtp.starttls:
             client.starttls(context=ssl.create_default_context())
@@ -113,7 +115,7 @@ def _email(channels: Channels, message: Alert) -> None:
         client.send_message(email)
 
 
-SENDERS: dict[str, Callable[[Channels, Alert], None]] = {
+SENDERS: dict[str, Callable[[Runtime, Channels, Alert], None]] = {
     "slack": _slack,
     "email": _email,
     "pagerduty": _pagerduty,

@@ -1,4 +1,6 @@
-"""Builds the broker from `Settings`, declares the actors, publishes with confirms.
+"""Builds the broker from `Settings` and publishes with confirms.
+
+`actors.registry` declares the actors on it.
 
 RabbitMQ when `HOOKLINE_BROKER_URL` is set; otherwise dramatiq's in-process
 `StubBroker`, for the embedded single-process mode.
@@ -6,8 +8,6 @@ RabbitMQ when `HOOKLINE_BROKER_URL` is set; otherwise dramatiq's in-process
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import dramatiq
@@ -25,17 +25,10 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from actors.messages import OutcomeRecord
+from actors.middleware.policy import Quarantine, require
 from engine.settings import Settings
 
-FAN_OUT_QUEUE = "hookline.fan_out"
-DELIVER_QUEUE = "hookline.deliver"
-VERIFY_QUEUE = "hookline.verify"
-SUPERVISE_QUEUE = "hookline.supervise"
-ALERT_QUEUE = "hookline.alert"
-QUARANTINE_QUEUE = "hookline.quarantine"
-# What `hookline worker` consumes; `hookline supervisor` consumes the other two, alone.
-WORKER_QUEUES = (FAN_OUT_QUEUE, DELIVER_QUEUE, VERIFY_QUEUE)
-SUPERVISOR_QUEUES = (SUPERVISE_QUEUE, ALERT_QUEUE)
 # The actors whose messages carry a list of ids (up to `deliver_batch`); one id still works.
 BATCHED_KINDS = frozenset({"fan_out", "deliver"})
 
@@ -55,23 +48,23 @@ def connection_url(settings: Settings, *, publisher: bool) -> str:
 
 
 def build_broker(settings: Settings, middleware: list[Middleware]) -> dramatiq.Broker:
-    """A broker for this process; set as dramatiq's global broker too."""
-    broker: dramatiq.Broker
+    """A broker for a process that runs actors: RabbitMQ, or the in-process one.
+
+    The composition root adds the middleware bound to its runtime
+    (`broker.add_middleware`), and emits `process_boot` on the in-process
+    broker itself; dramatiq's CLI emits it for RabbitMQ.
+    """
     if settings.broker_url is None:
-        broker = StubBroker(middleware=middleware)
-        broker.emit_after("process_boot")
-    else:
-        broker = RabbitmqBroker(
-            url=connection_url(settings, publisher=False),
-            confirm_delivery=True,
-            middleware=middleware,
-        )
-    dramatiq.set_broker(broker)
-    return broker
+        return StubBroker(middleware=middleware)
+    return RabbitmqBroker(
+        url=connection_url(settings, publisher=False),
+        confirm_delivery=True,
+        middleware=middleware,
+    )
 
 
-def worker_middleware(settings: Settings, extra: list[Middleware]) -> list[Middleware]:
-    """The middleware of a process that runs actors, in order."""
+def worker_middleware(settings: Settings) -> list[Middleware]:
+    """Dramatiq's middleware of a process that runs actors, in order."""
     return [
         AgeLimit(),
         TimeLimit(time_limit=int((settings.request_timeout_s + 60) * 1000)),
@@ -81,85 +74,28 @@ def worker_middleware(settings: Settings, extra: list[Middleware]) -> list[Middl
         Retries(max_retries=5, min_backoff=500, max_backoff=30_000),
         CurrentMessage(),
         AsyncIO(),
-        *extra,
     ]
 
 
-@dataclass(frozen=True)
-class Actors:
-    """The actors of one broker."""
-
-    fan_out: dramatiq.Actor[Any, Any]
-    deliver: dramatiq.Actor[Any, Any]
-    verify_endpoint: dramatiq.Actor[Any, Any]
-    supervise: dramatiq.Actor[Any, Any]
-    alert: dramatiq.Actor[Any, Any]
-
-
-def declare_actors(broker: dramatiq.Broker) -> Actors:
-    """Declare Hookline's actors on a broker."""
-    from actors import alert as alerts
-    from actors import delivery
-    from actors import supervise as supervision
-    from actors import verify as verification
-
-    return Actors(
-        fan_out=dramatiq.actor(
-            delivery.fan_out, broker=broker, actor_name="fan_out", queue_name=FAN_OUT_QUEUE
-        ),
-        deliver=dramatiq.actor(
-            delivery.deliver, broker=broker, actor_name="deliver", queue_name=DELIVER_QUEUE
-        ),
-        verify_endpoint=dramatiq.actor(
-            verification.verify_endpoint,
-            broker=broker,
-            actor_name="verify_endpoint",
-            queue_name=VERIFY_QUEUE,
-        ),
-        supervise=dramatiq.actor(
-            supervision.supervise,
-            broker=broker,
-            actor_name="supervise",
-            queue_name=SUPERVISE_QUEUE,
-        ),
-        alert=dramatiq.actor(
-            alerts.alert,
-            broker=broker,
-            actor_name="alert",
-            queue_name=ALERT_QUEUE,
-            **{k: v for k, v in alerts.RETRIES.items() if k in broker.actor_options},
-        ),
-    )
-
-
 class Publisher:
-    """Publishes actor messages (ids only) and answers whether the broker confirmed."""
+    """Publishes actor messages (ids only) and answers whether the broker confirmed.
 
-    def __init__(self, broker: dramatiq.Broker, actors: Actors, settings: Settings) -> None:
+    The actors are found on the broker by name (`kind`), once they are declared.
+    """
+
+    def __init__(self, broker: dramatiq.Broker, settings: Settings) -> None:
         self.broker = broker
-        self.actors = actors
         self.settings = settings
         self._quarantine_declared = False
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Publisher:
-        """A publish-only broker (no worker middleware), as the API uses."""
-        if settings.broker_url is None:
-            raise RuntimeError("the API needs HOOKLINE_BROKER_URL; `hookline up` runs embedded")
-        broker = RabbitmqBroker(
-            url=connection_url(settings, publisher=True), confirm_delivery=True, middleware=[]
-        )
-        return cls(broker, declare_actors(broker), settings)
-
     def enqueue(self, kind: str, ident: str) -> bool:
         """Publish `kind(ident)`; True once the broker confirmed it."""
-        actor: dramatiq.Actor[Any, Any] = getattr(self.actors, kind)
-        actor.send(ident)
+        self.broker.get_actor(kind).send(ident)
         return True
 
-    def report_outcomes(self, outcomes: list[list[Any]]) -> None:
+    def report_outcomes(self, outcomes: list[OutcomeRecord]) -> None:
         """Publish one batch of attempt outcomes to the supervisor; raise if it fails."""
-        self.actors.supervise.send(outcomes)
+        self.broker.get_actor("supervise").send([record.to_json() for record in outcomes])
 
     def enqueue_many(self, kind: str, idents: list[str]) -> int:
         """Publish several; stop at the first failure and answer how many were confirmed.
@@ -167,7 +103,7 @@ class Publisher:
         `deliver` and `fan_out` messages carry up to `deliver_batch` ids each;
         the other actors take one id per message.
         """
-        actor: dramatiq.Actor[Any, Any] = getattr(self.actors, kind)
+        actor = self.broker.get_actor(kind)
         batched = kind in BATCHED_KINDS
         size = self.settings.deliver_batch if batched else 1
         confirmed = 0
@@ -181,13 +117,17 @@ class Publisher:
         return confirmed
 
     def publish_quarantine(self, documents: list[bytes]) -> int:
-        """Copy quarantine documents to the durable `hookline.quarantine` queue.
+        """Copy quarantine documents to the queue the broker's `Quarantine` middleware names.
 
         Answers how many were confirmed. The in-process broker has no such queue:
         there the delivery rows are the whole quarantine.
+
+        Raises:
+            LookupError: the broker has no `Quarantine` middleware.
         """
         if not isinstance(self.broker, RabbitmqBroker):
             return len(documents)
+        quarantine = require(self.broker, Quarantine)
         properties = pika.BasicProperties(
             delivery_mode=2, content_type="application/json", type="hookline.quarantined"
         )
@@ -195,11 +135,11 @@ class Publisher:
         try:
             channel = self.broker.channel
             if not self._quarantine_declared:
-                channel.queue_declare(QUARANTINE_QUEUE, durable=True)
+                quarantine.declare(channel)
                 self._quarantine_declared = True
             for body in documents:
                 channel.basic_publish(
-                    "", QUARANTINE_QUEUE, body, properties=properties, mandatory=True
+                    "", quarantine.queue_name, body, properties=properties, mandatory=True
                 )
                 count += 1
         except pika.exceptions.AMQPError:

@@ -14,10 +14,11 @@ from typing import Any
 
 import structlog
 
-from actors import metrics
+from actors import metrics, registry
+from actors.breaker_tick import Tick
 from actors.broker import Publisher
-from actors.supervise import Tick
-from engine.db.connect import UNAVAILABLE_ERRORS
+from actors.middleware import Quarantine
+from engine.db.connect import UNAVAILABLE_ERRORS, bind
 from engine.deliveries import quarantine
 from engine.deliveries import schedule as scheduling
 from engine.settings import Settings
@@ -149,3 +150,13 @@ def _drop_connection(database: Any) -> None:
             database.close()
     except Exception:  # noqa: BLE001 - the connection is already gone
         pass
+
+
+def build(settings: Settings) -> Scheduler:
+    """The scheduler process's composition root: its database, a publish-only broker, the loop.
+
+    The broker carries the `Quarantine` middleware: the queue the scheduler
+    copies quarantined deliveries to.
+    """
+    publisher = registry.publisher(settings, middleware=[Quarantine()])
+    return Scheduler(settings, bind(settings), publisher)

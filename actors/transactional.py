@@ -32,9 +32,9 @@ import pika
 import pika.exceptions
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import q_name
-from dramatiq.errors import ConnectionClosed
+from dramatiq.errors import ActorNotFound, ConnectionClosed
 
-from actors.broker import BATCHED_KINDS, Actors, Publisher
+from actors.broker import BATCHED_KINDS, Publisher
 from engine.db.batching import GroupCommit
 
 # A connection RabbitMQ dropped (idle past its heartbeat, a restart) is noticed on use:
@@ -54,13 +54,11 @@ class TransactionalPublisher:
     def __init__(
         self,
         broker: RabbitmqBroker,
-        actors: Actors,
         connect: Callable[[], pika.BlockingConnection] | None = None,
         *,
         batch: int = 50,
     ) -> None:
         self.broker = broker
-        self.actors = actors
         self.connect = connect or (lambda: pika.BlockingConnection(broker.parameters))
         self.batch = batch
         self._group: GroupCommit[tuple[str, tuple[str, ...]], bool] = GroupCommit(self._publish)
@@ -71,10 +69,10 @@ class TransactionalPublisher:
 
     @classmethod
     def sharing(cls, publisher: Publisher) -> TransactionalPublisher:
-        """One publishing through the broker (and the actors) of a RabbitMQ `Publisher`."""
+        """One publishing through the broker (and its actors) of a RabbitMQ `Publisher`."""
         if not isinstance(publisher.broker, RabbitmqBroker):
             raise TypeError("transactions need RabbitMQ; the in-process broker has none")
-        return cls(publisher.broker, publisher.actors, batch=publisher.settings.deliver_batch)
+        return cls(publisher.broker, batch=publisher.settings.deliver_batch)
 
     def enqueue(self, kind: str, ident: str) -> bool:
         """Publish `kind(ident)`; True once RabbitMQ committed it.
@@ -92,8 +90,10 @@ class TransactionalPublisher:
         Raises:
             dramatiq.errors.ConnectionClosed: RabbitMQ cannot be reached.
         """
-        if not hasattr(self.actors, kind):
-            raise ValueError(f"no actor {kind!r}")
+        try:
+            self.broker.get_actor(kind)
+        except ActorNotFound:
+            raise ValueError(f"no actor {kind!r}") from None
         if not idents:
             return True
         return self._group.submit((kind, tuple(idents)))
@@ -130,18 +130,18 @@ class TransactionalPublisher:
             if kind in BATCHED_KINDS:
                 batched.setdefault(kind, []).extend((position, ident) for ident in idents)
                 continue
-            actor: dramatiq.Actor[Any, Any] = getattr(self.actors, kind)
+            actor = self.broker.get_actor(kind)
             for ident in idents:
                 carriers[position].add(len(messages))
                 messages.append(actor.message(ident))
         for kind, owned in batched.items():
-            actor = getattr(self.actors, kind)
+            actor = self.broker.get_actor(kind)
             for start in range(0, len(owned), self.batch):
                 chunk = owned[start : start + self.batch]
                 for position, _ident in chunk:
                     carriers[position].add(len(messages))
-                idents = [ident for _position, ident in chunk]
-                messages.append(actor.message(idents[0] if len(idents) == 1 else idents))
+                carried = [ident for _position, ident in chunk]
+                messages.append(actor.message(carried[0] if len(carried) == 1 else carried))
         return messages, carriers
 
     def _commit(self, messages: list[dramatiq.Message[Any]]) -> list[bool]:

@@ -12,18 +12,19 @@ import time
 import structlog
 from dramatiq.asyncio import async_to_sync
 
-from actors import runtime
+from actors.runtime import USER_AGENT, Runtime
 from engine.endpoints import verification
 
 log = structlog.get_logger("hookline.verification")
 
+QUEUE_NAME = "hookline.verify"
 
-def verify_endpoint(endpoint_id: str) -> None:
+
+def verify_endpoint(rt: Runtime, endpoint_id: str) -> None:
     """Send one verification challenge to an endpoint and record the answer."""
-    rt = runtime.current()
     with rt.database.connection_context():
         challenge = verification.start(
-            endpoint_id, rt.box, user_agent=runtime.USER_AGENT, timestamp=int(time.time())
+            endpoint_id, rt.box, user_agent=USER_AGENT, timestamp=int(time.time())
         )
     if challenge is None:
         return

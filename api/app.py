@@ -135,7 +135,7 @@ def get_app(generation: CredentialGeneration | None = None) -> ConcurrencyLimit:
     master shares one with every worker (`Worker`). Past `api.server.MAX_IN_FLIGHT`
     requests in flight, it answers 503 at once.
     """
-    from actors.broker import Publisher  # the one place the API is wired to the actors
+    from actors import registry  # the one place the API is wired to the actors
     from actors.transactional import TransactionalPublisher
     from engine import logs
     from engine.db.connect import bind
@@ -143,7 +143,7 @@ def get_app(generation: CredentialGeneration | None = None) -> ConcurrencyLimit:
     settings = Settings.from_env()
     logs.configure(settings.log_level, settings.log_format)
     database = bind(settings)
-    publisher = Publisher.from_settings(settings)
+    publisher = registry.publisher(settings)
     transactional = TransactionalPublisher.sharing(publisher)
     app = create_app(
         settings,

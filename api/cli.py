@@ -135,7 +135,7 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from actors.broker import WORKER_QUEUES
+    from actors.registry import WORKER_QUEUES
 
     # Dramatiq reads its own knobs from the environment: no message waits in worker RAM
     # beyond what the threads can take.
@@ -143,6 +143,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     return _run_dramatiq(
         settings,
         "worker",
+        "actors.worker:setup",
         WORKER_QUEUES,
         processes=settings.worker_processes,
         threads=settings.worker_threads,
@@ -152,11 +153,12 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def _supervisor(settings: Settings, args: argparse.Namespace) -> int:
     """One dramatiq process, one thread: the single consumer of outcomes, and the alerts."""
-    from actors.broker import SUPERVISOR_QUEUES
+    from actors.registry import SUPERVISOR_QUEUES
 
     return _run_dramatiq(
         settings,
         "supervisor",
+        "actors.supervisor:setup",
         SUPERVISOR_QUEUES,
         processes=1,
         threads=1,
@@ -167,13 +169,14 @@ def _supervisor(settings: Settings, args: argparse.Namespace) -> int:
 def _run_dramatiq(
     settings: Settings,
     role: str,
+    setup: str,
     queues: Sequence[str],
     *,
     processes: int,
     threads: int,
     metrics: str,
 ) -> int:
-    """Replace this process with dramatiq's, consuming `queues`, plus a metrics fork."""
+    """Replace this process with dramatiq's (`setup` builds its broker), plus a metrics fork."""
     if settings.broker_url is None:
         raise SettingsError("HOOKLINE_BROKER_URL", f"`hookline {role}` needs RabbitMQ")
     _check_secret_key(settings)
@@ -182,7 +185,7 @@ def _run_dramatiq(
         sys.executable,
         "-m",
         "dramatiq",
-        "actors.worker:setup",
+        setup,
         "--queues",
         *queues,
         "--processes",
@@ -207,14 +210,12 @@ def _check_secret_key(settings: Settings) -> None:
 
 
 def _scheduler(settings: Settings, args: argparse.Namespace) -> int:
-    from actors.broker import Publisher
-    from actors.scheduler import Scheduler
+    from actors import scheduler as scheduling
+    from actors.metrics import serve
 
     if settings.broker_url is None:
         raise SettingsError("HOOKLINE_BROKER_URL", "`hookline scheduler` needs RabbitMQ")
-    from actors.metrics import serve
-
-    scheduler = Scheduler(settings, bind(settings), Publisher.from_settings(settings))
+    scheduler = scheduling.build(settings)
     try:
         serve(settings.scheduler_metrics_bind)
     except OSError as exc:

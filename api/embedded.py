@@ -16,9 +16,7 @@ import dramatiq
 import structlog
 import uvicorn
 
-from actors import runtime
-from actors import supervise as supervision
-from actors.broker import Publisher, build_broker, declare_actors, worker_middleware
+from actors import worker as workers
 from actors.scheduler import Scheduler
 from api.app import create_app
 from api.server import MAX_CONNECTIONS, ConcurrencyLimit, server_protocol
@@ -78,7 +76,6 @@ class Embedded:
             thread.join(timeout=10)
         self.worker.stop(timeout=30_000)
         self.broker.close()
-        runtime.set_runtime(None)
 
 
 def start(settings: Settings) -> Embedded:
@@ -88,24 +85,20 @@ def start(settings: Settings) -> Embedded:
     threads = settings.worker_threads
     if settings.database_url is None:
         threads = min(threads, SQLITE_WORKER_THREADS)
-    extra = [supervision.Outcomes(), runtime.HttpClient()]
-    broker = build_broker(settings, worker_middleware(settings, extra))
-    actors = declare_actors(broker)
-    publisher = Publisher(broker, actors, settings)
-    # The in-process worker consumes every queue, the supervisor's and the alerts' too.
-    outcomes = supervision.OutcomeReporter(publisher.report_outcomes)
-    shared = runtime.Runtime(settings, database, publisher, outcomes=outcomes)
-    runtime.set_runtime(shared)
+    # The broker, middleware and actors of `hookline worker`, with an in-process broker; its
+    # worker consumes every queue, the supervisor's and the alerts' too.
+    broker, runtime = workers.build(settings, database)
+    broker.emit_after("process_boot")
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
     worker.start()
-    scheduler = Scheduler(settings, database, publisher)
+    scheduler = Scheduler(settings, database, runtime.publisher)
     scheduler_thread = threading.Thread(target=scheduler.run, name="scheduler", daemon=True)
     scheduler_thread.start()
     app = create_app(
         settings,
         database=database,
-        enqueue=publisher.enqueue,
-        secretbox=shared.box,
+        enqueue=runtime.publisher.enqueue,
+        secretbox=runtime.box,
         credentials=CredentialCache(
             settings.credential_cache_ttl_s, generation=CredentialGeneration()
         ),

@@ -49,6 +49,8 @@ class Settings:
     deliver_batch: int = 50
     # Seconds a worker waits on a message's slowest attempts before letting them finish alone.
     deliver_handoff_s: float = 0.25
+    # A fan-out sends its first attempts while its transaction commits; false = commit, then send.
+    early_first_attempts: bool = True
     # Attempts in flight per worker process, across its threads.
     worker_max_in_flight: int = 1024
     # Bytes of event payloads a worker process holds in flight (body and stored copy); 0 = no bound.
@@ -275,6 +277,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "worker_threads": parse.integer(1, 1024),
     "deliver_batch": parse.integer(1, 1000),
     "deliver_handoff_s": parse.number(0.01, 600),
+    "early_first_attempts": parse.boolean,
     "worker_max_in_flight": parse.integer(1, 100_000),
     "worker_max_in_flight_bytes": parse.integer(0, 64 * 1024 * 1024 * 1024),
     "db_max_connections": parse.integer(1, 1000),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +35,7 @@ from engine.deliveries.states import (
 from engine.endpoints import secrets as endpoint_secrets
 from engine.endpoints import states as endpoint_states
 from engine.ids import new_id
-from engine.retry import Decision, decide
+from engine.retry import Decision
 from engine.secretbox import SecretBox
 
 
@@ -203,25 +202,17 @@ def build_request(
     return Request(url=claimed.endpoint.url, headers=headers, body=body)
 
 
-def record(
-    claimed: Claim,
-    outcome: Outcome,
-    *,
-    schedule: Sequence[float],
-    max_age_s: float,
-    rand: Callable[[], float] = random.random,
-) -> Decision:
+# What follows an attempt, decided at the recording transaction's time: the caller's
+# delivery policy, over the pure `engine.retry.decide`.
+Decide = Callable[[Claim, Outcome, dt.datetime], Decision]
+
+
+def record(claimed: Claim, outcome: Outcome, *, decide: Decide) -> Decision:
     """Store one attempt and the delivery's next state in one transaction."""
-    return record_many([(claimed, outcome)], schedule=schedule, max_age_s=max_age_s, rand=rand)[0]
+    return record_many([(claimed, outcome)], decide=decide)[0]
 
 
-def record_many(
-    attempts: Sequence[tuple[Claim, Outcome]],
-    *,
-    schedule: Sequence[float],
-    max_age_s: float,
-    rand: Callable[[], float] = random.random,
-) -> list[Decision]:
+def record_many(attempts: Sequence[tuple[Claim, Outcome]], *, decide: Decide) -> list[Decision]:
     """Store attempts and their deliveries' next states in one transaction.
 
     Answers each attempt's decision, in order. A delivery moves only if it is
@@ -232,20 +223,7 @@ def record_many(
     times and reasons differ row by row, move one UPDATE each.
     """
     now = utcnow()
-    decisions = [
-        decide(
-            success=outcome.success,
-            status_code=outcome.status_code,
-            attempts_made=claimed.delivery.attempts,
-            schedule=claimed.endpoint.retry_schedule or schedule,
-            first_attempt_at=claimed.delivery.event_created_at,
-            now=now,
-            max_age_s=max_age_s,
-            retry_after_s=outcome.retry_after_s,
-            rand=rand,
-        )
-        for claimed, outcome in attempts
-    ]
+    decisions = [decide(claimed, outcome, now) for claimed, outcome in attempts]
     succeeded = [
         claimed.delivery.id
         for (claimed, _outcome), decision in zip(attempts, decisions, strict=True)

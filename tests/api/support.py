@@ -19,6 +19,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 import schemas
+from actors.middleware import DeliveryPolicy
 from engine.db.models import utcnow
 from engine.deliveries import record as deliveries
 from engine.deliveries.client import Outcome
@@ -132,7 +133,8 @@ def attempt(delivery_id: str, result: Outcome, *, max_age_s: float = 86400) -> N
     """Make one attempt the way a worker does: claim, then record the outcome."""
     claimed = deliveries.claim(delivery_id, lease_s=30)
     assert claimed is not None
-    deliveries.record(claimed, result, schedule=[60, 300], max_age_s=max_age_s, rand=lambda: 0.5)
+    policy = DeliveryPolicy.of([60, 300], max_age_s, rand=lambda: 0.5)
+    deliveries.record(claimed, result, decide=policy.decide)
 
 
 class Recorder:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from actors.middleware import DeliveryPolicy
 from engine.breakers import store as health
 from engine.breakers.state import Policy
 from engine.db.models import (
@@ -55,10 +56,14 @@ def open_breaker(endpoint_id: str) -> None:
     assert EndpointHealth.get_by_id(endpoint_id).state == "open"
 
 
-def record(pairs: list[tuple[deliveries.Claim, Outcome]], **kw: Any) -> list[Decision]:
-    kw.setdefault("schedule", SCHEDULE)
-    kw.setdefault("max_age_s", 86400)
-    return deliveries.record_many(pairs, rand=lambda: 0.5, **kw)
+def record(
+    pairs: list[tuple[deliveries.Claim, Outcome]],
+    *,
+    schedule: list[int] = SCHEDULE,
+    max_age_s: float = 86400,
+) -> list[Decision]:
+    policy = DeliveryPolicy.of(schedule, max_age_s, rand=lambda: 0.5)
+    return deliveries.record_many(pairs, decide=policy.decide)
 
 
 @pytest.fixture
@@ -381,9 +386,8 @@ def test_record_of_one_attempt_still_works(
 
     claimed = deliveries.claim(done, lease_s=30)
     assert claimed is not None
-    decision = deliveries.record(
-        claimed, outcome(200), schedule=SCHEDULE, max_age_s=86400, rand=lambda: 0.5
-    )
+    policy = DeliveryPolicy.of(SCHEDULE, 86400, rand=lambda: 0.5)
+    decision = deliveries.record(claimed, outcome(200), decide=policy.decide)
     attempt(retried, outcome(500, error_class="http_status", error_detail="HTTP 500"))
 
     assert decision == Decision("succeed")
@@ -514,9 +518,7 @@ def test_a_late_success_and_a_failed_current_attempt_in_one_group_schedule_a_ret
             (stale, outcome(200)),
             (fresh, outcome(500, error_class="http_status", error_detail="HTTP 500")),
         ],
-        schedule=[60, 300],
-        max_age_s=86400,
-        rand=lambda: 0.5,
+        decide=DeliveryPolicy.of([60, 300], 86400, rand=lambda: 0.5).decide,
     )
 
     row = Delivery.get_by_id(delivery_id)

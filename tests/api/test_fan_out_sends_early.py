@@ -1,8 +1,12 @@
-"""The `fan_out` actor sends before its deliveries are committed, and records after."""
+"""The `fan_out` actor sends before its deliveries are committed, and records after.
+
+Unless `HOOKLINE_EARLY_FIRST_ATTEMPTS` is off: then it commits, then sends.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,8 +15,10 @@ from typing import Any
 
 import pytest
 
-from actors import delivery, runtime
+from actors import fan_out
+from actors.middleware import DeliveryPolicy
 from actors.pipeline import Pipeline
+from actors.runtime import Runtime
 from engine.db.models import Attempt, Delivery, Event, utcnow
 from engine.deliveries import record as deliveries
 from engine.deliveries.client import Outcome, Request
@@ -59,28 +65,27 @@ def worker(
     sqlite_settings: Settings,
     sqlite_db: Any,
     loop: asyncio.AbstractEventLoop,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[tuple[Endpoint, Pipeline]]:
+) -> Iterator[tuple[Endpoint, Pipeline, Runtime]]:
     """The actor's runtime in this process: a real pipeline, its loop, a fake endpoint."""
     endpoint = Endpoint()
     pipeline = Pipeline(
-        record=lambda pairs: deliveries.record_many(pairs, schedule=[5.0], max_age_s=3600.0),
+        record=functools.partial(
+            deliveries.record_many, decide=DeliveryPolicy.of([5.0], 3600.0).decide
+        ),
         after_record=lambda *_args: None,
         connection=sqlite_db.connection_context,
         handoff_s=5.0,
         max_in_flight=100,
     )
-    rt = runtime.Runtime(
+    rt = Runtime(
         settings=sqlite_settings,
         database=sqlite_db,
         publisher=SimpleNamespace(enqueue_many=lambda kind, ids: len(ids)),  # type: ignore[arg-type]
         client=endpoint,  # type: ignore[arg-type]
         pipeline=pipeline,
+        loop=loop,
     )
-    monkeypatch.setattr(delivery, "get_event_loop_thread", lambda: SimpleNamespace(loop=loop))
-    runtime.set_runtime(rt)
-    yield endpoint, pipeline
-    runtime.set_runtime(None)
+    yield endpoint, pipeline, rt
     pipeline.drain(5.0)
 
 
@@ -91,25 +96,33 @@ def an_event(create_endpoint: CreateEndpoint, publish: Publish, endpoints: int) 
     return str(publish()["id"])
 
 
+def note_the_commit(
+    endpoint: Endpoint, database: Any, monkeypatch: pytest.MonkeyPatch, wait_s: float
+) -> None:
+    """COMMIT first waits up to `wait_s` for an attempt to reach the endpoint, then notes it."""
+    plain_commit = type(database).commit
+
+    def commit(self: Any) -> None:
+        endpoint.reached.wait(wait_s)
+        plain_commit(self)
+        endpoint.committed.set()
+
+    monkeypatch.setattr(type(database), "commit", commit)
+
+
 def test_attempts_start_before_the_commit_and_are_recorded_after_it(
-    worker: tuple[Endpoint, Pipeline],
+    worker: tuple[Endpoint, Pipeline, Runtime],
     sqlite_db: Any,
     create_endpoint: CreateEndpoint,
     publish: Publish,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    endpoint, pipeline = worker
+    endpoint, pipeline, rt = worker
     event_id = an_event(create_endpoint, publish, 3)
-    plain_commit = type(sqlite_db).commit
+    # Sending only after the commit would wait here in vain.
+    note_the_commit(endpoint, sqlite_db, monkeypatch, wait_s=2.0)
 
-    def commit(self: Any) -> None:
-        endpoint.reached.wait(2.0)  # sending only after the commit would wait here in vain
-        plain_commit(self)
-        endpoint.committed.set()
-
-    monkeypatch.setattr(type(sqlite_db), "commit", commit)
-
-    delivery.fan_out(event_id)
+    fan_out.fan_out(rt, event_id)
 
     assert len(endpoint.sent) == 3
     assert endpoint.sent[0][1] is False  # the first attempt left before COMMIT
@@ -120,13 +133,13 @@ def test_attempts_start_before_the_commit_and_are_recorded_after_it(
 
 
 def test_a_failed_commit_records_none_of_the_attempts_it_sent(
-    worker: tuple[Endpoint, Pipeline],
+    worker: tuple[Endpoint, Pipeline, Runtime],
     sqlite_db: Any,
     create_endpoint: CreateEndpoint,
     publish: Publish,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    endpoint, pipeline = worker
+    endpoint, pipeline, rt = worker
     event_id = an_event(create_endpoint, publish, 2)
 
     def commit(self: Any) -> None:
@@ -135,11 +148,32 @@ def test_a_failed_commit_records_none_of_the_attempts_it_sent(
 
     monkeypatch.setattr(type(sqlite_db), "commit", commit)
     with pytest.raises(RuntimeError, match="went away"):
-        delivery.fan_out(event_id)  # dramatiq retries the message
+        fan_out.fan_out(rt, event_id)  # dramatiq retries the message
 
     wait_for(lambda: pipeline.in_flight == 0)  # their answers came back, and were dropped
     assert len(endpoint.sent) == 2  # the endpoints may see this event again, same webhook-id
     assert Delivery.select().where(Delivery.event_id == event_id).count() == 0
     assert Event.get_by_id(event_id).fanned_out_at is None  # the retry fans it out again
-    time.sleep(0.05)  # the recorder's gathering time, and then some
+    pipeline.recorder.flush(5.0)  # whatever reached the recorder is recorded by now
     assert Attempt.select().count() == 0
+
+
+def test_with_early_first_attempts_off_nothing_is_sent_before_the_commit(
+    worker: tuple[Endpoint, Pipeline, Runtime],
+    sqlite_db: Any,
+    create_endpoint: CreateEndpoint,
+    publish: Publish,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    endpoint, pipeline, rt = worker
+    rt.settings = rt.settings.with_overrides(early_first_attempts=False)
+    event_id = an_event(create_endpoint, publish, 3)
+    # An attempt sent early would arrive meanwhile.
+    note_the_commit(endpoint, sqlite_db, monkeypatch, wait_s=0.5)
+
+    fan_out.fan_out(rt, event_id)
+
+    assert [committed for _url, committed in endpoint.sent] == [True, True, True]
+    made = list(Delivery.select().where(Delivery.event_id == event_id))
+    assert {d.status for d in made} == {"succeeded"}
+    assert pipeline.in_flight == 0

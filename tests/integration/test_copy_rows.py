@@ -9,6 +9,7 @@ from typing import Any
 import peewee
 import pytest
 
+from actors.middleware import DeliveryPolicy
 from engine.db.connect import bind, copy_rows, insert_rows
 from engine.db.models import Attempt, Delivery, Endpoint, Event, Tenant, db, utcnow
 from engine.deliveries import fanout
@@ -169,9 +170,8 @@ def test_fan_out_copies_its_deliveries_and_a_group_recorded_again_is_stored_once
     answer = Outcome(started_at=utcnow(), duration_ms=3.5, status_code=200, response_body="ok")
 
     def record(claims: list[deliveries.Claim]) -> None:
-        deliveries.record_many(
-            [(claimed, answer) for claimed in claims], schedule=[60], max_age_s=86400
-        )
+        policy = DeliveryPolicy.of([60], 86400)
+        deliveries.record_many([(claimed, answer) for claimed in claims], decide=policy.decide)
 
     record([first])
     # The first again (its commit's answer lost, say) beside two new ones: the COPY

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from actors.supervise import OutcomeReporter
+from actors.middleware import DeliveryPolicy
+from actors.outcomes import OutcomeReporter
 from engine.alerts import outbox as alert_records
 from engine.breakers import parking
 from engine.breakers import store as health
@@ -82,7 +83,8 @@ def attempt(delivery_id: str, status: int) -> deliveries.Claim:
     claimed = deliveries.claim(delivery_id, lease_s=30)
     assert claimed is not None
     outcome = Outcome(started_at=utcnow(), duration_ms=1.0, status_code=status)
-    deliveries.record(claimed, outcome, schedule=[60] * 5, max_age_s=86400, rand=lambda: 0.5)
+    policy = DeliveryPolicy.of([60] * 5, 86400, rand=lambda: 0.5)
+    deliveries.record(claimed, outcome, decide=policy.decide)
     return claimed
 
 

@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
 
-from actors.broker import QUARANTINE_QUEUE, Publisher, declare_actors
+from actors.broker import Publisher
+from actors.middleware import QUARANTINE_QUEUE, Quarantine
+from actors.registry import declare_actors
 from engine.settings import Settings
 
 OPS = Path(__file__).resolve().parents[2] / "ops"
@@ -308,15 +310,17 @@ class _RecordingChannel:
 
 def _declared_by_hookline() -> dict[str, dict[str, Any]]:
     """Every queue Hookline's code declares, with the arguments it declares it with."""
-    broker = RabbitmqBroker(url="amqp://guest:guest@127.0.0.1:1/hookline", middleware=[])
+    broker = RabbitmqBroker(
+        url="amqp://guest:guest@127.0.0.1:1/hookline", middleware=[Quarantine()]
+    )  # as the scheduler builds it
     channel = _RecordingChannel()
     broker.state.channel = channel  # the broker's per-thread channel: no connection is made
-    actors = declare_actors(broker)
+    declare_actors(broker, None)
     for queue in sorted(broker.get_declared_queues()):
         broker._declare_queue(queue)
         broker._declare_dq_queue(queue)
         broker._declare_xq_queue(queue)
-    Publisher(broker, actors, Settings()).publish_quarantine([])
+    Publisher(broker, Settings()).publish_quarantine([])
     assert broker.connections == set()
     return channel.declared
 

@@ -33,9 +33,10 @@ class FakeActor:
 
 def publisher(batch: int, **actors: FakeActor) -> Publisher:
     kinds = ("fan_out", "deliver", "verify_endpoint", "supervise", "alert")
-    all_actors = SimpleNamespace(**{kind: actors.get(kind, FakeActor()) for kind in kinds})
+    all_actors = {kind: actors.get(kind, FakeActor()) for kind in kinds}
+    broker = SimpleNamespace(get_actor=all_actors.__getitem__)  # actors found by name
     settings = Settings().with_overrides(deliver_batch=batch)
-    return Publisher(None, all_actors, settings)  # type: ignore[arg-type]
+    return Publisher(broker, settings)  # type: ignore[arg-type]
 
 
 def ids(count: int) -> list[str]:
@@ -62,9 +63,9 @@ def test_batched_ids_go_out_in_lists_of_at_most_deliver_batch(
 def test_the_batch_size_comes_from_the_environment() -> None:
     settings = make_settings(HOOKLINE_DELIVER_BATCH="4")
     deliver = FakeActor()
-    actors = SimpleNamespace(deliver=deliver)
+    broker = SimpleNamespace(get_actor={"deliver": deliver}.__getitem__)
 
-    assert Publisher(None, actors, settings).enqueue_many("deliver", ids(10)) == 10  # type: ignore[arg-type]
+    assert Publisher(broker, settings).enqueue_many("deliver", ids(10)) == 10  # type: ignore[arg-type]
 
     assert [len(chunk) for (chunk,) in deliver.sent] == [4, 4, 2]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any
 
 import dramatiq
@@ -95,7 +94,8 @@ class FakeServer:
 class FakeBroker:
     """The parts of dramatiq's RabbitmqBroker the publisher uses."""
 
-    def __init__(self) -> None:
+    def __init__(self, actors: dramatiq.Broker) -> None:
+        self.get_actor = actors.get_actor  # the actors, declared on a broker of their own
         self.queues_pending: set[str] = set()
         self.declared: list[str] = []
         self.enqueued: list[str] = []
@@ -120,18 +120,17 @@ def server() -> FakeServer:
     return FakeServer()
 
 
+def with_actors() -> StubBroker:
+    """A broker on which `fan_out` and `verify_endpoint` are declared."""
+    stub = StubBroker()
+    dramatiq.actor(noop, broker=stub, actor_name="fan_out", queue_name="hookline.fan_out")
+    dramatiq.actor(noop, broker=stub, actor_name="verify_endpoint", queue_name="hookline.verify")
+    return stub
+
+
 @pytest.fixture
 def publisher(server: FakeServer) -> TransactionalPublisher:
-    stub = StubBroker()
-    actors = SimpleNamespace(
-        fan_out=dramatiq.actor(
-            noop, broker=stub, actor_name="fan_out", queue_name="hookline.fan_out"
-        ),
-        verify_endpoint=dramatiq.actor(
-            noop, broker=stub, actor_name="verify_endpoint", queue_name="hookline.verify"
-        ),
-    )
-    return TransactionalPublisher(FakeBroker(), actors, connect=server.connect)  # type: ignore[arg-type]
+    return TransactionalPublisher(FakeBroker(with_actors()), connect=server.connect)  # type: ignore[arg-type]
 
 
 def sent(server: FakeServer) -> list[tuple[str, str, list[Any]]]:
@@ -228,12 +227,7 @@ def test_fan_out_ids_committed_together_share_one_message(
 
 def test_a_shared_message_carries_at_most_batch_ids(server: FakeServer) -> None:
     publisher = TransactionalPublisher(
-        FakeBroker(),  # type: ignore[arg-type]
-        SimpleNamespace(
-            fan_out=dramatiq.actor(
-                noop, broker=StubBroker(), actor_name="fan_out", queue_name="hookline.fan_out"
-            )
-        ),
+        FakeBroker(with_actors()),  # type: ignore[arg-type]
         connect=server.connect,  # type: ignore[arg-type]
         batch=2,
     )
@@ -286,18 +280,7 @@ def test_ids_split_over_messages_answer_false_if_any_of_them_was_returned(
     server: FakeServer,
 ) -> None:
     publisher = TransactionalPublisher(
-        FakeBroker(),  # type: ignore[arg-type]
-        SimpleNamespace(
-            fan_out=dramatiq.actor(
-                noop, broker=StubBroker(), actor_name="fan_out", queue_name="hookline.fan_out"
-            ),
-            verify_endpoint=dramatiq.actor(
-                noop,
-                broker=StubBroker(),
-                actor_name="verify_endpoint",
-                queue_name="hookline.verify",
-            ),
-        ),
+        FakeBroker(with_actors()),  # type: ignore[arg-type]
         connect=server.connect,  # type: ignore[arg-type]
         batch=2,
     )

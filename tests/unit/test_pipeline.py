@@ -1,4 +1,4 @@
-"""The attempt pipeline: sends on a real event loop, records in groups on its recorder thread."""
+"""The attempt pipeline: sends on a real event loop, records on its recorder thread."""
 
 from __future__ import annotations
 
@@ -6,102 +6,28 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from types import SimpleNamespace
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import peewee
 import pytest
 import structlog
 
-from actors import pipeline as attempts
-from actors.pipeline import Pipeline, RecordingFailed
-from engine.db.models import utcnow
+from actors.pipeline import Pipeline, RecordingFailed, weigh
 from engine.deliveries.client import Outcome
-from engine.deliveries.record import Claim
 from engine.retry import Decision
-
-WAIT_S = 2.0  # the longest any test waits for something that should happen
-
-
-def claim(n: int) -> Claim:
-    """A stand-in claim: just the attributes the pipeline and its callbacks read."""
-    delivery = SimpleNamespace(id=f"dlv_{n}", attempts=1)
-    return Claim(delivery, SimpleNamespace(id="ep_1"), SimpleNamespace(id=f"evt_{n}"))  # type: ignore[arg-type]
-
-
-def request(delay_s: float = 0.01, status: int = 200) -> Any:
-    """What the fake `send` is handed: how long to take and what to answer."""
-    return SimpleNamespace(delay_s=delay_s, status=status)
-
-
-def ready(error_class: str = "secret_unavailable") -> Outcome:
-    return Outcome(utcnow(), 0.0, error_class=error_class, error_detail="no key")
-
-
-def ids(group: Sequence[tuple[Claim, Outcome]]) -> list[str]:
-    return [c.delivery.id for c, _o in group]
-
-
-def wait_for(probe: Callable[[], Any], timeout_s: float = WAIT_S) -> Any:
-    """Poll until `probe` is truthy; fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not (result := probe()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout_s}s")
-        time.sleep(0.005)
-    return result
-
-
-class Sender:
-    """A fake `DeliveryClient.send`: sleeps as told, then answers the status it was told."""
-
-    def __init__(self) -> None:
-        self.sent: list[Any] = []
-
-    async def __call__(self, req: Any) -> Outcome:
-        self.sent.append(req)
-        started = utcnow()
-        await asyncio.sleep(req.delay_s)
-        return Outcome(started, req.delay_s * 1000, status_code=req.status)
-
-
-class Recorder:
-    """A fake `record_many`: remembers each group and decides from the status code."""
-
-    def __init__(self, fail_with: BaseException | None = None, failures: int = -1) -> None:
-        self.groups: list[list[tuple[Claim, Outcome]]] = []
-        self.calls = 0
-        self.fail_with = fail_with
-        self.failures = failures  # how many calls fail; -1: every one
-        self.lock = threading.Lock()
-
-    def __call__(self, pairs: Sequence[tuple[Claim, Outcome]]) -> list[Decision]:
-        with self.lock:
-            self.calls += 1
-            if self.fail_with is not None and (self.failures < 0 or self.calls <= self.failures):
-                raise self.fail_with
-            self.groups.append(list(pairs))
-        return [
-            Decision("succeed") if o.success else Decision("retry", delay_s=5.0) for _c, o in pairs
-        ]
-
-    def recorded(self) -> list[str]:
-        with self.lock:
-            return [one for group in self.groups for one in ids(group)]
-
-
-class AfterRecord:
-    """A fake `after_record` that remembers its calls and raises for some deliveries."""
-
-    def __init__(self, raise_for: frozenset[str] = frozenset()) -> None:
-        self.calls: list[tuple[str, Outcome, Decision]] = []
-        self.raise_for = raise_for
-
-    def __call__(self, claimed: Claim, outcome: Outcome, decision: Decision) -> None:
-        self.calls.append((claimed.delivery.id, outcome, decision))
-        if claimed.delivery.id in self.raise_for:
-            raise RuntimeError("the metrics are broken")
+from tests.unit.pipeline_fakes import (
+    WAIT_S,
+    AfterRecord,
+    RecordMany,
+    Sender,
+    claim,
+    heavy,
+    in_thread,
+    ready,
+    request,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -146,7 +72,7 @@ def make_pipeline(loop: asyncio.AbstractEventLoop) -> Iterator[Callable[..., Pip
         connection: Callable[[], Any] = contextlib.nullcontext,
     ) -> Pipeline:
         pipeline = Pipeline(
-            record=record or Recorder(),
+            record=record or RecordMany(),
             after_record=after_record or AfterRecord(),
             connection=connection,
             handoff_s=handoff_s,
@@ -166,58 +92,15 @@ def run(pipeline: Pipeline, loop: asyncio.AbstractEventLoop, send: Sender, work:
     return pipeline.run(loop, send, work)
 
 
-def in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, threading.Event]:
-    """Start `target` in a thread; the event is set once it returned."""
-    done = threading.Event()
-
-    def body() -> None:
-        target()
-        done.set()
-
-    thread = threading.Thread(target=body, daemon=True)
-    thread.start()
-    return thread, done
-
-
-# --- Recording in groups ----------------------------------------------------------------
-
-
-def test_answers_arriving_together_are_recorded_in_one_group(
-    make_pipeline: Callable[..., Pipeline],
-    loop: asyncio.AbstractEventLoop,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(attempts, "GATHER_S", 0.1)  # generous, so a busy machine cannot split it
-    record = Recorder()
-    pipeline = make_pipeline(record)
-    work = [(claim(n), request(0.01)) for n in range(5)]
-
-    assert run(pipeline, loop, Sender(), work) == 0
-
-    assert len(record.groups) == 1
-    assert sorted(ids(record.groups[0])) == [f"dlv_{n}" for n in range(5)]
-
-
-def test_a_group_never_holds_more_than_max_group(
-    make_pipeline: Callable[..., Pipeline],
-    loop: asyncio.AbstractEventLoop,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(attempts, "GATHER_S", 0.1)
-    monkeypatch.setattr(attempts, "MAX_GROUP", 2)
-    record = Recorder()
-    pipeline = make_pipeline(record)
-
-    assert run(pipeline, loop, Sender(), [(claim(n), request(0.01)) for n in range(5)]) == 0
-
-    assert sorted(record.recorded()) == [f"dlv_{n}" for n in range(5)]
-    assert [len(group) for group in record.groups] == [2, 2, 1]
+def settle(loop: asyncio.AbstractEventLoop) -> None:
+    """Return once the loop ran everything handed to it before the call, and one step more."""
+    asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(WAIT_S)
 
 
 def test_when_all_answer_quickly_run_returns_zero_after_the_batch_is_recorded(
     make_pipeline: Callable[..., Pipeline], loop: asyncio.AbstractEventLoop
 ) -> None:
-    record, after = Recorder(), AfterRecord()
+    record, after = RecordMany(), AfterRecord()
     pipeline = make_pipeline(record, after)
     send = Sender()
     work = [(claim(n), request(0.01, status=200 if n % 2 else 503)) for n in range(4)]
@@ -240,7 +123,7 @@ def test_when_all_answer_quickly_run_returns_zero_after_the_batch_is_recorded(
 def test_run_with_no_work_returns_at_once(
     make_pipeline: Callable[..., Pipeline], loop: asyncio.AbstractEventLoop
 ) -> None:
-    record = Recorder()
+    record = RecordMany()
     pipeline = make_pipeline(record)
 
     assert pipeline.run(loop, Sender(), []) == 0
@@ -252,7 +135,7 @@ def test_a_send_slower_than_the_handoff_is_handed_off_and_recorded_later(
     loop: asyncio.AbstractEventLoop,
     logs: list[dict[str, Any]],
 ) -> None:
-    record = Recorder()
+    record = RecordMany()
     pipeline = make_pipeline(record, handoff_s=0.2)
     work = [(claim(0), request(0.01)), (claim(1), request(0.8)), (claim(2), request(0.01))]
 
@@ -274,7 +157,7 @@ def test_a_send_slower_than_the_handoff_is_handed_off_and_recorded_later(
 def test_a_ready_outcome_is_recorded_without_being_sent(
     make_pipeline: Callable[..., Pipeline], loop: asyncio.AbstractEventLoop
 ) -> None:
-    record, after = Recorder(), AfterRecord()
+    record, after = RecordMany(), AfterRecord()
     pipeline = make_pipeline(record, after)
     send = Sender()
     unavailable = ready()
@@ -291,7 +174,7 @@ def test_a_ready_outcome_is_recorded_without_being_sent(
 def test_only_ready_outcomes_need_no_event_loop_work(
     make_pipeline: Callable[..., Pipeline], loop: asyncio.AbstractEventLoop
 ) -> None:
-    record = Recorder()
+    record = RecordMany()
     pipeline = make_pipeline(record)
     send = Sender()
 
@@ -308,13 +191,12 @@ def test_only_ready_outcomes_need_no_event_loop_work(
 def test_a_database_that_stays_down_makes_run_raise_recording_failed(
     make_pipeline: Callable[..., Pipeline],
     loop: asyncio.AbstractEventLoop,
-    monkeypatch: pytest.MonkeyPatch,
     logs: list[dict[str, Any]],
 ) -> None:
-    monkeypatch.setattr(attempts, "RECORD_BACKOFF_S", (0.001, 0.001, 0.001))
-    record = Recorder(fail_with=peewee.OperationalError("server closed the connection"))
+    record = RecordMany(fail_with=peewee.OperationalError("server closed the connection"))
     after = AfterRecord()
     pipeline = make_pipeline(record, after)
+    pipeline.recorder.backoff_s = (0.001, 0.001, 0.001)
     work = [(claim(0), request(0.01)), (claim(1), ready())]
 
     with pytest.raises(RecordingFailed, match="2 attempt"):
@@ -323,42 +205,15 @@ def test_a_database_that_stays_down_makes_run_raise_recording_failed(
     assert pipeline.in_flight == 0, "failed attempts give their room back"
     assert record.groups == [] and after.calls == []
     assert record.calls >= 4, "one try, then one per backoff step"
-    assert record.calls % 4 == 0, "every group is tried exactly 1 + len(RECORD_BACKOFF_S) times"
+    assert record.calls % 4 == 0, "every group is tried exactly 1 + len(backoff_s) times"
     assert any(e["event"] == "attempts_not_recorded" for e in logs)
-
-
-def test_a_database_that_comes_back_is_retried_on_a_fresh_connection(
-    make_pipeline: Callable[..., Pipeline],
-    loop: asyncio.AbstractEventLoop,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(attempts, "GATHER_S", 0.1)
-    monkeypatch.setattr(attempts, "RECORD_BACKOFF_S", (0.001, 0.001, 0.001))
-    record = Recorder(fail_with=peewee.InterfaceError("connection already closed"), failures=2)
-    opened: list[int] = []
-
-    @contextlib.contextmanager
-    def connection() -> Iterator[None]:
-        opened.append(1)
-        yield
-
-    pipeline = make_pipeline(record, connection=connection)
-
-    assert run(pipeline, loop, Sender(), [(claim(n), request(0.01)) for n in range(3)]) == 0
-
-    assert record.calls == 3
-    assert sorted(record.recorded()) == ["dlv_0", "dlv_1", "dlv_2"]
-    assert len(opened) == 3, "each try holds its own connection"
-    assert pipeline.in_flight == 0
 
 
 def test_a_bug_in_record_is_not_retried_and_fails_the_batch(
     make_pipeline: Callable[..., Pipeline],
     loop: asyncio.AbstractEventLoop,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(attempts, "GATHER_S", 0.1)
-    record = Recorder(fail_with=ValueError("not a database problem"))
+    record = RecordMany(fail_with=ValueError("not a database problem"))
     pipeline = make_pipeline(record)
 
     with pytest.raises(RecordingFailed):
@@ -371,7 +226,7 @@ def test_a_bug_in_record_is_not_retried_and_fails_the_batch(
 def test_a_send_that_raises_fails_the_batch_and_frees_its_room(
     make_pipeline: Callable[..., Pipeline], loop: asyncio.AbstractEventLoop
 ) -> None:
-    record = Recorder()
+    record = RecordMany()
     pipeline = make_pipeline(record)
 
     async def broken(req: Any) -> Outcome:
@@ -385,28 +240,10 @@ def test_a_send_that_raises_fails_the_batch_and_frees_its_room(
     assert pipeline.in_flight == 0
 
 
-# --- Room: reserve and release ----------------------------------------------------------
-
-
-def test_reserve_waits_for_room_until_some_is_released(
-    make_pipeline: Callable[..., Pipeline],
-) -> None:
-    pipeline = make_pipeline(max_in_flight=2)
-    pipeline.reserve(2)
-
-    thread, done = in_thread(lambda: pipeline.reserve(1))
-
-    assert not done.wait(0.1), "a full pipeline makes the next claim wait"
-    pipeline.release(1)
-    assert done.wait(WAIT_S)
-    thread.join(WAIT_S)
-    assert pipeline.in_flight == 2
-
-
 def test_reserve_waits_until_attempts_in_flight_are_recorded(
     make_pipeline: Callable[..., Pipeline], loop: asyncio.AbstractEventLoop
 ) -> None:
-    record = Recorder()
+    record = RecordMany()
     pipeline = make_pipeline(record, max_in_flight=2)
     work = [(claim(0), request(0.3)), (claim(1), request(0.3))]
     pipeline.reserve(2)
@@ -423,68 +260,13 @@ def test_reserve_waits_until_attempts_in_flight_are_recorded(
     assert pipeline.in_flight == 1
 
 
-def test_release_of_nothing_changes_nothing(make_pipeline: Callable[..., Pipeline]) -> None:
-    pipeline = make_pipeline(max_in_flight=2)
-    pipeline.reserve(1)
-
-    pipeline.release(0)
-    pipeline.release(-3)
-
-    assert pipeline.in_flight == 1
-
-
-def test_reserving_nothing_never_waits_even_over_capacity(
-    make_pipeline: Callable[..., Pipeline],
-) -> None:
-    pipeline = make_pipeline(max_in_flight=2)
-    pipeline.reserve(5)  # an empty pipeline takes any batch: now over capacity
-
-    thread, reserved = in_thread(lambda: pipeline.reserve(0))
-
-    assert reserved.wait(WAIT_S), "a fan-out that claimed nothing must not wait for room"
-    thread.join(WAIT_S)
-    assert pipeline.in_flight == 5
-
-
-def test_a_batch_larger_than_max_in_flight_proceeds_when_the_pipeline_is_empty(
-    make_pipeline: Callable[..., Pipeline], loop: asyncio.AbstractEventLoop
-) -> None:
-    record = Recorder()
-    pipeline = make_pipeline(record, max_in_flight=2)
-    work = [(claim(n), request(0.01)) for n in range(5)]
-
-    thread, reserved = in_thread(lambda: pipeline.reserve(5))
-    assert reserved.wait(WAIT_S), "an empty pipeline takes any batch"
-    thread.join(WAIT_S)
-    assert pipeline.in_flight == 5
-
-    assert pipeline.run(loop, Sender(), work) == 0
-    assert sorted(record.recorded()) == [f"dlv_{n}" for n in range(5)]
-    assert pipeline.in_flight == 0
-
-
-def test_a_batch_larger_than_max_in_flight_waits_for_the_pipeline_to_empty(
-    make_pipeline: Callable[..., Pipeline],
-) -> None:
-    pipeline = make_pipeline(max_in_flight=2)
-    pipeline.reserve(1)
-
-    thread, reserved = in_thread(lambda: pipeline.reserve(5))
-
-    assert not reserved.wait(0.1)
-    pipeline.release(1)
-    assert reserved.wait(WAIT_S)
-    thread.join(WAIT_S)
-    assert pipeline.in_flight == 5
-
-
 # --- Drain ------------------------------------------------------------------------------
 
 
 def test_drain_waits_for_the_attempts_in_flight_and_stops_the_recorder(
     make_pipeline: Callable[..., Pipeline], loop: asyncio.AbstractEventLoop
 ) -> None:
-    record = Recorder()
+    record = RecordMany()
     pipeline = make_pipeline(record, handoff_s=0.05)
     assert run(pipeline, loop, Sender(), [(claim(0), request(0.4))]) == 1
     assert record.recorded() == []
@@ -494,7 +276,7 @@ def test_drain_waits_for_the_attempts_in_flight_and_stops_the_recorder(
     assert left == 0
     assert record.recorded() == ["dlv_0"]
     assert pipeline.in_flight == 0
-    recorder = pipeline._recorder
+    recorder = pipeline.recorder.thread
     assert recorder is not None and not recorder.is_alive()
 
 
@@ -503,7 +285,7 @@ def test_drain_answers_how_many_were_left_when_the_time_runs_out(
     loop: asyncio.AbstractEventLoop,
     logs: list[dict[str, Any]],
 ) -> None:
-    record = Recorder()
+    record = RecordMany()
     pipeline = make_pipeline(record, handoff_s=0.05)
     work = [(claim(0), request(0.01)), (claim(1), request(30)), (claim(2), request(30))]
     assert run(pipeline, loop, Sender(), work) == 2
@@ -534,7 +316,7 @@ def test_after_record_is_called_once_per_recorded_attempt(
     make_pipeline: Callable[..., Pipeline], loop: asyncio.AbstractEventLoop
 ) -> None:
     after = AfterRecord()
-    pipeline = make_pipeline(Recorder(), after)
+    pipeline = make_pipeline(RecordMany(), after)
     work = [(claim(0), request(0.01, 200)), (claim(1), request(0.02, 500)), (claim(2), ready())]
 
     assert run(pipeline, loop, Sender(), work) == 0
@@ -547,38 +329,10 @@ def test_after_record_is_called_once_per_recorded_attempt(
     assert by_id["dlv_2"][0].error_class == "secret_unavailable"
 
 
-def test_an_exception_in_after_record_costs_no_other_attempt(
-    make_pipeline: Callable[..., Pipeline],
-    loop: asyncio.AbstractEventLoop,
-    monkeypatch: pytest.MonkeyPatch,
-    logs: list[dict[str, Any]],
-) -> None:
-    monkeypatch.setattr(attempts, "GATHER_S", 0.1)  # all three in one group, the bad one first
-    record = Recorder()
-    after = AfterRecord(raise_for=frozenset({"dlv_0"}))
-    pipeline = make_pipeline(record, after)
-    work = [(claim(n), ready()) for n in range(3)]
-
-    assert run(pipeline, loop, Sender(), work) == 0, "a recorded attempt is not a failed one"
-
-    assert sorted(record.recorded()) == ["dlv_0", "dlv_1", "dlv_2"]
-    assert sorted(i for i, _o, _d in after.calls) == ["dlv_0", "dlv_1", "dlv_2"]
-    assert pipeline.in_flight == 0
-    failed = [e for e in logs if e["event"] == "after_record_failed"]
-    assert [e["delivery_id"] for e in failed] == ["dlv_0"]
-
-
-def heavy(n: int, payload_bytes: int) -> Claim:
-    """A stand-in claim whose event carries a payload of `payload_bytes`."""
-    delivery = SimpleNamespace(id=f"dlv_{n}", attempts=1)
-    event = SimpleNamespace(id=f"evt_{n}", payload="x" * payload_bytes)
-    return Claim(delivery, SimpleNamespace(id="ep_1"), event)  # type: ignore[arg-type]
-
-
 def test_payload_bytes_in_flight_are_bounded_even_for_handed_off_attempts(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
-    record = Recorder()
+    record = RecordMany()
     pipeline = Pipeline(
         record=record,
         after_record=AfterRecord(),
@@ -606,7 +360,7 @@ def test_payload_bytes_in_flight_are_bounded_even_for_handed_off_attempts(
 
 def test_a_batch_heavier_than_the_bound_goes_alone(loop: asyncio.AbstractEventLoop) -> None:
     pipeline = Pipeline(
-        record=Recorder(),
+        record=RecordMany(),
         after_record=AfterRecord(),
         connection=contextlib.nullcontext,
         handoff_s=WAIT_S,
@@ -615,7 +369,7 @@ def test_a_batch_heavier_than_the_bound_goes_alone(loop: asyncio.AbstractEventLo
     )
     try:
         work = [(heavy(n, 40), request(0.01)) for n in range(3)]
-        assert Pipeline.weigh(work) == 120
+        assert weigh(work) == 120
         assert run(pipeline, loop, Sender(), work) == 0
         assert pipeline.in_flight_bytes == 0
     finally:
@@ -628,7 +382,7 @@ def test_a_batch_heavier_than_the_bound_goes_alone(loop: asyncio.AbstractEventLo
 def test_a_held_batch_is_sent_at_once_and_recorded_only_once_released(
     make_pipeline: Callable[..., Pipeline], loop: asyncio.AbstractEventLoop
 ) -> None:
-    record, send = Recorder(), Sender()
+    record, send = RecordMany(), Sender()
     pipeline = make_pipeline(record)
     work = [(claim(0), request(0.0)), (claim(1), request(0.0)), (claim(2), ready())]
 
@@ -637,7 +391,7 @@ def test_a_held_batch_is_sent_at_once_and_recorded_only_once_released(
     assert batch is not None and pipeline.in_flight == 3
     wait_for(lambda: len(send.sent) == 2)
     wait_for(lambda: len(batch.parked) == 3)  # answered, and the ready outcome: all parked
-    time.sleep(3 * attempts.GATHER_S)
+    pipeline.recorder.flush(WAIT_S)
     assert record.recorded() == []  # the deliveries might not exist yet
     pipeline.release_held(batch)
     assert pipeline.wait(batch) == 0
@@ -648,7 +402,7 @@ def test_a_held_batch_is_sent_at_once_and_recorded_only_once_released(
 def test_an_answer_after_the_release_goes_straight_to_the_recorder(
     make_pipeline: Callable[..., Pipeline], loop: asyncio.AbstractEventLoop
 ) -> None:
-    record = Recorder()
+    record = RecordMany()
     pipeline = make_pipeline(record)
     batch = pipeline.start_held(loop, Sender(), [(claim(0), request(0.2))])
     assert batch is not None
@@ -663,7 +417,7 @@ def test_an_answer_after_the_release_goes_straight_to_the_recorder(
 def test_a_dropped_batch_records_nothing_and_frees_its_room_as_answers_arrive(
     make_pipeline: Callable[..., Pipeline], loop: asyncio.AbstractEventLoop
 ) -> None:
-    record, send = Recorder(), Sender()
+    record, send = RecordMany(), Sender()
     pipeline = make_pipeline(record)
     work = [(claim(0), request(0.0)), (claim(1), request(0.3)), (claim(2), ready())]
     batch = pipeline.start_held(loop, send, work)
@@ -675,7 +429,7 @@ def test_a_dropped_batch_records_nothing_and_frees_its_room_as_answers_arrive(
     assert pipeline.in_flight == 1  # the slow one is still out
     wait_for(lambda: pipeline.in_flight == 0)  # and its late answer is dropped too
     assert batch.done.is_set()
-    time.sleep(3 * attempts.GATHER_S)
+    pipeline.recorder.flush(WAIT_S)
     assert record.recorded() == []
     assert len(send.sent) == 2
 
@@ -690,6 +444,6 @@ def test_without_room_start_held_takes_none_and_sends_nothing(
     assert pipeline.start_held(loop, send, [(claim(n), request()) for n in range(2)]) is None
 
     assert pipeline.in_flight == 1
-    time.sleep(0.05)
+    settle(loop)
     assert send.sent == []
     assert pipeline.start_held(loop, send, []) is None

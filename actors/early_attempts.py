@@ -1,0 +1,56 @@
+"""The one place a fan-out's first attempts leave before its transaction commits.
+
+Writing a fan-out's deliveries and committing them is the longest step between
+an event's fan-out and its first attempt under load (`ops/bench/README.md`,
+"The first attempts leave before their deliveries are written").
+With `HOOKLINE_EARLY_FIRST_ATTEMPTS` (the default) the attempts of the
+deliveries the fan-out claims start from inside its transaction, as soon as
+it knows them; their answers are parked until the commit succeeded and never
+recorded if it failed (`Pipeline.start_held`). Turned off, the fan-out
+commits, then sends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from actors import requests
+from actors.pipeline import Batch
+from actors.runtime import Runtime
+from engine.deliveries import fanout
+
+
+class EarlyAttempts:
+    """Starts one fan-out's claimed attempts inside its transaction, when there is room."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.work: requests.Work | None = None  # signed inside the transaction
+        self.batch: Batch | None = None  # started inside it; None: no room was free
+
+    def before_writing(self, plan: fanout.FanOut) -> None:
+        """Sign the claimed attempts and start them, if they fit now (the transaction is open)."""
+        if not plan.claimed:
+            return
+        self.work = requests.build(self.rt, plan.claimed)
+        pipeline = requests.pipeline_of(self.rt)
+        self.batch = pipeline.start_held(
+            requests.event_loop(self.rt), requests.sender(self.rt), self.work
+        )
+
+    @contextlib.contextmanager
+    def committing(self) -> Iterator[None]:
+        """Around the transaction: its attempts' answers recorded if it committed, else never."""
+        pipeline = requests.pipeline_of(self.rt)
+        try:
+            yield
+        except BaseException:
+            # Not committed (or not known to be): nothing is recorded for these attempts, and
+            # the message is retried. An endpoint may thus get the event twice, as it may
+            # whenever an answer is lost; the webhook-id is the same both times.
+            if self.batch is not None:
+                pipeline.drop_held(self.batch)
+            raise
+        if self.batch is not None:
+            pipeline.release_held(self.batch)

@@ -1,0 +1,73 @@
+"""What the `fan_out` and `deliver` actors share: signed requests, handed to the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from actors.pipeline import Pipeline
+from actors.runtime import USER_AGENT, Runtime
+from engine.db.models import utcnow
+from engine.deliveries import record as deliveries
+from engine.deliveries.client import Outcome, Request
+from engine.errors import CryptoError
+
+Work = list[tuple[deliveries.Claim, Request | Outcome]]
+
+
+def pipeline_of(rt: Runtime) -> Pipeline:
+    """The process's attempt pipeline, which the worker's middleware opened at boot."""
+    assert rt.pipeline is not None, "the Attempts middleware opens the pipeline at boot"
+    return rt.pipeline
+
+
+def event_loop(rt: Runtime) -> asyncio.AbstractEventLoop:
+    """The event loop the AsyncIO middleware runs, where attempts are sent."""
+    assert rt.loop is not None, "the HttpClient middleware opens the client on the loop"
+    return rt.loop
+
+
+def sender(rt: Runtime) -> Callable[[Request], Any]:
+    """The process's HTTP client's `send`."""
+    assert rt.client is not None, "the HttpClient middleware opens the client at boot"
+    return rt.client.send
+
+
+def build(rt: Runtime, claimed: list[deliveries.Claim]) -> Work:
+    """Each claimed delivery's signed request, or the outcome that stands for it."""
+    timestamp = int(time.time())
+    work: Work = []
+    bodies: dict[str, bytes] = {}  # one body per event, shared by its deliveries
+    for one in claimed:
+        body = bodies.get(one.event.id)
+        if body is None:
+            body = bodies[one.event.id] = deliveries.envelope(one.event)
+        try:
+            request: Request | Outcome = deliveries.build_request(
+                one, user_agent=USER_AGENT, timestamp=timestamp, box=rt.box, body=body
+            )
+        except CryptoError as exc:  # a key is missing: an attempt that failed, retried later
+            request = Outcome(
+                utcnow(), 0.0, error_class="secret_unavailable", error_detail=str(exc)
+            )
+        work.append((one, request))
+    return work
+
+
+def attempt(rt: Runtime, claimed: list[deliveries.Claim], work: Work | None = None) -> None:
+    """Hand the claimed deliveries, for which room is reserved, to the pipeline.
+
+    `work` is their requests when the caller built them already.
+    """
+    if not claimed:
+        return
+    pipeline = pipeline_of(rt)
+    if work is None:
+        try:
+            work = build(rt, claimed)
+        except BaseException:
+            pipeline.release(len(claimed))  # their leases run out; the scheduler sends them
+            raise
+    pipeline.run(event_loop(rt), sender(rt), work)
