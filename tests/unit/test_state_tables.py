@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from actors.middleware import DeliveryPolicy
 from engine.db.machine import StateMachine
 from engine.db.models import DELIVERY_STATES, ENDPOINT_STATES, Delivery, Endpoint, utcnow
 from engine.deliveries import fanout, states
@@ -129,10 +130,10 @@ def test_recording_a_success_checks_the_table_before_writing(
     monkeypatch.delitem(states.TRANSITIONS[states.DELIVERING], states.SUCCEEDED)
     outcome = Outcome(started_at=utcnow(), duration_ms=1.0, status_code=200)
     with pytest.raises(TransitionError, match="'delivering' -> 'succeeded'"):
-        deliveries.record(claimed, outcome, schedule=[5.0], max_age_s=3600)
+        deliveries.record(claimed, outcome, decide=DeliveryPolicy.of([5.0], 3600).decide)
     assert Delivery.get_by_id(claimed.delivery.id).status == states.DELIVERING
     monkeypatch.undo()
-    deliveries.record(claimed, outcome, schedule=[5.0], max_age_s=3600)
+    deliveries.record(claimed, outcome, decide=DeliveryPolicy.of([5.0], 3600).decide)
     assert Delivery.get_by_id(claimed.delivery.id).status == states.SUCCEEDED
 
 
