@@ -1,13 +1,12 @@
 """The one place a fan-out's first attempts leave before its transaction commits.
 
-Writing a fan-out's deliveries and committing them is the longest step between
-an event's fan-out and its first attempt under load (`ops/bench/README.md`,
-"The first attempts leave before their deliveries are written").
-With `HOOKLINE_EARLY_FIRST_ATTEMPTS` (the default) the attempts of the
-deliveries the fan-out claims start from inside its transaction, as soon as
-it knows them; their answers are parked until the commit succeeded and never
-recorded if it failed (`Pipeline.start_held`). Turned off, the fan-out
-commits, then sends.
+Writing a fan-out's deliveries and committing them is the longest step between an
+event's fan-out and its first attempt under load
+(ops/bench/NOTES.md#fan-out-sends-before-its-commit). With
+`HOOKLINE_EARLY_FIRST_ATTEMPTS` (the default) the attempts of the deliveries the
+fan-out claims start from inside its transaction, as soon as it knows them; their
+answers are parked until the commit succeeded and never recorded if it failed
+(`Pipeline.start_held`). Turned off, the fan-out commits, then sends.
 """
 
 from __future__ import annotations

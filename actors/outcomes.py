@@ -139,10 +139,9 @@ def report_attempt(
     first = claimed.delivery.attempts == 1
     lag_s = (outcome.started_at - claimed.event.created_at).total_seconds() if first else None
     metrics.observe_attempt(outcome, decision, lag_s)
-    # Every attempt is in the attempt log (`GET /v1/deliveries/{id}/attempts`); the
-    # process log carries the failures, and the successes only at debug: at full speed
-    # one line per success cost the worker 7 % of its CPU, and even a call that the level
-    # then drops builds its whole event first.
+    # Every attempt is in the attempt log (`GET /v1/deliveries/{id}/attempts`); the process
+    # log carries the failures, and the successes only at debug, checked before the event is
+    # built (ops/bench/NOTES.md#successful-attempts-logged-at-debug).
     if outcome.success and not _stdlib_log.isEnabledFor(logging.DEBUG):
         return
     (attempt_log.debug if outcome.success else attempt_log.info)(

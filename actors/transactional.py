@@ -1,11 +1,10 @@
 """The API's publisher: the messages of concurrent requests committed together to RabbitMQ.
 
-`Publisher.enqueue` waits for one publisher confirm per message, each thread on
-a connection of its own. At full ingest that round trip cost the API 0.2 ms of
-CPU per event and RabbitMQ 0.4 ms, on top of everything else the machine does.
-Here the request threads of an API process share one channel in AMQP
-transaction mode: whichever thread publishes while no commit is running
-publishes every message queued so far and commits them at once
+`Publisher.enqueue` waits for one publisher confirm per message, each thread on a
+connection of its own, a cost per event that full ingest felt
+(ops/bench/NOTES.md#transactional-publisher). Here the request threads of an API
+process share one channel in AMQP transaction mode: whichever thread publishes while
+no commit is running publishes every message queued so far and commits them at once
 (`engine.db.batching.GroupCommit`); the others wait for that commit.
 
 What a caller is told is unchanged: True only once RabbitMQ has taken

@@ -26,11 +26,9 @@ from engine.retry import Decision
 
 log = structlog.get_logger("hookline.delivery")
 
-# How long the recorder lets answers gather before it commits a group. Every group costs
-# four round trips and a commit, in the worker and in PostgreSQL: at the lag scenario's
-# half load (128 events/s x 10 endpoints) 2 ms made groups of one to three attempts and
-# kept the cores 95 % busy, 10 ms kept them 86-93 % busy and halved the lag to a first
-# attempt. An answer is still recorded within milliseconds of its arrival.
+# How long the recorder lets answers gather before it commits a group: every group costs
+# round trips and a commit, so fewer, larger groups leave the cores to the attempts
+# (ops/bench/NOTES.md#recorder-gather-time).
 GATHER_S = 0.01
 # Most attempts one recording transaction holds.
 MAX_GROUP = 500

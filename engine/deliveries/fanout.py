@@ -127,7 +127,7 @@ def fan_out_and_claim(
 
 @functools.cache
 def _fan_out_sql(param: str) -> tuple[str, str]:
-    """The fan-out's two statements, written once: peewee built them in 0.4 ms per event.
+    """The fan-out's two statements, written by hand once (ops/bench/NOTES.md#fan-out-statements).
 
     The gate (its `{}` filled with one placeholder per event) marks the events
     fanned out and answers those nobody marked before; the second reads a

@@ -260,9 +260,9 @@ def _mark_succeeded(delivery_ids: list[str], now: dt.datetime) -> None:
     Each takes its `last_*` columns from its current attempt, and only if that
     attempt is a success: a late success of an earlier attempt, recorded in
     the same group as a failed current one, moves nothing here. Written once
-    by hand: peewee compiled the statement (three correlated subqueries and
-    an EXISTS) in about as much CPU as the rest of a small group's recording.
-    Its states still come from the transition table, checked on every call.
+    by hand, because peewee's compilation of it cost as much as the rest of the
+    recording (ops/bench/NOTES.md#success-recorded-by-hand-written-update). Its
+    states still come from the transition table, checked on every call.
     """
     sources = states.check(to=SUCCEEDED, from_=(DELIVERING,))
     param = db.obj.param
