@@ -34,5 +34,5 @@ def test_fan_out_rows_attempt_rows_and_event_rows_go_by_copy() -> None:
         assert [name for name, _encode in encoders] == list(row)
 
 
-def test_a_json_column_has_nocopy_plan() -> None:
+def test_a_json_column_has_no_copy_plan() -> None:
     assert copy_plan(Tenant, ("id", "name", "rate_limits")) is None

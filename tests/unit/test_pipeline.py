@@ -260,6 +260,23 @@ def test_reserve_waits_until_attempts_in_flight_are_recorded(
     assert pipeline.in_flight == 1
 
 
+def test_a_batch_larger_than_max_in_flight_proceeds_when_the_pipeline_is_empty(
+    make_pipeline: Callable[..., Pipeline], loop: asyncio.AbstractEventLoop
+) -> None:
+    record = RecordMany()
+    pipeline = make_pipeline(record, max_in_flight=2)
+    work = [(claim(n), request(0.01)) for n in range(5)]
+
+    thread, reserved = in_thread(lambda: pipeline.reserve(5))
+    assert reserved.wait(WAIT_S), "an empty pipeline takes any batch"
+    thread.join(WAIT_S)
+    assert pipeline.in_flight == 5
+
+    assert pipeline.run(loop, Sender(), work) == 0
+    assert sorted(record.recorded()) == [f"dlv_{n}" for n in range(5)]
+    assert pipeline.in_flight == 0
+
+
 # --- Drain ------------------------------------------------------------------------------
 
 
