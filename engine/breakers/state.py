@@ -7,8 +7,8 @@
 While open, an endpoint's deliveries are parked, not attempted. An outage
 is the time from the first opening to the next close; it sends warnings at
 50, 70 and 90 % of `disable_after_s` and disables the endpoint at 100 %.
-`Change.events` names what the caller must act on: `opened`, `reopened`,
-`half_opened`, `probe_lost`, `closed`, `warning:<pct>`, `disable`.
+`Change.events` holds what the caller must act on: a `BreakerEvent`, or an
+`OutageWarning` carrying its percentage.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
 from engine.settings import Settings
@@ -94,12 +95,42 @@ class Breaker:
     warnings_sent: int = 0
 
 
+class BreakerEvent(StrEnum):
+    """A transition the caller acts on; the value is how logs name it."""
+
+    OPENED = "opened"
+    REOPENED = "reopened"
+    HALF_OPENED = "half_opened"
+    PROBE_LOST = "probe_lost"
+    CLOSED = "closed"
+    DISABLE = "disable"
+
+
+@dataclass(frozen=True)
+class OutageWarning:
+    """The outage has lasted `pct` % of `disable_after_s`: the owner is warned."""
+
+    pct: int
+
+    def __str__(self) -> str:
+        return f"warning:{self.pct}"
+
+
 @dataclass(frozen=True)
 class Change:
     """A breaker after an input, and the events the caller acts on."""
 
     breaker: Breaker
-    events: tuple[str, ...] = ()
+    events: tuple[BreakerEvent | OutageWarning, ...] = ()
+
+    @property
+    def warning(self) -> OutageWarning | None:
+        """The outage warning among the events, if any (a change carries at most one)."""
+        return next((e for e in self.events if isinstance(e, OutageWarning)), None)
+
+    def logged(self) -> list[str]:
+        """The events as logs print them: `["warning:50", "half_opened"]`."""
+        return [str(event) for event in self.events]
 
 
 def should_trip(window: Window, consecutive_failures: int, policy: Policy) -> bool:
@@ -125,7 +156,7 @@ def after_outcomes(
         return _open(breaker, now, policy.cooldown_s, first=True)
     if breaker.state == HALF_OPEN and probe_succeeded is not None:
         if probe_succeeded:
-            return Change(_closed(breaker), ("closed",))
+            return Change(_closed(breaker), (BreakerEvent.CLOSED,))
         cooldown_s = min((breaker.cooldown_s or policy.cooldown_s) * 2, policy.max_cooldown_s)
         return _open(breaker, now, cooldown_s, first=False)
     return Change(breaker)
@@ -138,19 +169,19 @@ def tick(breaker: Breaker, *, policy: Policy, now: dt.datetime, probe_timeout_s:
     elapsed_s = (now - breaker.outage_started_at).total_seconds()
     if elapsed_s >= policy.disable_after_s:
         disabled = replace(breaker, transition=breaker.transition + 1, next_probe_at=None)
-        return Change(_without_probe(disabled), ("disable",))
-    events: list[str] = []
+        return Change(_without_probe(disabled), (BreakerEvent.DISABLE,))
+    events: list[BreakerEvent | OutageWarning] = []
     level = sum(1 for pct in WARNING_PCTS if elapsed_s >= policy.disable_after_s * pct / 100)
     if level > breaker.warnings_sent:
         # A tick that was late past several levels sends only the highest one.
-        events.append(f"warning:{WARNING_PCTS[level - 1]}")
+        events.append(OutageWarning(WARNING_PCTS[level - 1]))
         breaker = replace(breaker, warnings_sent=level)
     if breaker.state == OPEN and breaker.next_probe_at and now >= breaker.next_probe_at:
         breaker = replace(breaker, state=HALF_OPEN, transition=breaker.transition + 1)
-        events.append("half_opened")
+        events.append(BreakerEvent.HALF_OPENED)
     elif breaker.state == HALF_OPEN and _probe_lost(breaker, now, probe_timeout_s):
         breaker = _without_probe(breaker)
-        events.append("probe_lost")
+        events.append(BreakerEvent.PROBE_LOST)
     return Change(breaker, tuple(events))
 
 
@@ -193,8 +224,8 @@ def _open(breaker: Breaker, now: dt.datetime, cooldown_s: float, *, first: bool)
     )
     if first:
         opened = replace(opened, outage_started_at=now, outage=transition, warnings_sent=0)
-        return Change(opened, ("opened",))
-    return Change(opened, ("reopened",))
+        return Change(opened, (BreakerEvent.OPENED,))
+    return Change(opened, (BreakerEvent.REOPENED,))
 
 
 def _closed(breaker: Breaker) -> Breaker:

@@ -22,7 +22,7 @@ from peewee import EXCLUDED
 from engine.alerts import messages as alerts
 from engine.breakers import state as breaker
 from engine.breakers.alerting import about
-from engine.breakers.state import CLOSED, HALF_OPEN, OPEN, Breaker, Policy, Window
+from engine.breakers.state import CLOSED, HALF_OPEN, OPEN, Breaker, BreakerEvent, Policy, Window
 from engine.db.connect import is_postgres
 from engine.db.models import Delivery, Endpoint, EndpointHealth, HealthBucket, db, utcnow
 from engine.deliveries.states import PARKED
@@ -205,15 +205,15 @@ def _fold_one(
         log.info(
             "breaker_changed",
             endpoint_id=endpoint.id,
-            events=list(change.events),
+            events=change.logged(),
             state=change.breaker.state,
             failure_rate=round(window.failure_rate, 4),
             window_attempts=window.attempts,
             consecutive_failures=consecutive,
         )
-    if "opened" in change.events:
+    if BreakerEvent.OPENED in change.events:
         emitted.append(about(endpoint, alerts.FAILING, change.breaker, window, policy, now))
-    if "closed" in change.events:
+    if BreakerEvent.CLOSED in change.events:
         HealthBucket.delete().where(HealthBucket.endpoint_id == endpoint.id).execute()
         row.releasing, row.release_next_at = True, now
         parked = parked_count(endpoint.id)

@@ -21,7 +21,7 @@ from engine.alerts import outbox as alert_records
 from engine.breakers import alerting, parking
 from engine.breakers import state as breaker
 from engine.breakers import store as health
-from engine.breakers.state import CLOSED, HALF_OPEN, OPEN, Policy
+from engine.breakers.state import CLOSED, HALF_OPEN, OPEN, BreakerEvent, OutageWarning, Policy
 from engine.db.connect import is_postgres
 from engine.db.models import Delivery, Endpoint, EndpointHealth, HealthBucket, db
 from engine.deliveries.states import PARKED
@@ -89,55 +89,62 @@ def _advance_one(
     change = breaker.tick(
         health.to_breaker(row), policy=policy, now=now, probe_timeout_s=probe_timeout_s
     )
-    state, outage = change.breaker, change.breaker.outage
+    state = change.breaker
     if change.events:
         log.info(
             "breaker_changed",
             endpoint_id=endpoint.id,
-            events=list(change.events),
+            events=change.logged(),
             state=state.state,
         )
-    warns = any(e.startswith("warning:") or e == "disable" for e in change.events)
+    warns = change.warning is not None or BreakerEvent.DISABLE in change.events
     window = health.windows({endpoint.id: policy}, now)[endpoint.id] if warns else None
-    emitted = []
-    for event in change.events:
-        if event.startswith("warning:"):
-            pct = int(event.split(":")[1])
-            emitted.append(
-                alerting.about(
-                    endpoint,
-                    alerts.FAILING,
-                    state,
-                    window,
-                    policy,
-                    now,
-                    dedup=f"o{outage}:w{pct}",
-                    warning_pct=pct,
-                )
+    emitted = [_act_on(event, endpoint, state, window, policy, now) for event in change.events]
+    health.store(row, state, policy, now)
+    if BreakerEvent.DISABLE in change.events:
+        row.due_at = None
+        row.save()
+    return [alert_id for alert_id in emitted if alert_id]
+
+
+def _act_on(
+    event: BreakerEvent | OutageWarning,
+    endpoint: Endpoint,
+    state: breaker.Breaker,
+    window: breaker.Window | None,
+    policy: Policy,
+    now: dt.datetime,
+) -> str | None:
+    """Do what one time-driven event asks; answer the alert it emitted, if any."""
+    match event:
+        case OutageWarning(pct=pct):
+            return alerting.about(
+                endpoint,
+                alerts.FAILING,
+                state,
+                window,
+                policy,
+                now,
+                dedup=f"o{state.outage}:w{pct}",
+                warning_pct=pct,
             )
-        elif event == "disable":
+        case BreakerEvent.DISABLE:
             reason = (
                 f"circuit breaker open since {alert_records.stamp(state.outage_started_at)}, "
                 f"{policy.disable_after_s:g} s without recovery"
             )
-            emitted.append(
-                endpoint_states.disable(
-                    endpoint,
-                    reason,
-                    breaker=state,
-                    dedup=f"o{outage}",
-                    now=now,
-                    window=window,
-                    parked=health.parked_count(endpoint.id),
-                )
+            return endpoint_states.disable(
+                endpoint,
+                reason,
+                breaker=state,
+                dedup=f"o{state.outage}",
+                now=now,
+                window=window,
+                parked=health.parked_count(endpoint.id),
             )
-        elif event in ("half_opened", "probe_lost"):
+        case BreakerEvent.HALF_OPENED | BreakerEvent.PROBE_LOST:
             parking.release_one(endpoint.id, now)
-    health.store(row, state, policy, now)
-    if "disable" in change.events:
-        row.due_at = None
-        row.save()
-    return [alert_id for alert_id in emitted if alert_id]
+    return None
 
 
 def release(policy: Policy, *, now: dt.datetime, batch: int) -> int:

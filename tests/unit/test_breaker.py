@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 
 import pytest
 
 from engine.breakers import state as breaker
-from engine.breakers.state import CLOSED, HALF_OPEN, OPEN, Breaker, Policy, Window
+from engine.breakers.state import (
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    Breaker,
+    BreakerEvent,
+    OutageWarning,
+    Policy,
+    Window,
+)
 from tests.factories import make_settings
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0)
@@ -59,7 +69,7 @@ def tick(
 def test_a_window_at_the_failure_threshold_with_enough_attempts_opens_the_breaker() -> None:
     change = judge(Breaker(), Window(successes=3, failures=7))
 
-    assert change.events == ("opened",)
+    assert change.events == (BreakerEvent.OPENED,)
     assert change.breaker.state == OPEN
     assert change.breaker.opened_at == change.breaker.outage_started_at == T0
     assert change.breaker.next_probe_at == at(30)
@@ -81,7 +91,7 @@ def test_too_few_attempts_never_open_the_breaker_on_the_rate_alone() -> None:
 def test_twenty_consecutive_failures_open_the_breaker_whatever_the_window() -> None:
     change = judge(Breaker(), Window(successes=500, failures=20), consecutive=20)
 
-    assert change.events == ("opened",)
+    assert change.events == (BreakerEvent.OPENED,)
 
 
 def test_outcomes_while_open_change_nothing_but_the_counters() -> None:
@@ -100,7 +110,7 @@ def test_the_cool_down_ending_half_opens_the_breaker() -> None:
     assert tick(state, 29).events == ()
     change = tick(state, 30)
 
-    assert change.events == ("half_opened",)
+    assert change.events == (BreakerEvent.HALF_OPENED,)
     assert change.breaker.state == HALF_OPEN
     assert change.breaker.transition == state.transition + 1
 
@@ -110,7 +120,7 @@ def test_the_probe_succeeding_closes_the_breaker_and_forgets_the_outage() -> Non
 
     change = judge(half_open, Window(0, 10), consecutive=0, probe=True, now=31)
 
-    assert change.events == ("closed",)
+    assert change.events == (BreakerEvent.CLOSED,)
     assert change.breaker == Breaker(state=CLOSED, transition=half_open.transition + 1)
 
 
@@ -122,7 +132,7 @@ def test_the_probe_failing_reopens_with_the_cool_down_doubled_up_to_the_cap() ->
         now = (state.next_probe_at - T0).total_seconds()
         state = tick(state, now, policy).breaker
         change = judge(state, Window(0, 20), consecutive=20, probe=False, now=now, policy=policy)
-        assert change.events == ("reopened",)
+        assert change.events == (BreakerEvent.REOPENED,)
         state = change.breaker
         cooldowns.append(state.cooldown_s)
 
@@ -144,7 +154,7 @@ def test_a_lost_probe_frees_the_slot_after_the_probe_timeout() -> None:
     assert tick(half_open, 60, probe_timeout_s=60).events == ()
     change = tick(half_open, 91, probe_timeout_s=60)
 
-    assert change.events == ("probe_lost",)
+    assert change.events == (BreakerEvent.PROBE_LOST,)
     assert change.breaker.probe_delivery_id is None and change.breaker.state == HALF_OPEN
 
 
@@ -157,7 +167,7 @@ def test_warnings_go_out_at_50_70_and_90_percent_of_disable_after(
 
     assert tick(state, elapsed - 1).events == ()
     change = tick(state, elapsed)
-    assert change.events == (f"warning:{warning}",)
+    assert change.events == (OutageWarning(warning),)
     assert tick(change.breaker, elapsed + 1).events == (), "each warning goes out once"
 
 
@@ -166,8 +176,25 @@ def test_a_late_tick_sends_only_the_highest_warning_due() -> None:
 
     change = tick(state, 950)
 
-    assert change.events == ("warning:90",)
+    assert change.events == (OutageWarning(90),)
     assert change.breaker.warnings_sent == 3
+
+
+def test_a_warning_carries_its_percentage_as_a_number() -> None:
+    state = dataclasses.replace(opened(), next_probe_at=at(10_000))
+
+    warning = tick(state, 700).warning
+
+    assert warning == OutageWarning(70)
+    assert warning.pct + 20 == 90
+
+
+def test_the_events_print_for_the_logs_as_plain_json_strings() -> None:
+    change = tick(opened(), 500)
+
+    assert change.events == (OutageWarning(50), BreakerEvent.HALF_OPENED)
+    assert json.dumps(change.logged()) == '["warning:50", "half_opened"]'
+    assert judge(Breaker(), Window(0, 10)).logged() == ["opened"]
 
 
 def test_an_outage_reaching_disable_after_disables_the_endpoint() -> None:
@@ -175,7 +202,7 @@ def test_an_outage_reaching_disable_after_disables_the_endpoint() -> None:
 
     change = tick(state, 1000)
 
-    assert change.events == ("disable",)
+    assert change.events == (BreakerEvent.DISABLE,)
     assert change.breaker.next_probe_at is None
     assert breaker.disables_at(state, POLICY) == at(1000)
 
@@ -199,7 +226,7 @@ def test_an_endpoints_overrides_replace_the_settings_field_by_field() -> None:
     assert policy.failure_pct == 50
     assert policy.min_attempts == POLICY.min_attempts
     assert policy.max_cooldown_s == 900, "the cap is never below the first cool-down"
-    assert judge(Breaker(), Window(5, 5), policy=policy).events == ("opened",)
+    assert judge(Breaker(), Window(5, 5), policy=policy).events == (BreakerEvent.OPENED,)
     assert judge(Breaker(), Window(5, 5)).events == ()
     assert POLICY.merged(None) == POLICY
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import structlog
 
 from actors.middleware import DeliveryPolicy
 from actors.outcomes import OutcomeReporter
@@ -209,6 +210,26 @@ def test_an_outage_warns_at_50_70_and_90_percent_then_disables(endpoint: Endpoin
     refreshed = Endpoint.get_by_id(endpoint.id)
     assert refreshed.status == "disabled" and "circuit breaker open" in refreshed.disabled_reason
     assert state_of(endpoint).due_at is None
+
+
+def test_an_outage_warning_records_its_percentage_and_logs_its_event(
+    endpoint: Endpoint,
+) -> None:
+    start = utcnow()
+    fail(endpoint, 10, now=start)
+    row = state_of(endpoint)
+    row.next_probe_at = start + dt.timedelta(days=1)
+    row.save()
+
+    with structlog.testing.capture_logs() as logged:
+        supervision.advance(
+            POLICY, now=start + dt.timedelta(seconds=500), probe_timeout_s=60, batch=100
+        )
+
+    warning = AlertRecord.get(AlertRecord.dedup == "o1:w50")
+    assert warning.facts["warning_pct"] == 50
+    changed = [entry for entry in logged if entry["event"] == "breaker_changed"]
+    assert [entry["events"] for entry in changed] == [["warning:50"]]
 
 
 def test_a_disabled_endpoints_deliveries_park_and_enable_with_replay_releases_them(
