@@ -23,23 +23,32 @@ _LEASED = (PENDING, QUEUED, DELIVERING)  # what a lease that ran out leaves lost
 def _take(
     condition: Any, order: Any, *, from_: tuple[str, ...], batch: int, lease_s: float
 ) -> list[str]:
-    """Move up to `batch` matching rows to `queued` with a fresh lease, in one statement."""
+    """Move up to `batch` matching rows to `queued` with a fresh lease; answer their ids.
+
+    The rows are picked (and locked, on PostgreSQL) first, then moved by id: with the
+    state machine's `status IN (...)` beside a subquery, PostgreSQL's planner scanned
+    every row in that status instead of the few picked (ops/bench/NOTES.md#scheduler-takes).
+    """
     now = utcnow()
     picked = Delivery.select(Delivery.id).where(condition(now)).order_by(order).limit(batch)
     if is_postgres(db.obj):
         picked = picked.for_update(skip_locked=True)
-    taken: Any = (
-        states.update(
-            Delivery.id.in_(picked),
-            to=QUEUED,
-            from_=from_,
-            lease_until=now + dt.timedelta(seconds=lease_s),
-            updated_at=now,
+    with db.atomic():
+        ids = [row.id for row in picked]
+        if not ids:
+            return []
+        taken: Any = (
+            states.update(
+                Delivery.id.in_(ids),
+                to=QUEUED,
+                from_=from_,
+                lease_until=now + dt.timedelta(seconds=lease_s),
+                updated_at=now,
+            )
+            .returning(Delivery.id)
+            .execute()
         )
-        .returning(Delivery.id)
-        .execute()
-    )
-    return [row.id for row in taken]
+        return [row.id for row in taken]
 
 
 def take_due(*, batch: int, lease_s: float) -> list[str]:

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.factories import ADMIN_TOKEN, SECRET_KEY
+from engine.db.connect import bind
+from tests.factories import ADMIN_TOKEN, SECRET_KEY, make_settings
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -172,6 +173,15 @@ def stack_env(pg_url: str, amqp_url: str, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+@pytest.fixture(scope="module")
+def pg(pg_migrated: str) -> Iterator[Any]:
+    """The run's PostgreSQL database, bound and connected on this thread, for one module."""
+    database = bind(make_settings(HOOKLINE_DATABASE_URL=pg_migrated))
+    database.connect(reuse_if_open=True)
+    yield database
+    database.close_all()
 
 
 @pytest.fixture(scope="session")

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import peewee
 import pytest
 
 from actors.middleware import DeliveryPolicy
-from engine.db.connect import bind, copy_rows, insert_rows
+from engine.db.connect import copy_rows, insert_rows
 from engine.db.models import Attempt, Delivery, Endpoint, Event, Tenant, db, utcnow
 from engine.deliveries import fanout
 from engine.deliveries import record as deliveries
 from engine.deliveries.client import Outcome
 from engine.ids import new_id
-from tests.factories import make_settings
 
 pytestmark = pytest.mark.integration
 
@@ -33,15 +31,6 @@ TEXTS = [
     None,
 ]
 ATTEMPT_COLUMNS = [name for name in Attempt._meta.fields if name != "id"]
-
-
-@pytest.fixture(scope="module")
-def pg(pg_migrated: str) -> Iterator[Any]:
-    """The run's PostgreSQL database, bound to the models and connected on this thread."""
-    database = bind(make_settings(HOOKLINE_DATABASE_URL=pg_migrated))
-    database.connect(reuse_if_open=True)
-    yield database
-    database.close_all()
 
 
 def an_event(endpoints: int = 1) -> Event:

@@ -4,34 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from engine.breakers.state import Breaker
-from engine.db.connect import bind
 from engine.db.machine import StateMachine
 from engine.db.models import AlertRecord, Delivery, Endpoint, Event, Tenant, utcnow
 from engine.deliveries import states
 from engine.endpoints import states as endpoint_states
 from engine.errors import TransitionError
 from engine.ids import new_id
-from tests.factories import make_settings
 
 pytestmark = pytest.mark.integration
 
 BEFORE = dt.datetime(2026, 1, 1)
 MOVED_AT = dt.datetime(2026, 1, 2)
-
-
-@pytest.fixture(scope="module")
-def pg(pg_migrated: str) -> Iterator[Any]:
-    """The run's PostgreSQL database, bound to the models and connected on this thread."""
-    database = bind(make_settings(HOOKLINE_DATABASE_URL=pg_migrated))
-    database.connect(reuse_if_open=True)
-    yield database
-    database.close_all()
 
 
 @pytest.fixture(scope="module")
