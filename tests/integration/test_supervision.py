@@ -123,7 +123,7 @@ def test_a_failing_endpoint_trips_alerts_once_parks_and_recovers_through_the_pro
 
             opened = eventually(lambda: health(api, key, endpoint_id)["state"] != "closed", 30)
             assert opened
-            slack.wait_for("/services/T0/B0/x", 1, timeout_s=20)
+            slack.wait_for("/services/T0/B0/x", 1, timeout_s=45)
             pagerduty.wait_for("/v2/enqueue", 1, timeout_s=20)
             receiver.wait_for("/alerts", 1, timeout_s=20)
             eventually(lambda: mailbox.messages, 20)
