@@ -33,6 +33,7 @@ from engine.secretbox import from_settings as secretbox_from_settings
 from engine.settings import Settings
 from engine.ssrf import AddressPolicy
 from engine.tenancy.credentials import CredentialCache, CredentialGeneration
+from engine.tenancy.limiter import Limiter
 
 
 def address_policy(settings: Settings) -> AddressPolicy:
@@ -54,6 +55,7 @@ def create_app(
     secretbox: SecretBox | None = None,
     credentials: CredentialCache | None = None,
     events: EventStore | None = None,
+    limiter: Limiter | None = None,
 ) -> falcon.asgi.App:
     """Build the ASGI app; the database is bound and `enqueue` publishes `fan_out`.
 
@@ -70,13 +72,16 @@ def create_app(
     `credentials` remembers authenticated API keys for a moment (`engine.tenancy.credentials`);
     without it every request reads its key from the database. Revoking a key or
     changing a tenant empties it through its `generation`.
+
+    `limiter` holds this process's leases on the shared rate-limit counters
+    (`engine.tenancy.limiter`); one is built here when not given.
     """
     offload = Offload(database, settings.api_threads)
     middleware: list[Any] = [
         Metrics(),
         RequestContext(),
         Auth(settings, credentials=credentials, offload=offload),
-        RateLimit(settings, clock, offload=offload),
+        RateLimit(limiter or Limiter(settings), clock, offload=offload),
     ]
     app = falcon.asgi.App(media_type=falcon.MEDIA_JSON, middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
@@ -157,6 +162,7 @@ def get_app(generation: CredentialGeneration | None = None) -> ConcurrencyLimit:
             settings.credential_cache_ttl_s, generation=generation or CredentialGeneration()
         ),
         events=EventStore(),
+        limiter=Limiter(settings),
     )
     return ConcurrencyLimit(app)
 

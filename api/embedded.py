@@ -25,6 +25,7 @@ from engine.db.migrations import migrate
 from engine.events.ingest import EventStore
 from engine.settings import Settings
 from engine.tenancy.credentials import CredentialCache, CredentialGeneration
+from engine.tenancy.limiter import Limiter
 
 log = structlog.get_logger("hookline.embedded")
 
@@ -103,6 +104,7 @@ def start(settings: Settings) -> Embedded:
             settings.credential_cache_ttl_s, generation=CredentialGeneration()
         ),
         events=EventStore(),
+        limiter=Limiter(settings),
     )
     config = uvicorn.Config(
         ConcurrencyLimit(app),

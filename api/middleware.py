@@ -18,6 +18,7 @@ from engine.errors import ForbiddenError
 from engine.settings import Settings
 from engine.tenancy import ratelimit
 from engine.tenancy.credentials import CredentialCache, Principal
+from engine.tenancy.limiter import Deferred, Limiter
 from engine.tenancy.tenants import (
     KEY_PREFIX,
     authenticate_key,
@@ -155,37 +156,37 @@ class RateLimit:
     """Counts each tenant request against its credential's and its tenant's budget.
 
     A resource lists in `ingest_methods` the methods that spend the ingest
-    budget; every other tenant request spends the management budget. Each
-    counted answer carries `RateLimit-Limit`, `RateLimit-Remaining` and
+    budget; every other tenant request spends the management budget. The
+    `limiter` (`engine.tenancy.limiter`) decides most requests from its leases
+    on the event loop; only one that must lease again, or sweep, goes to the
+    offload's threads. Each counted answer carries `RateLimit-Limit`,
+    `RateLimit-Remaining` (what this process knows is left in the cluster) and
     `RateLimit-Reset`; a refusal is a 429 with `Retry-After` as well.
     """
 
     def __init__(
         self,
-        settings: Settings,
+        limiter: Limiter,
         clock: Callable[[], float] = time.time,
         offload: Offload | None = None,
     ) -> None:
-        self.settings = settings
+        self.limiter = limiter
         self.clock = clock
         self.offload = offload
-        self.swept_before = 0
 
     async def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
     ) -> None:
-        """Nothing to do without a limit or a sweep due; else on the offload's threads."""
+        """Decide from the leases here; on the offload's threads when that needs the database."""
         principal = getattr(req.context, "principal", None)
         if principal is None:
             return
         budget = self._budget(req, resource)
         now = self.clock()
-        limited = any(
-            limit > 0 for limit in ratelimit.limits(budget, self.settings, principal.rate_limits)
-        )
-        if not limited and not self._sweep_due(now):
-            return
-        decision = await _blocking(self.offload, self._spend, principal, budget, now)
+        buckets = self.limiter.buckets(principal, budget)
+        decision = self.limiter.try_consume(buckets, now)
+        if isinstance(decision, Deferred):
+            decision = await _blocking(self.offload, self.limiter.consume, buckets, now)
         if decision is None:
             return
         req.context.rate_limit = decision
@@ -206,24 +207,10 @@ class RateLimit:
         if decision is not None:
             resp.set_headers(_rate_headers(decision))
 
-    def _spend(self, principal: Principal, budget: str, now: float) -> ratelimit.Decision | None:
-        self._sweep(now)
-        return ratelimit.consume(principal, budget, self.settings, now)
-
     @staticmethod
     def _budget(req: falcon.Request, resource: Any) -> str:
         ingest = req.method in getattr(resource, "ingest_methods", ())
         return ratelimit.INGEST if ingest else ratelimit.MANAGEMENT
-
-    def _sweep_due(self, now: float) -> bool:
-        return ratelimit.window_start(now) - ratelimit.WINDOW_S > self.swept_before
-
-    def _sweep(self, now: float) -> None:
-        # Once per window per process: a few cheap deletes a second, however busy the API.
-        if self._sweep_due(now):
-            before = ratelimit.window_start(now) - ratelimit.WINDOW_S
-            self.swept_before = before
-            ratelimit.sweep(before)
 
 
 async def _blocking(offload: Offload | None, fn: Callable[..., T], *args: Any) -> T:

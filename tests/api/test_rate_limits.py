@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -182,6 +183,41 @@ def test_finished_windows_are_swept(limited: Any, clock: Clock) -> None:
 
     assert len(windows) <= 2
     assert max(windows) == int(clock.now)
+
+
+@pytest.fixture
+def sent(sqlite_db: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every SQL statement sent to the database from now on."""
+    statements: list[str] = []
+    execute_sql = sqlite_db.execute_sql
+
+    def spy(sql: str, *args: Any, **kwargs: Any) -> Any:
+        statements.append(sql)
+        return execute_sql(sql, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite_db, "execute_sql", spy)
+    return statements
+
+
+def test_ingest_within_the_default_limits_leases_in_chunks_not_a_statement_a_request(
+    limited: Any, sent: list[str]
+) -> None:
+    tenant = new_tenant(limited(), "Acme")
+
+    published = [tenant.post("/v1/events", event_body()).status_code for _ in range(200)]
+
+    assert published == [202] * 200
+    # 20,000/s for the key and the tenant: both lease 20 hits (a thousandth) in one statement.
+    assert sum("INSERT INTO rate_limit" in sql for sql in sent) == 200 // 20
+
+
+def test_a_spent_window_refuses_without_a_statement(limited: Any, sent: list[str]) -> None:
+    tenant = new_tenant(limited(management_per_s=2, tenant_management_per_s=0), "Acme")
+    assert spend(tenant, 3) == [200, 200, 429]
+    sent.clear()
+
+    assert spend(tenant, 20) == [429] * 20
+    assert not [sql for sql in sent if re.search(r"\brate_limit\b", sql)]  # not rate_limits
 
 
 def test_a_tenant_key_cannot_set_rate_limits(limited: Any) -> None:

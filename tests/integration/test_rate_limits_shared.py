@@ -7,21 +7,28 @@ second boundary, so normally it fits in one fixed window and exactly the limit
 passes. If a slow machine stretches it over a boundary, the bound is the limit
 times the windows it touched (a fixed window refills at each boundary), which
 still catches per-process counting.
+
+Each process leases hits from the shared counter in chunks, so a busy bucket
+costs a statement per chunk, not per request: a statement-level trigger counts
+them on the counter's table.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
 
-from tests.factories import ADMIN_TOKEN, eventually
+from tests.factories import ADMIN_TOKEN, event_body, eventually
 from tests.integration.conftest import Api, Processes, free_port, stack_env
 
 pytestmark = pytest.mark.integration
@@ -30,6 +37,21 @@ LIMIT = 20
 WORKERS = 4
 BURST = 60
 ENDPOINTS = "/v1/endpoints"
+EVENTS = 200
+# A thousandth of the default ingest limit (20,000/s): each fresh lease's hits.
+DEFAULT_LEASE = 20
+_COUNTING = """
+CREATE TABLE rate_limit_statements (at timestamptz NOT NULL DEFAULT now());
+CREATE FUNCTION count_rate_limit_statement() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN INSERT INTO rate_limit_statements DEFAULT VALUES; RETURN NULL; END $$;
+CREATE TRIGGER rate_limit_statements AFTER INSERT ON rate_limit
+  FOR EACH STATEMENT EXECUTE FUNCTION count_rate_limit_statement();
+"""
+_NOT_COUNTING = """
+DROP TRIGGER rate_limit_statements ON rate_limit;
+DROP FUNCTION count_rate_limit_statement();
+DROP TABLE rate_limit_statements;
+"""
 
 
 @dataclass(frozen=True)
@@ -94,6 +116,33 @@ def at_once(calls: list[Callable[[], Answer]], start_at: float) -> list[Answer]:
         thread.join(timeout=60)
     assert all(answer is not None for answer in answers)
     return [answer for answer in answers if answer is not None]
+
+
+@contextlib.contextmanager
+def counting_statements(pg_url: str) -> Iterator[Callable[[], int]]:
+    """Count the statements that write the rate-limit counters while inside."""
+    with contextlib.closing(psycopg2.connect(pg_url)) as connection:
+        connection.autocommit = True
+        cursor = connection.cursor()
+        cursor.execute(_COUNTING)
+
+        def count() -> int:
+            cursor.execute("SELECT count(*) FROM rate_limit_statements")
+            return int(cursor.fetchone()[0])
+
+        try:
+            yield count
+        finally:
+            cursor.execute(_NOT_COUNTING)
+
+
+def post_event(api: Api, key: str) -> Callable[[], Answer]:
+    def call() -> Answer:
+        started = time.time()
+        status, _ = api.call("POST", "/v1/events", event_body(), key=key)
+        return Answer(status, dict(api.last_headers), started, time.time())
+
+    return call
 
 
 def get(api: Api, key: str) -> Callable[[], Answer]:
@@ -173,3 +222,20 @@ def test_the_admin_sets_a_tenants_limit_for_every_process(api: Api) -> None:
     assert passed <= 5 * windows_touched(answers)
     assert {a.status for a in answers} == {200, 429}
     assert {a.headers["ratelimit-limit"] for a in answers} == {"5"}
+
+
+def test_ingest_within_the_limits_costs_a_statement_a_lease_not_a_request(
+    api: Api, pg_migrated: str
+) -> None:
+    key = api.tenant("ingesting")
+    calls = [post_event(api, key) for _ in range(EVENTS)]
+
+    with counting_statements(pg_migrated) as statements, ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda call: call(), calls))
+        counted = statements()
+
+    assert [a.status for a in answers] == [202] * EVENTS
+    # The key's and the tenant's buckets lease together, 20 hits at a time, in each
+    # process afresh in each window: a statement per 20 events, plus one per process
+    # and window for the lease that is left unspent.
+    assert counted <= EVENTS // DEFAULT_LEASE + WORKERS * windows_touched(answers), counted

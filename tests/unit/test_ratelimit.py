@@ -1,4 +1,4 @@
-"""The rate-limit decision, the limits a tenant gets, and the shared counter query."""
+"""The rate-limit decision, the limits a tenant gets, lease arithmetic, the shared counter."""
 
 from __future__ import annotations
 
@@ -9,8 +9,16 @@ import pytest
 from engine.db.models import RateLimitWindow
 from engine.errors import SettingsError
 from engine.tenancy import ratelimit
-from engine.tenancy.credentials import Principal
-from engine.tenancy.ratelimit import INGEST, MANAGEMENT, Decision, decide, limits, window_start
+from engine.tenancy.ratelimit import (
+    INGEST,
+    MANAGEMENT,
+    Decision,
+    chunk,
+    decide,
+    granted,
+    limits,
+    window_start,
+)
 from tests.factories import make_settings
 
 T0 = 1_800_000_000.0
@@ -84,42 +92,63 @@ def test_the_defaults_give_ingest_more_room_than_management() -> None:
     assert limits(INGEST, settings, None) > limits(MANAGEMENT, settings, None) > (0, 0)
 
 
-def test_hits_count_per_bucket_and_window_in_one_statement(sqlite_db: Any) -> None:
-    assert ratelimit.hit(["a", "b"], 100) == {"a": 1, "b": 1}
-    assert ratelimit.hit(["a", "b"], 100) == {"a": 2, "b": 2}
-    assert ratelimit.hit(["a"], 101) == {"a": 1}
-    assert ratelimit.hit(["b"], 100) == {"b": 3}
+@pytest.mark.parametrize(
+    ("limit", "previous", "expected"),
+    [
+        (20, 0, 1),  # under 2 x 20 leases a second: one hit at a time, so nothing idles
+        (20, 20, 1),
+        (100, 0, 1),  # a small limit starts at one hit
+        (100, 1000, 5),  # never more than 1/20 of the limit
+        (20_000, 0, 20),  # cold: a thousandth of the limit
+        (20_000, 500, 25),  # 1/20 of what this process spent the window before
+        (20_000, 100_000, 1000),
+    ],
+)
+def test_a_lease_follows_last_windows_spend_between_a_floor_and_a_cap(
+    limit: int, previous: int, expected: int
+) -> None:
+    assert chunk(limit, 0, previous, leases_per_s=20) == expected
+
+
+def test_a_lease_never_asks_for_more_than_the_counter_has_left() -> None:
+    assert chunk(20_000, 19_990, 100_000, leases_per_s=20) == 10
+    assert chunk(20_000, 19_999, 0, leases_per_s=20) == 1
+
+
+def test_more_leases_a_second_make_smaller_ones() -> None:
+    assert chunk(20_000, 0, 20_000, leases_per_s=100) == 200
+
+
+@pytest.mark.parametrize(
+    ("size", "counter", "expected"),
+    [(10, 10, 10), (10, 95, 10), (10, 100, 10), (10, 105, 5), (10, 110, 0), (10, 500, 0)],
+)
+def test_a_lease_is_the_part_of_its_chunk_below_the_limit(
+    size: int, counter: int, expected: int
+) -> None:
+    assert granted(size, counter, limit=100) == expected
+
+
+def test_racing_leases_never_grant_more_than_the_limit_between_them() -> None:
+    counter, grants = 0, []
+    for size in [7, 30, 1, 50, 13, 9, 40, 2]:  # in whatever order the row lock lets them in
+        counter += size
+        grants.append(granted(size, counter, limit=100))
+
+    assert sum(grants) == 100
+    assert grants[-3:] == [0, 0, 0]
+
+
+def test_a_lease_adds_its_chunk_per_bucket_and_window_in_one_statement(sqlite_db: Any) -> None:
+    assert ratelimit.lease({"a": 1, "b": 5}, 100) == {"a": 1, "b": 5}
+    assert ratelimit.lease({"a": 3, "b": 1}, 100) == {"a": 4, "b": 6}
+    assert ratelimit.lease({"a": 2}, 101) == {"a": 2}
+    assert ratelimit.lease({"b": 1}, 100) == {"b": 7}
 
 
 def test_sweep_deletes_only_the_windows_before_the_cutoff(sqlite_db: Any) -> None:
     for window in (98, 99, 100):
-        ratelimit.hit(["a"], window)
+        ratelimit.lease({"a": 1}, window)
 
     assert ratelimit.sweep(100) == 2
     assert [row.window_start for row in RateLimitWindow.select()] == [100]
-
-
-def test_consume_counts_the_key_and_the_tenant_and_refuses_over_either(sqlite_db: Any) -> None:
-    settings = make_settings(
-        HOOKLINE_RATE_LIMIT_MANAGEMENT_PER_S=2, HOOKLINE_RATE_LIMIT_TENANT_MANAGEMENT_PER_S=3
-    )
-    first, second = (
-        Principal("ten_a", "key_1", frozenset()),
-        Principal("ten_a", "key_2", frozenset()),
-    )
-
-    verdicts = [ratelimit.consume(p, MANAGEMENT, settings, T0) for p in (first, first, first)]
-    other = ratelimit.consume(second, MANAGEMENT, settings, T0)
-
-    assert [v.allowed for v in verdicts if v] == [True, True, False]
-    assert other is not None and not other.allowed  # the tenant's 3 are spent
-    assert ratelimit.consume(first, INGEST, settings, T0).allowed  # type: ignore[union-attr]
-
-
-def test_consume_counts_nothing_when_no_limit_applies(sqlite_db: Any) -> None:
-    settings = make_settings(
-        HOOKLINE_RATE_LIMIT_MANAGEMENT_PER_S=0, HOOKLINE_RATE_LIMIT_TENANT_MANAGEMENT_PER_S=0
-    )
-
-    assert ratelimit.consume(Principal("t", "k", frozenset()), MANAGEMENT, settings, T0) is None
-    assert RateLimitWindow.select().count() == 0
