@@ -159,7 +159,11 @@ class Attempt(BaseModel):
 
 
 class RateLimitWindow(BaseModel):
-    """Hits on one rate-limit bucket in one fixed window (Unix seconds)."""
+    """Hits leased from one rate-limit bucket in one fixed window (Unix seconds).
+
+    API processes lease hits in chunks (`engine.tenancy.limiter`), so `hits` may pass
+    the limit by up to a chunk per process; only the part below the limit is granted.
+    """
 
     bucket_key = CharField(max_length=200)
     window_start = BigIntegerField()
