@@ -174,9 +174,24 @@ class RateLimit:
     async def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
     ) -> None:
-        """Nothing to do without a limit or a sweep due; else on the offload's threads."""
+        """Spend one hit for the request, before its body is read."""
+        await self.spend(req, resource, 1)
+
+    async def spend(self, req: falcon.Request, resource: Any, hits: int) -> None:
+        """Spend `hits` of the request's budget; 429 when it is spent.
+
+        Every request spends one here before its body is read. A request
+        that carries several events (`POST /v1/events/batch`) costs one hit
+        per event, a count known only once its body is parsed: its resource
+        spends the rest through this method (handed to it by `api.app`), so
+        a batch past the remaining budget is refused whole. Nothing to do
+        without a limit or a sweep due; else on the offload's threads.
+
+        Raises:
+            Problem: 429, with `Retry-After` and the `RateLimit-*` headers.
+        """
         principal = getattr(req.context, "principal", None)
-        if principal is None:
+        if principal is None or hits < 1:
             return
         budget = self._budget(req, resource)
         now = self.clock()
@@ -185,7 +200,7 @@ class RateLimit:
         )
         if not limited and not self._sweep_due(now):
             return
-        decision = await _blocking(self.offload, self._spend, principal, budget, now)
+        decision = await _blocking(self.offload, self._spend, principal, budget, now, hits)
         if decision is None:
             return
         req.context.rate_limit = decision
@@ -206,9 +221,11 @@ class RateLimit:
         if decision is not None:
             resp.set_headers(_rate_headers(decision))
 
-    def _spend(self, principal: Principal, budget: str, now: float) -> ratelimit.Decision | None:
+    def _spend(
+        self, principal: Principal, budget: str, now: float, hits: int
+    ) -> ratelimit.Decision | None:
         self._sweep(now)
-        return ratelimit.consume(principal, budget, self.settings, now)
+        return ratelimit.consume(principal, budget, self.settings, now, hits=hits)
 
     @staticmethod
     def _budget(req: falcon.Request, resource: Any) -> str:

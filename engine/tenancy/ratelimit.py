@@ -1,10 +1,10 @@
 """Rate limits shared by every API process: fixed one-second windows counted in the database.
 
-A tenant request spends one hit from two buckets of its budget (`ingest` for
-`POST /v1/events`, `management` for every other tenant route): its
-credential's bucket and its tenant's. One statement,
-`INSERT … ON CONFLICT DO UPDATE SET hits = hits + 1 RETURNING hits`, adds both
-hits atomically, so every worker of every host counts against the same rows
+A tenant request spends one hit (a batch, one per event) from two buckets of
+its budget (`ingest` for `POST /v1/events` and `/v1/events/batch`, `management`
+for every other tenant route): its credential's bucket and its tenant's. One
+statement, `INSERT … ON CONFLICT DO UPDATE SET hits = hits + n RETURNING hits`,
+adds both hits atomically, so every worker of every host counts against the same rows
 and a limit holds however many processes serve the API. The decision is a pure
 function of the counts (`decide`).
 
@@ -67,29 +67,35 @@ def decide(counts: Sequence[tuple[int, int]], now_s: float, window_s: int = WIND
     return Decision(allowed, limit, max(0, limit - hits), reset_s)
 
 
-def hit(buckets: Sequence[str], window: int) -> dict[str, int]:
-    """Add one hit to each bucket in `window`, in one atomic statement; answer every count.
+def hit(buckets: Sequence[str], window: int, hits: int = 1) -> dict[str, int]:
+    """Add `hits` to each bucket in `window`, in one atomic statement; answer every count.
 
     Raises:
         peewee.OperationalError: the database is unreachable.
     """
     mark = db.param
-    values = ", ".join(f"({mark}, {mark}, 1)" for _ in buckets)
+    values = ", ".join(f"({mark}, {mark}, {mark})" for _ in buckets)
     params: list[object] = []
     for bucket in buckets:
-        params += [bucket, window]
+        params += [bucket, window, hits]
     cursor = db.execute_sql(
         "INSERT INTO rate_limit (bucket_key, window_start, hits) VALUES "
         + values
-        + " ON CONFLICT (bucket_key, window_start) DO UPDATE SET hits = rate_limit.hits + 1"
+        + " ON CONFLICT (bucket_key, window_start) DO UPDATE"
+        " SET hits = rate_limit.hits + excluded.hits"
         " RETURNING bucket_key, hits",
         params,
     )
     return {str(key): int(hits) for key, hits in cursor.fetchall()}
 
 
-def consume(principal: Principal, budget: str, settings: Settings, now_s: float) -> Decision | None:
-    """Spend one request of `budget` for the principal; None when no limit applies to it."""
+def consume(
+    principal: Principal, budget: str, settings: Settings, now_s: float, hits: int = 1
+) -> Decision | None:
+    """Spend `hits` of `budget` (a request, or a batch's events) for the principal.
+
+    None when no limit applies to it.
+    """
     per_credential, per_tenant = limits(budget, settings, principal.rate_limits)
     buckets = {
         f"{budget}:key:{principal.credential_id}": per_credential,
@@ -98,7 +104,7 @@ def consume(principal: Principal, budget: str, settings: Settings, now_s: float)
     buckets = {bucket: limit for bucket, limit in buckets.items() if limit > 0}
     if not buckets:
         return None
-    counts = hit(list(buckets), window_start(now_s))
+    counts = hit(list(buckets), window_start(now_s), hits)
     return decide([(limit, counts[bucket]) for bucket, limit in buckets.items()], now_s)
 
 
