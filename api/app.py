@@ -19,6 +19,7 @@ from api.offload import Offload, Offloaded
 from api.resources.deliveries import Deliveries
 from api.resources.endpoint_secrets import EndpointSecrets
 from api.resources.endpoints import Endpoints
+from api.resources.event_batches import EventBatches
 from api.resources.events import Enqueue, EnqueueMany, Events
 from api.resources.health import Health, Readiness
 from api.resources.keys import Keys
@@ -65,8 +66,8 @@ def create_app(
     and announced in batches by `events` (`engine.events.ingest.EventStore`,
     built here when not given).
 
-    `enqueue_many` publishes the ids of concurrent requests' events together;
-    by default each goes through `enqueue`.
+    `enqueue_many` publishes the ids of concurrent requests' events together,
+    and a batch's (`POST /v1/events/batch`); by default each goes through `enqueue`.
 
     `secretbox` seals endpoint secrets; by default it is built from the settings.
     `credentials` remembers authenticated API keys for a moment (`engine.tenancy.credentials`);
@@ -77,11 +78,12 @@ def create_app(
     (`engine.tenancy.limiter`); one is built here when not given.
     """
     offload = Offload(database, settings.api_threads)
+    rate_limit = RateLimit(limiter or Limiter(settings), clock, offload=offload)
     middleware: list[Any] = [
         Metrics(),
         RequestContext(),
         Auth(settings, credentials=credentials, offload=offload),
-        RateLimit(limiter or Limiter(settings), clock, offload=offload),
+        rate_limit,
     ]
     app = falcon.asgi.App(media_type=falcon.MEDIA_JSON, middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
@@ -95,8 +97,9 @@ def create_app(
     )
     errors.install(app)
 
-    def route(template: str, resource: Any, **options: str) -> None:
-        app.add_route(template, Offloaded(resource, offload, settings.max_body_bytes), **options)
+    def route(template: str, resource: Any, body_bytes: int | None = None, **options: str) -> None:
+        bound = body_bytes or settings.max_body_bytes
+        app.add_route(template, Offloaded(resource, offload, bound), **options)
 
     policy = address_policy(settings)
     route("/healthz", Health())
@@ -121,8 +124,11 @@ def create_app(
     route("/v1/endpoints/{endpoint_id}/recover", endpoints, suffix="recover")
     route("/v1/endpoints/{endpoint_id}/health", endpoints, suffix="health")
     route("/v1/endpoints/{endpoint_id}/enable", endpoints, suffix="enable")
-    ingest = Events(settings, enqueue, enqueue_many, offload, events or EventStore())
+    store = events or EventStore()
+    ingest = Events(settings, enqueue, enqueue_many, offload, store)
     route("/v1/events", ingest)
+    batches = EventBatches(settings, ingest.enqueue_many, offload, store, rate_limit.spend)
+    route("/v1/events/batch", batches, body_bytes=settings.max_batch_bytes)
     route("/v1/events/{event_id}", ingest, suffix="item")
     deliveries = Deliveries(settings, enqueue)
     route("/v1/deliveries", deliveries)

@@ -100,13 +100,19 @@ def _not_found(req: falcon.Request, resp: falcon.Response, exc: NotFoundError, p
 def _invalid(
     req: falcon.Request, resp: falcon.Response, exc: InvalidInputError, params: Any
 ) -> None:
-    raise Problem(
+    raise invalid_input(exc)
+
+
+def invalid_input(exc: InvalidInputError, at: str = "") -> Problem:
+    """The 422 for a value the domain refuses; its field under `at` (`events.3`) if given."""
+    field = f"{at}.{exc.field}" if at else exc.field
+    return Problem(
         422,
         "validation",
         "Invalid request",
-        str(exc),
-        field=exc.field,
-        errors=[{"field": exc.field, "message": exc.message}],
+        f"{field}: {exc.message}",
+        field=field,
+        errors=[{"field": field, "message": exc.message}],
     )
 
 

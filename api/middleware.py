@@ -177,16 +177,31 @@ class RateLimit:
     async def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
     ) -> None:
-        """Decide from the leases here; on the offload's threads when that needs the database."""
+        """Spend one hit for the request, before its body is read."""
+        await self.spend(req, resource, 1)
+
+    async def spend(self, req: falcon.Request, resource: Any, hits: int) -> None:
+        """Spend `hits` of the request's budget; 429 when it is spent.
+
+        Every request spends one here before its body is read. A request
+        that carries several events (`POST /v1/events/batch`) costs one hit
+        per event, a count known only once its body is parsed: its resource
+        spends the rest through this method (handed to it by `api.app`), so
+        a batch past the remaining budget is refused whole. Decided from the
+        leases here; on the offload's threads when that needs the database.
+
+        Raises:
+            Problem: 429, with `Retry-After` and the `RateLimit-*` headers.
+        """
         principal = getattr(req.context, "principal", None)
-        if principal is None:
+        if principal is None or hits < 1:
             return
         budget = self._budget(req, resource)
         now = self.clock()
         buckets = self.limiter.buckets(principal, budget)
-        decision = self.limiter.try_consume(buckets, now)
+        decision = self.limiter.try_consume(buckets, now, hits)
         if isinstance(decision, Deferred):
-            decision = await _blocking(self.offload, self.limiter.consume, buckets, now)
+            decision = await _blocking(self.offload, self.limiter.consume, buckets, now, hits)
         if decision is None:
             return
         req.context.rate_limit = decision

@@ -38,8 +38,13 @@ def _registry() -> Registry:
 @functools.cache
 def validator(name: str) -> jsonschema.Draft202012Validator:
     """The compiled validator of one schema file; references resolve to sibling files."""
+    return compiled(schemas.load(name))
+
+
+def compiled(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    """A validator of a schema whose references name the schema files."""
     return jsonschema.Draft202012Validator(
-        schemas.load(name),
+        schema,
         registry=_registry(),
         format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
     )
@@ -116,15 +121,37 @@ def check(name: str, document: Any) -> None:
     Raises:
         Problem: 422 naming every field at fault, the first one as `field`.
     """
+    problem = _problem_of(name, document)
+    if problem is not None:
+        raise problem
+
+
+def _problem_of(name: str, document: Any, at: str = "") -> Problem | None:
+    """The 422 naming every field of `document` at fault, or None when the schema holds.
+
+    `at` is where the document sits in its body (`events.3`): each field named
+    is under it.
+    """
     quick = _QUICK.get(name)
     if quick is not None and quick(document):
-        return
-    errors = sorted(validator(name).iter_errors(document), key=lambda e: list(e.absolute_path))
-    if not errors:
-        return
-    listed = [{"field": _field(e), "message": _message(e)} for e in errors[:20]]
+        return None
+    return problem_from(validator(name).iter_errors(document), at)
+
+
+def problem_from(errors: Iterable[jsonschema.ValidationError], at: str = "") -> Problem | None:
+    """The 422 naming every field of these errors (under `at`), or None when there are none."""
+    ordered = sorted(errors, key=lambda e: list(e.absolute_path))
+    if not ordered:
+        return None
+    return _invalid(
+        [{"field": _under(at, _field(e)), "message": _message(e)} for e in ordered[:20]]
+    )
+
+
+def _invalid(listed: list[dict[str, str]]) -> Problem:
+    """The 422 for these `{field, message}` failures, the first one as `field`."""
     first = listed[0]
-    raise Problem(
+    return Problem(
         422,
         "validation",
         "Invalid request",
@@ -132,6 +159,12 @@ def check(name: str, document: Any) -> None:
         field=first["field"],
         errors=listed,
     )
+
+
+def _under(at: str, field: str) -> str:
+    if not at:
+        return field
+    return at if field == "(body)" else f"{at}.{field}"
 
 
 def read_json(req: falcon.Request, schema: str, max_bytes: int, raw: bytes | None = None) -> Any:
@@ -142,6 +175,21 @@ def read_json(req: falcon.Request, schema: str, max_bytes: int, raw: bytes | Non
 
     Raises:
         Problem: 415 wrong content type, 413 too large, 400 malformed, 422 invalid.
+    """
+    document = parse_json(req, max_bytes, raw)
+    try:
+        _storable(document)
+    except (ValueError, RecursionError, UnicodeError) as exc:
+        raise _malformed(exc) from None
+    check(schema, document)
+    return document
+
+
+def parse_json(req: falcon.Request, max_bytes: int, raw: bytes | None = None) -> Any:
+    """Parse a JSON body of at most `max_bytes`, as `read_json` does, and judge nothing more.
+
+    Raises:
+        Problem: 415 wrong content type, 413 too large, 400 malformed.
     """
     media_type = (req.content_type or "").split(";")[0].strip().lower()
     if media_type not in JSON_TYPES:
@@ -167,18 +215,32 @@ def read_json(req: falcon.Request, schema: str, max_bytes: int, raw: bytes | Non
             413, "payload-too-large", "Payload too large", f"The limit is {max_bytes} bytes."
         )
     try:
-        document = json.loads(raw, parse_constant=_refuse_constant)
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError, UnicodeError) as exc:
+        raise _malformed(exc) from None
+
+
+def _malformed(exc: Exception) -> Problem:
+    return Problem(
+        400,
+        "malformed-json",
+        "Malformed JSON",
+        f"The body is not valid JSON: {exc}",
+        field="(body)",
+    )
+
+
+def item_problem(name: str, document: Any, at: str) -> Problem | None:
+    """The 422 for one item of a body (`at`, e.g. `events.3`); None when it may be stored.
+
+    What `read_json` refuses of a whole body, of one item: what cannot be
+    stored, then what the schema `name` does not hold.
+    """
+    try:
         _storable(document)
     except (ValueError, RecursionError, UnicodeError) as exc:
-        raise Problem(
-            400,
-            "malformed-json",
-            "Malformed JSON",
-            f"The body is not valid JSON: {exc}",
-            field="(body)",
-        ) from None
-    check(schema, document)
-    return document
+        return _invalid([{"field": at, "message": str(exc)}])
+    return _problem_of(name, document, at)
 
 
 def _storable(document: Any) -> None:

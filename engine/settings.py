@@ -36,6 +36,8 @@ class Settings:
     data_dir: str = "var"
     # Largest request body accepted, in bytes.
     max_body_bytes: int = 256 * 1024
+    # Largest `POST /v1/events/batch` body accepted, in bytes (up to 500 events).
+    max_batch_bytes: int = 5 * 1024 * 1024
     # Gunicorn worker processes for `hookline api`.
     api_workers: int = 2
     # Threads per API worker process for blocking work (the database, JWT keys); requests
@@ -275,6 +277,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "bind": parse.bind,
     "data_dir": parse.text,
     "max_body_bytes": parse.integer(1024, 64 * 1024 * 1024),
+    "max_batch_bytes": parse.integer(1024, 256 * 1024 * 1024),
     "api_workers": parse.integer(1, 256),
     "api_threads": parse.integer(1, 1024),
     "worker_processes": parse.integer(1, 256),

@@ -83,7 +83,7 @@ class Events:
 
     def _announce(self, event_ids: list[str]) -> None:
         """Publish `fan_out` for new events (those of concurrent requests together)."""
-        _quietly(lambda: self.enqueue_many("fan_out", event_ids), kind="fan_out", idents=event_ids)
+        fan_out_quietly(self.enqueue_many, event_ids)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit, cursor = paging(req)
@@ -106,6 +106,14 @@ class Events:
 
 def _one_by_one(enqueue: Enqueue, kind: str, idents: list[str]) -> bool:
     return all([enqueue(kind, ident) for ident in idents])
+
+
+def fan_out_quietly(enqueue_many: EnqueueMany, event_ids: list[str]) -> None:
+    """Publish `fan_out` for committed events; a failure is logged, never raised.
+
+    The events' fan-out lease has the scheduler publish them if this fails.
+    """
+    _quietly(lambda: enqueue_many("fan_out", event_ids), kind="fan_out", idents=event_ids)
 
 
 def publish_quietly(enqueue: Enqueue, kind: str, ident: str) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, cast
 
 import peewee
 import structlog
@@ -32,6 +32,15 @@ def encode_payload(payload: Any) -> str:
 
 # A new event's row, and what announces it once committed.
 Submission = tuple[dict[str, Any], Announce | None]
+# One event of a batch: its event type, payload and idempotency key (or None).
+BatchItem = tuple[str, Any, str | None]
+
+
+class Accepted(NamedTuple):
+    """A batch item's event: its id, and whether this batch created it."""
+
+    id: str
+    created: bool
 
 
 class EventStore:
@@ -118,6 +127,38 @@ class EventStore:
             raise failure
         return Event(**row)
 
+    def ingest_batch(
+        self,
+        tenant_id: str,
+        items: Sequence[BatchItem],
+        *,
+        fan_out_lease_s: float,
+        announce: Announce | None = None,
+    ) -> list[Accepted | InvalidInputError]:
+        """Store a batch's events with one statement, one commit; answer each item in order.
+
+        An item is answered its event (`Accepted`) or, when its event type is
+        refused, its error; a refused item stores nothing and keeps no other
+        from being stored. An idempotency key the tenant has used, or an
+        earlier item of the batch used, answers the first event, not created.
+        The new events are announced together once committed, before this
+        returns; inside a caller's transaction, not at all (as `ingest_event`).
+
+        Raises:
+            peewee.PeeweeException: the rows could not be stored; none was.
+        """
+        answers, rows = _batch_rows(tenant_id, items, fan_out_lease_s)
+        taken = _store_batch(tenant_id, rows)
+        created = [row["id"] for row in rows if row["id"] not in taken]
+        if announce is not None and created and not db.in_transaction():
+            _announce_quietly(announce, created)
+        return [
+            Accepted(taken[answer.id], False)
+            if isinstance(answer, Accepted) and answer.id in taken
+            else answer
+            for answer in answers
+        ]
+
 
 def _new_row(
     tenant_id: str,
@@ -138,6 +179,50 @@ def _new_row(
         "created_at": now,
         "fan_out_lease_until": now + dt.timedelta(seconds=fan_out_lease_s),
     }
+
+
+def _batch_rows(
+    tenant_id: str, items: Sequence[BatchItem], fan_out_lease_s: float
+) -> tuple[list[Accepted | InvalidInputError], list[dict[str, Any]]]:
+    """Each item's provisional answer, and the rows to INSERT: one per new key, or no key."""
+    answers: list[Accepted | InvalidInputError] = []
+    rows: list[dict[str, Any]] = []
+    first_ids: dict[str, str] = {}
+    for event_type, payload, key in items:
+        if key is not None and key in first_ids:
+            answers.append(Accepted(first_ids[key], False))
+            continue
+        try:
+            row = _new_row(tenant_id, event_type, payload, key, fan_out_lease_s)
+        except InvalidInputError as exc:
+            answers.append(exc)
+            continue
+        rows.append(row)
+        answers.append(Accepted(row["id"], True))
+        if key is not None:
+            first_ids[key] = row["id"]
+    return answers, rows
+
+
+def _store_batch(tenant_id: str, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """INSERT the rows in one statement; answer, for each row a stored key kept out, that event.
+
+    Without keys, a COPY where the database has one (`copy_rows`). With keys,
+    conflicts are skipped and the keys looked up only when some row stayed
+    out: a key stored before, or by a request racing this one.
+    """
+    keyed = {row["idempotency_key"]: row["id"] for row in rows}
+    keyed.pop(None, None)
+    if not keyed:
+        copy_rows(Event, rows)
+        return {}
+    if insert_rows(Event, rows, skip_conflicts=True) == len(rows):
+        return {}
+    query = Event.select(Event.idempotency_key, Event.id).where(
+        (Event.tenant_id == tenant_id) & Event.idempotency_key.in_(list(keyed))
+    )
+    stored = cast("list[tuple[str, str]]", list(query.tuples()))
+    return {keyed[key]: event_id for key, event_id in stored if keyed[key] != event_id}
 
 
 def _insert_connected(

@@ -51,18 +51,18 @@ class Lease:
             self.previous = self.spent if window == self.window + WINDOW_S else 0
             self.window, self.counter, self.taken, self.spent = window, 0, 0, 0
 
-    def decidable(self, limit: int) -> bool:
-        """Whether a request can be decided without the database: hits left, or none to lease."""
-        return self.taken > self.spent or self.counter >= limit
+    def decidable(self, limit: int, hits: int = 1) -> bool:
+        """Whether `hits` can be decided without the database: enough left, or none to lease."""
+        return self.taken - self.spent >= hits or self.counter >= limit
 
-    def spend(self, limit: int) -> int:
-        """Spend a hit; answer the hits known spent in the cluster, or `limit + 1` if none is left.
+    def spend(self, limit: int, hits: int = 1) -> int:
+        """Spend `hits`, all or none; answer the hits known spent in the cluster, or `limit + 1`.
 
         Hits other processes leased count as spent: they may be.
         """
-        if self.taken == self.spent:
+        if self.taken - self.spent < hits:
             return limit + 1
-        self.spent += 1
+        self.spent += hits
         return min(self.counter, limit) - (self.taken - self.spent)
 
     def grant(self, chunk: int, counter: int, limit: int) -> None:
@@ -91,8 +91,10 @@ class Limiter:
             found[f"{budget}:tenant:{principal.tenant_id}"] = per_tenant
         return found
 
-    def try_consume(self, buckets: Mapping[str, int], now: float) -> Decision | Deferred | None:
-        """Spend a hit of every bucket from memory, never blocking; None when nothing is limited."""
+    def try_consume(
+        self, buckets: Mapping[str, int], now: float, hits: int = 1
+    ) -> Decision | Deferred | None:
+        """Spend `hits` of every bucket from memory, never blocking; None: nothing is limited."""
         if self._sweep_due(now):
             return NEEDS_DATABASE
         if not buckets:
@@ -107,18 +109,19 @@ class Limiter:
                     return NEEDS_DATABASE
                 held.append(lease)
                 lease.roll(window)
-                if not lease.decidable(buckets[bucket]):
+                if not lease.decidable(buckets[bucket], hits):
                     return NEEDS_DATABASE
             counts = [
-                (buckets[b], lease.spend(buckets[b])) for b, lease in zip(order, held, strict=True)
+                (buckets[b], lease.spend(buckets[b], hits))
+                for b, lease in zip(order, held, strict=True)
             ]
         finally:
             for lease in held:
                 lease.lock.release()
         return decide(counts, now)
 
-    def consume(self, buckets: Mapping[str, int], now: float) -> Decision | None:
-        """Spend a hit of every bucket, leasing where this process has none left.
+    def consume(self, buckets: Mapping[str, int], now: float, hits: int = 1) -> Decision | None:
+        """Spend `hits` of every bucket, leasing where this process has too few left.
 
         Raises:
             peewee.OperationalError: the database is unreachable.
@@ -136,20 +139,21 @@ class Limiter:
                 limit, lease = buckets[bucket], self._lease(bucket)
                 lease.lock.acquire()
                 lease.roll(window)
-                if lease.decidable(limit):
-                    counts[bucket] = (limit, lease.spend(limit))
+                if lease.decidable(limit, hits):
+                    counts[bucket] = (limit, lease.spend(limit, hits))
                     lease.lock.release()
                     continue
                 held[bucket] = lease
-                wanted[bucket] = ratelimit.chunk(
-                    limit, lease.counter, lease.previous, self.leases_per_s
+                short = hits - (lease.taken - lease.spent)
+                wanted[bucket] = max(
+                    short, ratelimit.chunk(limit, lease.counter, lease.previous, self.leases_per_s)
                 )
             if wanted:
                 counters = ratelimit.lease(wanted, window)
                 for bucket, lease in held.items():
                     limit = buckets[bucket]
                     lease.grant(wanted[bucket], counters[bucket], limit)
-                    counts[bucket] = (limit, lease.spend(limit))
+                    counts[bucket] = (limit, lease.spend(limit, hits))
         finally:
             for lease in held.values():
                 lease.lock.release()

@@ -1,9 +1,10 @@
 """Rate limits shared by every API process: fixed one-second windows, leased in chunks.
 
-A tenant request spends one hit from two buckets of its budget (`ingest` for
-`POST /v1/events`, `management` for every other tenant route): its
-credential's bucket and its tenant's. Each bucket has one counter row per
-window in the database, shared by every worker of every host.
+A tenant request spends one hit (a batch, one per event) from two buckets of its
+budget (`ingest` for `POST /v1/events` and `/v1/events/batch`, `management` for
+every other tenant route): its credential's bucket and its tenant's. Each
+bucket has one counter row per window in the database, shared by every worker
+of every host.
 
 An API process does not add one hit per request to that row. It leases hits in
 chunks (`lease`: one `INSERT … ON CONFLICT DO UPDATE SET hits = hits + chunk

@@ -28,6 +28,7 @@ BODIES: dict[str, Any] = {
     "EndpointUpdate": {"description": "changed by a stranger"},
     "EndpointEnable": {"replay": True},
     "EventCreate": event_body("stranger.event"),
+    "EventBatch": {"events": [event_body("stranger.event")]},
     "KeyCreate": {"scopes": ["endpoints:read"]},
     "RecoverRequest": {"since": "2000-01-01T00:00:00Z"},
     "SecretRotate": {},

@@ -1,0 +1,152 @@
+"""`/v1/events/batch`: many events in one request, each judged apart, stored together."""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import falcon
+import falcon.asgi
+import jsonschema
+
+import schemas
+from api.errors import Problem, invalid_input
+from api.metrics import EVENTS_INGESTED
+from api.offload import Offload, receive_body
+from api.resources import principal
+from api.resources.events import EnqueueMany, fan_out_quietly
+from api.validation import compiled, item_problem, parse_json, problem_from
+from engine.errors import InvalidInputError
+from engine.events.ingest import Accepted, BatchItem, EventStore
+from engine.settings import Settings
+
+SCHEMA = "event_batch"
+ITEMS = "events"
+# Spends `hits` more of the request's rate-limit budget; raises the 429 when it is spent
+# (`api.middleware.RateLimit.spend`).
+Spend = Callable[[falcon.Request, Any, int], Awaitable[None]]
+
+
+class EventBatches:
+    """The batch (`on_post`): a result per event; the valid ones committed and published once.
+
+    Rate limits count one hit per event. The `RateLimit` middleware spends one
+    per request before the body is read, as for any request, so that even a
+    malformed batch costs one. Once the body is parsed and its events
+    counted, `on_post` spends the other n - 1 through the same limiter
+    (`spend`, handed in by `api.app`), before anything is stored: a batch past
+    what remains of the budget is answered 429 whole, never admitted in part.
+    """
+
+    scopes = {"POST": "events:write"}
+    ingest_methods = ("POST",)
+
+    def __init__(
+        self,
+        settings: Settings,
+        enqueue_many: EnqueueMany,
+        offload: Offload,
+        store: EventStore,
+        spend: Spend,
+    ) -> None:
+        self.settings = settings
+        self.offload = offload
+        self.store = store
+        self.spend = spend
+        self.announce = functools.partial(fan_out_quietly, enqueue_many)
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        """Parse, spend a hit per event, judge each item, store the valid ones; 207."""
+        _refuse_idempotency_header(req)
+        limit = self.settings.max_batch_bytes
+        items = read_batch(req, limit, await receive_body(req, limit) or b"")
+        await self.spend(req, self, len(items) - 1)
+        results, valid = _judge(items)
+        if valid:
+            answers = await self.offload.run(
+                functools.partial(
+                    self.store.ingest_batch,
+                    principal(req).tenant_id,
+                    [item for _index, item in valid],
+                    fan_out_lease_s=self.settings.fan_out_lease_s,
+                    announce=self.announce,
+                )
+            )
+            for (index, _item), answer in zip(valid, answers, strict=True):
+                results[index] = _result(index, answer)
+        resp.status = falcon.HTTP_207
+        resp.media = {"results": results}
+
+
+def read_batch(req: falcon.Request, max_bytes: int, raw: bytes) -> list[Any]:
+    """The batch's items, the body around them checked against its schema.
+
+    The items are left to be judged one by one. The schema's `maxItems`
+    bounds a batch; a longer one is refused as a body too large is.
+
+    Raises:
+        Problem: 415 wrong content type, 413 too large or too many items,
+            400 malformed, 422 not a batch (naming the field).
+    """
+    document = parse_json(req, max_bytes, raw)
+    envelope, most = _envelope()
+    problem = problem_from(envelope.iter_errors(document))
+    if problem is not None:
+        raise problem
+    items: list[Any] = document[ITEMS]
+    if len(items) > most:
+        raise Problem(
+            413,
+            "payload-too-large",
+            "Payload too large",
+            f"The batch holds {len(items)} events; the limit is {most}.",
+            field=ITEMS,
+        )
+    return items
+
+
+@functools.cache
+def _envelope() -> tuple[jsonschema.Draft202012Validator, int]:
+    """The batch schema's validator without its items and length; the most items it takes."""
+    schema = copy.deepcopy(schemas.load(SCHEMA))
+    listed = schema["properties"][ITEMS]
+    del listed["items"]
+    return compiled(schema), int(listed.pop("maxItems"))
+
+
+def _judge(items: list[Any]) -> tuple[list[Any], list[tuple[int, BatchItem]]]:
+    """The results of the invalid items (None for the others), and the valid items by index."""
+    results: list[Any] = []
+    valid: list[tuple[int, BatchItem]] = []
+    for index, item in enumerate(items):
+        problem = item_problem("event_create", item, f"{ITEMS}.{index}")
+        if problem is None:
+            key = item.get("idempotency_key")
+            valid.append((index, (item["event_type"], item["payload"], key)))
+        results.append(None if problem is None else _refused(problem))
+    return results, valid
+
+
+def _result(index: int, answer: Accepted | InvalidInputError) -> dict[str, Any]:
+    if isinstance(answer, InvalidInputError):
+        return _refused(invalid_input(answer, f"{ITEMS}.{index}"))
+    EVENTS_INGESTED.labels("created" if answer.created else "duplicate").inc()
+    return {"status": 202 if answer.created else 200, "id": answer.id}
+
+
+def _refused(problem: Problem) -> dict[str, Any]:
+    return {"status": 422, "error": problem.to_dict()}
+
+
+def _refuse_idempotency_header(req: falcon.Request) -> None:
+    """Keys are per event here: a header would read as the batch's own, which it is not."""
+    if req.get_header("Idempotency-Key") is not None:
+        raise Problem(
+            400,
+            "invalid-header",
+            "Invalid header",
+            "A batch takes no Idempotency-Key header; give each event its idempotency_key.",
+            field="Idempotency-Key",
+        )
