@@ -189,3 +189,21 @@ def test_the_sweep_forgets_the_leases_of_finished_windows(sqlite_db: Any) -> Non
     spend(process, 1, now=T0 + 5, budget=MANAGEMENT)
 
     assert sorted(process._leases) == ["management:key:key_1", "management:tenant:ten_a"]
+
+
+def test_a_batch_spends_its_hits_all_or_none_and_leases_at_least_what_it_lacks(
+    sqlite_db: Any, statements: Statements
+) -> None:
+    process = limiter(ingest_per_s=1000, tenant_ingest_per_s=0)
+    buckets = process.buckets(ALICE, INGEST)
+
+    first = process.consume(buckets, T0, 300)  # more than any one chunk of a limit of 1,000
+
+    assert first is not None and first.allowed
+    assert statements.calls[-1]["ingest:key:key_1"] >= 300
+    refused = process.consume(buckets, T0, 701)  # 300 + 701 is past the limit: none is spent
+    assert refused is not None and not refused.allowed
+    rest = process.consume(buckets, T0, 700)
+    assert rest is not None and rest.allowed and rest.remaining == 0
+    one_more = process.consume(buckets, T0, 1)  # the counter may pass the limit; grants never
+    assert one_more is not None and not one_more.allowed
