@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ops.bench import plan, report
+from ops.bench import options, plan, report
 from ops.bench.context import Context, Db
 from ops.bench.processes import ROOT, Api, Processes, free_port
 from ops.bench.profile import Profiler
@@ -26,9 +26,8 @@ from ops.bench.watchdog import Watchdog
 
 
 def stack_env(args: argparse.Namespace, pg_url: str, amqp_url: str, logs: Path) -> dict[str, str]:
-    """The environment of Hookline's processes, sized by the options."""
+    """The environment of Hookline's processes: the product's defaults, but for the deviations."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
-    limit = str(args.rate_limit_per_s)
     env.update(
         HOOKLINE_DATABASE_URL=pg_url,
         HOOKLINE_BROKER_URL=amqp_url,
@@ -38,25 +37,12 @@ def stack_env(args: argparse.Namespace, pg_url: str, amqp_url: str, logs: Path) 
         HOOKLINE_BIND=f"127.0.0.1:{free_port()}",
         HOOKLINE_WORKER_METRICS_BIND=f"127.0.0.1:{free_port()}",
         HOOKLINE_SCHEDULER_METRICS_BIND=f"127.0.0.1:{free_port()}",
+        HOOKLINE_SUPERVISOR_METRICS_BIND=f"127.0.0.1:{free_port()}",
         HOOKLINE_DATA_DIR=str(logs / "var"),
-        HOOKLINE_API_WORKERS=str(args.api_workers),
-        HOOKLINE_API_THREADS=str(args.api_threads),
-        HOOKLINE_WORKER_PROCESSES=str(args.worker_processes),
-        HOOKLINE_WORKER_THREADS=str(args.worker_threads),
-        HOOKLINE_DB_MAX_CONNECTIONS=str(args.db_max_connections),
-        HOOKLINE_REQUEST_TIMEOUT_S=str(args.request_timeout_s),
-        HOOKLINE_CONNECT_TIMEOUT_S=str(min(2.0, args.request_timeout_s)),
-        HOOKLINE_SCHEDULER_BATCH=str(args.scheduler_batch),
-        HOOKLINE_SCHEDULER_INTERVAL_S=str(args.scheduler_interval_s),
-        HOOKLINE_RATE_LIMIT_INGEST_PER_S=limit,
-        HOOKLINE_RATE_LIMIT_TENANT_INGEST_PER_S=limit,
-        HOOKLINE_RATE_LIMIT_MANAGEMENT_PER_S="0",
-        HOOKLINE_RATE_LIMIT_TENANT_MANAGEMENT_PER_S="0",
-        HOOKLINE_LOG_LEVEL=args.log_level,
-        HOOKLINE_LOG_FORMAT="json",
         PYTHONUNBUFFERED="1",
         PYTHONPATH=str(ROOT),
     )
+    env.update(options.environment(args))
     return env
 
 
@@ -82,9 +68,9 @@ def start_receiver(processes: Processes, args: argparse.Namespace) -> list[int]:
             "-m",
             "ops.bench.receiver",
             "--listeners",
-            str(max(args.fanout, 1)),
+            str(max(args.fanouts)),
             "--hang-max-s",
-            str(max(4 * args.request_timeout_s, 20)),
+            str(max(4 * args.effective_request_timeout_s, 20)),
         ],
         stdout=subprocess.PIPE,
     )
@@ -132,7 +118,7 @@ def run(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the options, run the benchmark, print the table, write the JSON."""
-    args = plan.parse(argv)
+    args = options.parse(argv)
     command = ("python -m ops.bench " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
 
     def interrupted(signum: int, frame: Any) -> None:

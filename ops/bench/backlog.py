@@ -6,6 +6,7 @@ import math
 import time
 from typing import Any
 
+from ops.bench import options
 from ops.bench.context import Context, CpuMeter, wait_until
 from ops.bench.services import purge_queues
 
@@ -80,7 +81,9 @@ def dispatch(ctx: Context, tenant: str, due: int) -> dict[str, Any]:
     moved = int(moved)
     span = float(last or 0) - float(first or 0)
     # Rows of one pass share its timestamp: count the passes after the first over their span.
-    rate = (moved - min(moved, args.scheduler_batch)) / span if span > 0 else 0.0
+    rate = (
+        (moved - min(moved, options.effective(args, "scheduler_batch"))) / span if span > 0 else 0.0
+    )
     ctx.pg.execute(
         "UPDATE delivery SET status = 'scheduled', lease_until = NULL,"
         f" next_attempt_at = {UTC_NOW} + interval '30 days' WHERE tenant_id = %s"

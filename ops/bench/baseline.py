@@ -8,7 +8,7 @@ from typing import Any
 
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-from ops.bench import naive_worker
+from ops.bench import naive_worker, options
 from ops.bench.context import Context, CpuMeter, wait_until
 from ops.bench.services import purge_queues
 
@@ -50,7 +50,7 @@ def one_run(ctx: Context, count: int, index: int) -> dict[str, Any]:
             "dramatiq",
             "ops.bench.naive_worker",
             "--processes",
-            str(args.worker_processes),
+            str(options.effective(args, "worker_processes")),
             "--threads",
             str(args.baseline_threads),
             "--skip-logging",

@@ -91,12 +91,19 @@ class Context:
         """A fresh tenant for one run; answer (tenant id, API key)."""
         return self.api.tenant(self.admin_token, f"bench-{label}-{next(self.names)}")
 
-    def endpoints(self, key: str, count: int, hanging: int = 0) -> list[str]:
-        """Register `count` endpoints, each on its own receiver port; the first `hanging` hang."""
+    def endpoints(
+        self, key: str, count: int, hanging: int = 0, shared_host: bool = False
+    ) -> list[str]:
+        """Register `count` endpoints; the first `hanging` hang.
+
+        Each is on a receiver port of its own (a host of its own to the delivery
+        client's per-host pools), or with `shared_host` all on the first port, as
+        one big customer's endpoints are.
+        """
         ids = []
         for i in range(count):
             kind = "hang" if i < hanging else "ok"
-            port = self.ports[i % len(self.ports)]
+            port = self.ports[0 if shared_host else i % len(self.ports)]
             ids.append(self.api.endpoint(key, f"http://127.0.0.1:{port}/{kind}/{i}"))
         return ids
 

@@ -2,8 +2,11 @@
 
 `python -m ops.bench.load --url URL --key KEY --connections 32 (--count N | --duration S)`
 keeps `--connections` keep-alive connections busy (closed loop), or with
-`--rate R` offers R events/s on a fixed schedule (open loop). It prints one
-JSON line: accepted, statuses, latency percentiles, and when it ran (epoch s).
+`--rate R` offers R requests/s on a fixed schedule (open loop). With `--batch N`
+each request is a `POST /v1/events/batch` of N events (the URL's path is
+replaced), and the events each 207 answer accepted (202) are counted from its
+body. It prints one JSON line: accepted, statuses, latency percentiles (per
+request), and when it ran (epoch s).
 
 It speaks just enough HTTP/1.1 itself (an asyncio protocol per connection,
 `Content-Length` answers) to cost about a tenth of what an aiohttp client did:
@@ -46,6 +49,8 @@ class Load:
         self.statuses: Counter[str] = Counter()
         self.latencies_ms: list[float] = []
         self.accepted_in_window = 0
+        self.events_accepted = 0  # events answered 202, single or in batches
+        self.events_accepted_in_window = 0
         self.pad = "x" * max(0, args.payload_bytes)
         self.started = 0.0
         self.window = (0.0, float("inf"))
@@ -70,14 +75,15 @@ class Load:
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            body = json.dumps(
-                {"event_type": "bench.event", "payload": {"n": index, "pad": self.pad}}
-            ).encode()
+            body = self.body(index)
             sent = time.monotonic()
+            accepted = 0
             try:
                 if conn is None or conn.closed:
                     conn = await target.connect()
-                status = str(await conn.request(target.head(len(body)) + body, REQUEST_TIMEOUT_S))
+                code, answer = await conn.request(target.head(len(body)) + body, REQUEST_TIMEOUT_S)
+                status = str(code)
+                accepted = _accepted(code, answer, bool(self.args.batch))
             except (OSError, TimeoutError, ValueError) as exc:
                 status = type(exc).__name__
                 if conn is not None:
@@ -85,17 +91,34 @@ class Load:
                 conn = None
             done = time.monotonic()
             self.statuses[status] += 1
+            self.events_accepted += accepted
             if self.window[0] <= sent and done <= self.window[1]:
                 self.latencies_ms.append((done - sent) * 1000.0)
-                if status == "202":
-                    self.accepted_in_window += 1
+                self.accepted_in_window += status in ("202", "207")
+                self.events_accepted_in_window += accepted
         if conn is not None:
             conn.close()
+
+    def body(self, index: int) -> bytes:
+        """Request `index`'s body: one event, or a batch of `--batch` events."""
+        if not self.args.batch:
+            return json.dumps(
+                {"event_type": "bench.event", "payload": {"n": index, "pad": self.pad}}
+            ).encode()
+        first = index * self.args.batch
+        events = [
+            {"event_type": "bench.event", "payload": {"n": n, "pad": self.pad}}
+            for n in range(first, first + self.args.batch)
+        ]
+        return json.dumps({"events": events}).encode()
 
     async def run(self) -> dict[str, Any]:
         """Run to the end; answer the result document."""
         args = self.args
-        target = Target(args.url, args.key)
+        url = args.url
+        if args.batch:
+            url = url.rstrip("/").rsplit("/", 1)[0] + "/events/batch"
+        target = Target(url, args.key)
         self.started = time.monotonic()
         wall_start = time.time()
         if args.duration:
@@ -106,14 +129,25 @@ class Load:
         measured = args.duration if args.duration else max(finished - self.started, 1e-9)
         return {
             "requests": sum(self.statuses.values()),
-            "accepted": self.statuses.get("202", 0),
+            "accepted": self.statuses.get("202", 0) + self.statuses.get("207", 0),
             "statuses": dict(self.statuses),
             "accepted_per_s": self.accepted_in_window / measured,
+            "events_accepted": self.events_accepted,
+            "events_accepted_per_s": self.events_accepted_in_window / measured,
             "p50_ms": percentile(self.latencies_ms, 50),
             "p99_ms": percentile(self.latencies_ms, 99),
             "started_at": wall_start,
             "elapsed_s": finished - self.started,
         }
+
+
+def _accepted(status: int, body: bytes, batch: bool) -> int:
+    """Events an answer accepted as new: 1 for a 202, a 207's items answered 202."""
+    if not batch:
+        return int(status == 202)
+    if status != 207:
+        return 0
+    return sum(1 for item in json.loads(body)["results"] if item.get("status") == 202)
 
 
 class Target:
@@ -151,7 +185,7 @@ class Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
-        self.waiter: asyncio.Future[int] | None = None
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -164,12 +198,12 @@ class Connection(asyncio.Protocol):
         if waiter is None or waiter.done():
             return
         try:
-            status = self._answer()
+            answer = self._answer()
         except ValueError as exc:
             waiter.set_exception(exc)
             return
-        if status is not None:
-            waiter.set_result(status)
+        if answer is not None:
+            waiter.set_result(answer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -181,8 +215,8 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    async def request(self, data: bytes, timeout_s: float) -> int:
-        """Send one request; answer the status code once the whole answer is in."""
+    async def request(self, data: bytes, timeout_s: float) -> tuple[int, bytes]:
+        """Send one request; answer the status code and the body once the whole answer is in."""
         assert self.transport is not None
         loop = asyncio.get_running_loop()
         waiter = self.waiter = loop.create_future()
@@ -195,8 +229,8 @@ class Connection(asyncio.Protocol):
         finally:
             timer.cancel()
 
-    def _answer(self) -> int | None:
-        """Take one complete answer off the buffer and answer its status; None if incomplete."""
+    def _answer(self) -> tuple[int, bytes] | None:
+        """Take one complete answer off the buffer: its status and body; None if incomplete."""
         head = take_head(self.buffer)
         if head is None:
             return None
@@ -210,8 +244,9 @@ class Connection(asyncio.Protocol):
         end = body_at + int(fields[b"content-length"])
         if len(self.buffer) < end:
             return None
+        body = bytes(self.buffer[body_at:end])
         del self.buffer[:end]
-        return int(words[1])
+        return int(words[1]), body
 
 
 def main() -> int:
@@ -225,6 +260,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=0.0, help="seconds before measuring")
     parser.add_argument("--rate", type=float, default=0.0, help="offered events/s (open loop)")
     parser.add_argument("--payload-bytes", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=0, help="events per batch request; 0 = single")
     args = parser.parse_args()
     if not args.count and not args.duration:
         parser.error("give --count or --duration")

@@ -4,91 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from ops.bench import backlog, baseline, report, scenarios
+from ops.bench import backlog, baseline, drain, options, report, scenarios
 from ops.bench.context import Context
+from ops.bench.options import PRIVATE
 from ops.bench.services import postgres_version, purge_queues, rabbitmq_version
-
-DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
-PRIVATE = ("json", "skip", "profile", "py_spy")  # options that are not settings
-SKIPPABLE = ("ingest", "baseline", "lag", "isolation", "backlog")
-
-# Sizes per mode: (full, smoke, what). A given option overrides both.
-SIZES: dict[str, tuple[float, float, str]] = {
-    "runs": (3, 1, "runs of each scenario"),
-    "e2e_events": (1000, 100, "events per end-to-end and isolation run (x fan-out)"),
-    "ingest_duration_s": (10, 2, "seconds measured per ingest run"),
-    "ingest_warmup_s": (1, 0.5, "seconds of ingest before measuring"),
-    "lag_duration_s": (10, 2, "seconds of offered load per lag run"),
-    "isolation_cap_s": (45, 20, "longest isolation run, seconds"),
-    "backlog_rows": (1_000_000, 10_000, "scheduled retries inserted"),
-    "backlog_e2e_events": (300, 50, "events per end-to-end run with the backlog"),
-    "dispatch_due": (100_000, 5_000, "backlog rows made due per dispatch run"),
-    "dispatch_cap_s": (30, 20, "longest dispatch run, seconds"),
-    "baseline_messages": (5000, 300, "messages per naive baseline run"),
-    "scenario_cap_s": (180, 60, "longest wait for one run's deliveries, seconds"),
-    "max_minutes": (30, 5, "the whole benchmark's deadline"),
-}
-
-
-def _show(value: float) -> str:
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:g}"
-
-
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    """The command line, with the mode's sizes filled in."""
-    p = argparse.ArgumentParser(prog="python -m ops.bench", description=__doc__)
-    p.add_argument("--smoke", action="store_true", help="tiny sizes, one run (CI)")
-    p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where the results go")
-    p.add_argument("--skip", default="", help=f"comma-separated, of: {', '.join(SKIPPABLE)}")
-    p.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
-    p.add_argument("--profile", type=Path, default=None, help="py-spy profiles into this dir")
-    p.add_argument("--py-spy", default=shutil.which("py-spy"), help="the py-spy executable")
-    p.add_argument("--connections", type=int, default=32, help="load generator connections")
-    p.add_argument("--fanout", type=int, default=10, help="endpoints per tenant (M)")
-    p.add_argument("--payload-bytes", type=int, default=256, help="padding in each event")
-    p.add_argument("--api-workers", type=int, default=2)
-    p.add_argument("--api-threads", type=int, default=16)
-    p.add_argument("--worker-processes", type=int, default=2)
-    p.add_argument("--worker-threads", type=int, default=64)
-    p.add_argument("--db-max-connections", type=int, default=16, help="pool per process")
-    p.add_argument("--request-timeout-s", type=float, default=5.0, help="the hang's length")
-    p.add_argument("--scheduler-batch", type=int, default=500)
-    p.add_argument("--scheduler-interval-s", type=float, default=1.0)
-    p.add_argument("--rate-limit-per-s", type=int, default=0, help="ingest limits; 0 = off")
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    p.add_argument("--baseline-threads", type=int, default=8, help="naive worker threads")
-    p.add_argument(
-        "--lag-rate",
-        type=float,
-        default=0.0,
-        help="events/s offered in the lag runs (default: half the measured end-to-end maximum)",
-    )
-    for name, (full, smoke, what) in SIZES.items():
-        kind = int if float(full).is_integer() and float(smoke).is_integer() else float
-        help_text = f"{what} (default {_show(full)}, smoke {_show(smoke)})"
-        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=help_text)
-    args = p.parse_args(argv)
-    for name, (full, smoke, _what) in SIZES.items():
-        if getattr(args, name) is None:
-            chosen = smoke if args.smoke else full
-            setattr(args, name, int(chosen) if float(chosen).is_integer() else chosen)
-    args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    unknown = args.skip - set(SKIPPABLE)
-    if unknown:
-        p.error(f"--skip: unknown {', '.join(sorted(unknown))}")
-    if args.runs < 1 or args.fanout < 1:
-        p.error("--runs and --fanout are at least 1")
-    if args.profile and not args.py_spy:
-        p.error("--profile needs py-spy (pip install py-spy, or give --py-spy PATH)")
-    args.hanging = max(1, round(args.fanout / 10)) if args.fanout > 1 else 0
-    return args
-
 
 PHASES: list[dict[str, Any]] = []  # when each phase began, and the machine's load then
 
@@ -106,6 +29,8 @@ def run_all(ctx: Context) -> dict[str, Any]:
         "date": report.now_iso(),
         "machine": report.machine(postgres_version(ctx.pg_url), rabbitmq_version(ctx.amqp_url)),
         "settings": {k: v for k, v in vars(args).items() if k not in PRIVATE},
+        "deviations": options.deviations(args),
+        "required": options.REQUIRED,
     }
     in_use, limit = ctx.pg.row(
         "SELECT count(*), current_setting('max_connections')::int FROM pg_stat_activity"
@@ -113,46 +38,22 @@ def run_all(ctx: Context) -> dict[str, Any]:
     doc["machine"]["pg_connections_at_start"] = f"{in_use} of {limit}"
     found: dict[str, Any] = {}
     doc["scenarios"] = found
-    if "ingest" not in skip:
-        _say("ingest (API alone)")
-        runs = scenarios.ingest(ctx)
-        found["ingest"] = {
-            "runs": runs,
-            "summary": report.summarise(runs, "events_per_s", "p50_ms", "p99_ms"),
-        }
-    _say("starting worker and scheduler; warm-up")
-    ctx.processes.role("worker")
-    ctx.processes.role("scheduler")
-    scenarios.end_to_end(ctx, max(10, args.e2e_events // 10), "warmup")
-    # The baseline and end to end take turns, so that both medians come from the same
-    # minutes of a machine whose speed drifts (Hookline's idle processes cost it nothing).
-    if "baseline" not in skip:
-        _say("naive baseline and end to end, in turns")
-        baseline.prepare(ctx)
-    else:
-        _say("end to end")
-    naive: list[dict[str, Any]] = []
-    runs = []
-    for index in range(args.runs):
-        if "baseline" not in skip:
-            naive.append(baseline.one_run(ctx, args.baseline_messages, index))
-        runs.append(scenarios.end_to_end(ctx, args.e2e_events))
-    if naive:
-        found["baseline"] = {
-            "runs": naive,
-            "client": naive[0]["client"],
-            "summary": report.summarise(naive, "deliveries_per_s"),
-        }
-    e2e = report.summarise(
-        runs, "deliveries_per_s", "healthy_deliveries_per_s", "pg_transactions_per_delivery"
-    )
-    found["end_to_end"] = {"runs": runs, "summary": e2e}
-    if "baseline" in found:
-        found["end_to_end"]["ratio_to_baseline"] = (
-            e2e["deliveries_per_s"]["median"]
-            / found["baseline"]["summary"]["deliveries_per_s"]["median"]
-        )
+    _say("starting worker, scheduler and supervisor; warm-up")
+    for role in ("worker", "scheduler", "supervisor"):
+        ctx.processes.role(role)
+    scenarios.end_to_end(ctx, max(10, args.e2e_deliveries // args.fanout // 10), "warmup")
+    for name, batch in (("ingest", 0), ("batch", args.batch_size)):
+        if name not in skip:
+            _say(f"{name} ({'single events' if not batch else f'{batch} events a batch'})")
+            runs = scenarios.ingest(ctx, batch)
+            key = "batch_ingest" if batch else "ingest"
+            found[key] = {
+                "runs": runs,
+                "summary": report.summarise(runs, "events_per_s", "p50_ms", "p99_ms"),
+            }
+    _rounds(ctx, found)
     if "lag" not in skip:
+        e2e = found[f"e2e_fanout_{args.fanout}"]["summary"]
         rate = args.lag_rate or e2e["deliveries_per_s"]["median"] / 2 / args.fanout
         _say(f"lag at {rate:.0f} events/s")
         runs = [scenarios.lag(ctx, rate) for _ in range(args.runs)]
@@ -170,9 +71,10 @@ def run_all(ctx: Context) -> dict[str, Any]:
     if "isolation" not in skip and args.hanging:
         # Each run with hanging endpoints follows an all-healthy one, its reference.
         _say(f"isolation: {args.hanging} of {args.fanout} endpoints hang, after all healthy")
+        events = max(1, args.e2e_deliveries // args.fanout)
         healthy, runs = [], []
         for _ in range(args.runs):
-            healthy.append(scenarios.end_to_end(ctx, args.e2e_events, "all-healthy"))
+            healthy.append(scenarios.end_to_end(ctx, events, "all-healthy"))
             runs.append(scenarios.isolation(ctx))
         summary = report.summarise(runs, "healthy_deliveries_per_s")
         reference = report.summarise(healthy, "healthy_deliveries_per_s")
@@ -186,9 +88,67 @@ def run_all(ctx: Context) -> dict[str, Any]:
         }
     if "backlog" not in skip:
         found["backlog"] = _backlog(ctx)
-    doc["targets"] = report.targets(found)
+    doc["targets"] = report.targets(found, args.fanouts)
     doc["phases"] = PHASES
     return doc
+
+
+def _rounds(ctx: Context, found: dict[str, Any]) -> None:
+    """The naive baseline, then each delivery scenario, round after round.
+
+    The scenarios take turns so that every median comes from the same minutes
+    of a machine whose speed drifts; each is compared with the baseline's median.
+    """
+    args, skip = ctx.args, ctx.args.skip
+    fanouts = args.fanouts if "fanouts" not in skip else args.fanouts[:1]
+    plan: list[tuple[str, Any]] = []
+    for fanout in fanouts:
+        events = max(1, args.e2e_deliveries // fanout)
+        plan.append(
+            (
+                f"e2e_fanout_{fanout}",
+                lambda e=events, f=fanout: scenarios.end_to_end(ctx, e, "e2e", f),
+            )
+        )
+    if "shared" not in skip:
+        events = max(1, args.e2e_deliveries // args.fanout)
+        plan.append(
+            (
+                "e2e_shared_host",
+                lambda: scenarios.end_to_end(ctx, events, "shared", shared_host=True),
+            )
+        )
+    if "drain" not in skip:
+        plan.append(("drain", lambda: drain.one_run(ctx, args.drain_deliveries, args.fanout)))
+    if "baseline" not in skip:
+        baseline.prepare(ctx)
+    _say(
+        "in turns: "
+        + ", ".join((["naive baseline"] if "baseline" not in skip else []) + [n for n, _ in plan])
+    )
+    naive: list[dict[str, Any]] = []
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in plan}
+    for index in range(args.runs):
+        if "baseline" not in skip:
+            naive.append(baseline.one_run(ctx, args.baseline_messages, index))
+        for name, run in plan:
+            runs[name].append(run())
+    if naive:
+        found["baseline"] = {
+            "runs": naive,
+            "client": naive[0]["client"],
+            "summary": report.summarise(naive, "deliveries_per_s"),
+        }
+    for name, done in runs.items():
+        keys = ["deliveries_per_s"]
+        keys += ["from_start_per_s"] if name == "drain" else ["pg_transactions_per_delivery"]
+        summary = report.summarise(done, *keys)
+        found[name] = {"runs": done, "summary": summary}
+        if naive:
+            found[name]["ratio_to_baseline"] = (
+                summary["deliveries_per_s"]["median"]
+                / found["baseline"]["summary"]["deliveries_per_s"]["median"]
+            )
 
 
 def _backlog(ctx: Context) -> dict[str, Any]:
@@ -249,5 +209,6 @@ def finish(document: dict[str, Any], args: argparse.Namespace) -> None:
         f"{machine['speed_gauge_ms_at_end']} ms at the end (lower is faster)\n"
         f"command: {document['command']}  ({document['duration_s']} s)\n"
     )
+    print(report.deviations(document) + "\n")
     print(report.table(document))
     print(f"\nJSON: {args.json}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from ops.bench.context import Context, CpuMeter, RssSampler, wait_until
 from ops.bench.processes import ROOT
 from ops.bench.services import purge_queues
 
+ROLES = ("api", "worker", "scheduler", "supervisor")  # Hookline's processes, all running
 OPEN_STATES = "('pending', 'queued', 'delivering', 'scheduled')"
 QUEUES = ("hookline.fan_out", "hookline.deliver", "hookline.fan_out.DQ", "hookline.deliver.DQ")
 
@@ -37,37 +39,54 @@ def load(ctx: Context, key: str, *options: str, timeout_s: float = 600) -> dict[
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def ingest(ctx: Context) -> list[dict[str, Any]]:
-    """Events/s accepted (202) and latency at N connections, the API alone running."""
+def ingest(ctx: Context, batch: int = 0) -> list[dict[str, Any]]:
+    """Events/s accepted and latency per request: single events, or batches of `batch`.
+
+    Every process runs, as users run Hookline; the tenant has no endpoints, so its
+    events are fanned out to nobody. Single events go over `--connections`
+    connections, batches over `--batch-connections`.
+    """
     args = ctx.args
+    label = f"batch-{batch}" if batch else "ingest"
     runs = []
-    for _ in range(args.runs):
-        _, key = ctx.tenant("ingest")
-        with ctx.profile("api-ingest", "api"), CpuMeter(ctx, "api") as cpu:
+    for index in range(args.runs):
+        tenant, key = ctx.tenant(label)
+        connections = args.batch_connections if batch else args.connections
+        profile = ctx.profile(f"api-{label}", "api") if index == 0 else contextlib.nullcontext()
+        with profile, CpuMeter(ctx, *ROLES) as cpu:
             result = load(
                 ctx,
                 key,
                 "--connections",
-                str(args.connections),
+                str(connections),
                 "--duration",
                 str(args.ingest_duration_s),
                 "--warmup",
                 str(args.ingest_warmup_s),
+                "--batch",
+                str(batch),
             )
+        events = result["events_accepted"]
         runs.append(
             {
-                "events_per_s": result["accepted_per_s"],
+                "events_per_s": result["events_accepted_per_s"],
                 "p50_ms": result["p50_ms"],
                 "p99_ms": result["p99_ms"],
                 "requests": result["requests"],
+                "events": events,
                 "statuses": result["statuses"],
-                **cpu.per_unit(result["requests"]),
+                **cpu.per_unit(events),
             }
         )
-    # Nobody fans these out: mark them done so no scheduler publishes them later.
-    ctx.pg.execute("UPDATE event SET fanned_out_at = now(), fan_out_lease_until = NULL")
-    purge_queues(ctx.amqp_url, *QUEUES)
+        _fanned_out(ctx, tenant)
     return runs
+
+
+def _fanned_out(ctx: Context, tenant: str) -> None:
+    """Wait for the worker to fan a run's events out, so they do not spill into the next run."""
+    pending = "SELECT count(*) FROM event WHERE tenant_id = %s AND fanned_out_at IS NULL"
+    if not wait_until(lambda: ctx.pg.scalar(pending, [tenant]) == 0, ctx.args.scenario_cap_s):
+        raise RuntimeError(f"the worker did not fan out {tenant}'s events")
 
 
 def _succeeded(ctx: Context, tenant: str, endpoints: list[str] | None = None) -> tuple[int, float]:
@@ -84,16 +103,23 @@ def _succeeded(ctx: Context, tenant: str, endpoints: list[str] | None = None) ->
     return int(count), float(last or 0.0)
 
 
-def end_to_end(ctx: Context, events: int, label: str = "e2e") -> dict[str, Any]:
-    """N events x fan-out M, from the first ingest to the last delivery recorded."""
+def end_to_end(
+    ctx: Context, events: int, label: str = "e2e", fanout: int = 0, shared_host: bool = False
+) -> dict[str, Any]:
+    """N events x fan-out M, from the first ingest to the last delivery recorded.
+
+    M is `fanout`, or the benchmark's first fan-out; `healthy_deliveries_per_s`
+    leaves out the endpoints the isolation scenario would make hang.
+    """
     args = ctx.args
+    fanout = fanout or args.fanout
     tenant, key = ctx.tenant(label)
-    endpoints = ctx.endpoints(key, args.fanout)
-    healthy = endpoints[args.hanging :]
+    endpoints = ctx.endpoints(key, fanout, shared_host=shared_host)
+    healthy = endpoints[args.hanging :] if fanout == args.fanout else endpoints
     expected = events * len(endpoints)
     transactions = ctx.pg.transactions()
     profile = ctx.profile(f"worker-{label}", "worker")
-    cpu = CpuMeter(ctx, "api", "worker", "scheduler", "receiver")
+    cpu = CpuMeter(ctx, *ROLES, "receiver")
     with RssSampler(ctx.processes.pid("worker")) as rss, profile, cpu:
         result = load(ctx, key, "--connections", str(args.connections), "--count", str(events))
         wait_until(lambda: _succeeded(ctx, tenant)[0] >= expected, args.scenario_cap_s, 0.25)
@@ -105,6 +131,8 @@ def end_to_end(ctx: Context, events: int, label: str = "e2e") -> dict[str, Any]:
     if count < expected:
         raise RuntimeError(f"{label}: {count} of {expected} deliveries in {args.scenario_cap_s}s")
     return {
+        "fanout": fanout,
+        "shared_host": shared_host,
         "events": events,
         "deliveries": count,
         "elapsed_s": last - started,
@@ -168,8 +196,9 @@ def isolation(ctx: Context) -> dict[str, Any]:
     tenant, key = ctx.tenant("isolation")
     endpoints = ctx.endpoints(key, args.fanout, hanging=args.hanging)
     healthy = endpoints[args.hanging :]
-    expected = args.e2e_events * len(healthy)
-    result = load(ctx, key, "--connections", str(args.connections), "--count", str(args.e2e_events))
+    events = max(1, args.e2e_deliveries // args.fanout)
+    expected = events * len(healthy)
+    result = load(ctx, key, "--connections", str(args.connections), "--count", str(events))
     completed = wait_until(
         lambda: _succeeded(ctx, tenant, healthy)[0] >= expected, args.isolation_cap_s, 0.1
     )

@@ -18,7 +18,19 @@ from tests.services import unavailable
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ("ingest", "baseline", "end_to_end", "lag", "isolation", "backlog")
+SCENARIOS = (
+    "ingest",
+    "batch_ingest",
+    "baseline",
+    "e2e_fanout_10",
+    "e2e_fanout_2",
+    "e2e_fanout_1",
+    "e2e_shared_host",
+    "drain",
+    "lag",
+    "isolation",
+    "backlog",
+)
 UNAVAILABLE = 3  # the benchmark's exit status when PostgreSQL or RabbitMQ is down
 
 
@@ -54,9 +66,15 @@ def test_smoke_reports_every_scenario(tmp_path: Any) -> None:
             low = 0 if "cpu_" in metric else 1e-9
             assert values["median"] >= low, (scenario, metric, values)
             assert values["min"] <= values["median"] <= values["max"], (scenario, metric)
-    assert document["scenarios"]["end_to_end"]["ratio_to_baseline"] > 0
+    for scenario in ("e2e_fanout_10", "e2e_fanout_2", "e2e_fanout_1", "e2e_shared_host", "drain"):
+        assert document["scenarios"][scenario]["ratio_to_baseline"] > 0, scenario
     assert document["scenarios"]["isolation"]["ratio"] > 0
-    assert len(document["targets"]) == 9
+    assert len(document["targets"]) == 16
+    # Hookline runs at its defaults but for the one deviation asked for, which is reported.
+    assert document["deviations"] == [
+        {"setting": "HOOKLINE_DB_MAX_CONNECTIONS", "value": "6", "default": "16"}
+    ]
+    assert "DEVIATIONS FROM THE DEFAULTS: HOOKLINE_DB_MAX_CONNECTIONS=6" in done.stdout
     assert all(isinstance(target["met"], bool) for target in document["targets"])
     for field in ("nproc", "memory_gib", "cpu", "python", "postgresql", "rabbitmq"):
         assert document["machine"][field], field

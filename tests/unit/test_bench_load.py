@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +56,7 @@ def serve_and_load(respond: Respond, **options: Any) -> tuple[dict[str, Any], li
             warmup=0.0,
             rate=0.0,
             payload_bytes=8,
+            batch=options.get("batch", 0),
         )
         async with server:
             result = await asyncio.wait_for(Load(args).run(), 20)
@@ -99,7 +101,7 @@ def test_an_answer_split_over_several_packets_is_read_whole() -> None:
         conn.buffer += part
         statuses.append(conn._answer())
 
-    assert statuses == [None, None, None, 200]
+    assert statuses == [None, None, None, (200, b"ok!!")]
     assert conn.buffer == b""
 
 
@@ -115,6 +117,21 @@ def test_an_answer_it_cannot_read_is_an_error_not_a_hang(answer: bytes) -> None:
     result, _ = serve_and_load(lambda request: answer, connections=1, count=2)
 
     assert result["statuses"] == {"ValueError": 2}
+
+
+def test_a_batch_counts_the_events_its_answer_accepted() -> None:
+    def multi_status(request: bytes) -> bytes:
+        items = [{"status": 202, "id": "evt_1"}, {"status": 422}, {"status": 202}, {"status": 200}]
+        body = json.dumps({"results": items}).encode()
+        return b"HTTP/1.1 207 Multi-Status\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    result, requests = serve_and_load(multi_status, connections=1, count=3, batch=4)
+
+    assert result["statuses"] == {"207": 3}
+    assert result["events_accepted"] == 6, "two of each answer's four items were new"
+    head, _, body = requests[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /v1/events/batch HTTP/1.1\r\n")
+    assert body.count(b'"event_type"') == 4
 
 
 def test_only_plain_http_is_spoken() -> None:
