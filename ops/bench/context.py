@@ -108,7 +108,7 @@ class Context:
         return ids
 
     def receiver(self, path: str) -> dict[str, Any]:
-        """Call the receiver's control path (`/_release`, `/_stats`)."""
+        """Call the receiver's control path (`/_release`, `/_arm`, `/_stats`)."""
         with urllib.request.urlopen(self.receiver_url + path, timeout=10) as response:
             return dict(json.loads(response.read()))
 

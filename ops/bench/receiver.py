@@ -6,7 +6,10 @@ delivery client's per-host pool), prints `{"ports": [...]}` on one line, and
 serves until SIGTERM, its parent's exit, or `--max-lifetime-s`:
 
     /hang/...   waits until `/_release` or `--hang-max-s`, then answers 200
-    /_release   releases every waiting `/hang` request
+    /_release   releases every waiting `/hang` request, and answers later ones at
+                once until `/_arm` (attempts still queued in a worker when a run
+                ends must not hang into the next run)
+    /_arm       makes `/hang` requests hang again
     /_stats     counts per path prefix, as JSON
     anything    200 at once
 
@@ -41,6 +44,7 @@ class Receiver:
         self.release = asyncio.Event()
         self.counts: Counter[str] = Counter()
         self.hanging = 0
+        self.armed = True  # `/hang` requests wait; after `/_release`, not until `/_arm`
 
     def count(self, path: str) -> None:
         """Count a request under its first path segment (`/ok/3` under `ok`)."""
@@ -55,11 +59,15 @@ class Receiver:
         if path == "/_release":
             released, self.release = self.release, asyncio.Event()
             released.set()
+            self.armed = False
             return 200, json.dumps({"released": self.hanging}).encode(), "application/json"
+        if path == "/_arm":
+            self.armed = True
+            return 200, b"{}", "application/json"
         if path == "/_stats":
             return 200, self.stats(), "application/json"
         self.count(path)
-        if path.startswith("/hang/"):
+        if path.startswith("/hang/") and self.armed:
             self.hanging += 1
             try:
                 await asyncio.wait_for(self.release.wait(), self.hang_max_s)
@@ -95,7 +103,7 @@ class Connection(asyncio.Protocol):
             if request is None:
                 return
             path, keep_alive = request
-            if path.startswith("/hang/") or path == "/_release":
+            if path.startswith("/hang/") or path in ("/_release", "/_arm"):
                 self.busy = True
                 task = asyncio.get_running_loop().create_task(self.receiver.answer(path))
                 task.add_done_callback(lambda done, k=keep_alive: self._answered(done, k))

@@ -196,6 +196,7 @@ def isolation(ctx: Context) -> dict[str, Any]:
     tenant, key = ctx.tenant("isolation")
     endpoints = ctx.endpoints(key, args.fanout, hanging=args.hanging)
     healthy = endpoints[args.hanging :]
+    ctx.receiver("/_arm")
     events = max(1, args.e2e_deliveries // args.fanout)
     expected = events * len(healthy)
     result = load(ctx, key, "--connections", str(args.connections), "--count", str(events))

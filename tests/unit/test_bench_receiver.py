@@ -88,6 +88,19 @@ def test_a_hanging_request_waits_for_release(ports: list[int]) -> None:
     assert (status, json.loads(body)) == (200, {"released": 1})
     assert got and got[0][:2] == (200, b"ok") and got[0][2] >= 0.2
     assert stats(ports[1])["hanging"] == 0
+    started = time.monotonic()
+    assert call(conn, "POST", "/hang/1", b"{}")[:2] == (200, b"ok"), "released until re-armed"
+    assert time.monotonic() - started < 5
+    assert call(conn, "GET", "/_arm")[0] == 200
+    waiting = threading.Thread(target=hang)
+    waiting.start()
+    for _ in range(200):
+        if stats(ports[1])["hanging"] == 1:
+            break
+        time.sleep(0.01)
+    assert stats(ports[1])["hanging"] == 1, "armed again"
+    call(conn, "GET", "/_release")
+    waiting.join(10)
 
 
 def test_connection_close_is_honoured(ports: list[int]) -> None:
