@@ -118,9 +118,11 @@ def end_to_end(
     healthy = endpoints[args.hanging :] if fanout == args.fanout else endpoints
     expected = events * len(endpoints)
     transactions = ctx.pg.transactions()
-    profile = ctx.profile(f"worker-{label}", "worker")
+    name = f"{label}-fanout-{fanout}" + ("-one-host" if shared_host else "")
+    worker_profile = ctx.profile(f"worker-{name}", "worker")
+    api_profile = ctx.profile(f"api-{name}", "api")
     cpu = CpuMeter(ctx, *ROLES, "receiver")
-    with RssSampler(ctx.processes.pid("worker")) as rss, profile, cpu:
+    with RssSampler(ctx.processes.pid("worker")) as rss, worker_profile, api_profile, cpu:
         result = load(ctx, key, "--connections", str(args.connections), "--count", str(events))
         wait_until(lambda: _succeeded(ctx, tenant)[0] >= expected, args.scenario_cap_s, 0.25)
     count, last = _succeeded(ctx, tenant)
