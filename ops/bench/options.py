@@ -23,6 +23,7 @@ SKIPPABLE = (
     "ingest",
     "batch",
     "baseline",
+    "e2e",
     "fanouts",
     "shared",
     "drain",
@@ -147,6 +148,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         name, sep, _ = item.partition("=")
         if not sep or not name.startswith("HOOKLINE_"):
             p.error(f"--setting {item!r}: give HOOKLINE_NAME=VALUE")
+    if "e2e" in args.skip and "lag" not in args.skip and not args.lag_rate:
+        p.error("--skip e2e: the lag runs need --lag-rate (half load comes from end to end)")
     if args.profile and not args.py_spy:
         p.error("--profile needs py-spy (pip install py-spy, or give --py-spy PATH)")
     args.fanout = args.fanouts[0]
