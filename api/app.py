@@ -139,12 +139,15 @@ def create_app(
     return app
 
 
-def get_app(generation: CredentialGeneration | None = None) -> ConcurrencyLimit:
+def get_app(
+    generation: CredentialGeneration | None = None, limiter: Limiter | None = None
+) -> ConcurrencyLimit:
     """The production app: settings from the environment, RabbitMQ as the broker.
 
     `generation` is the credential counter this process's cache reads; gunicorn's
-    master shares one with every worker (`Worker`). Past `api.server.MAX_IN_FLIGHT`
-    requests in flight, it answers 503 at once.
+    master shares one with every worker (`Worker`). `limiter` is the process's
+    rate limiter, which `Worker` closes on the way out; built here when not
+    given. Past `api.server.MAX_IN_FLIGHT` requests in flight, it answers 503 at once.
     """
     from actors import registry  # the one place the API is wired to the actors
     from actors.transactional import TransactionalPublisher
@@ -168,7 +171,7 @@ def get_app(generation: CredentialGeneration | None = None) -> ConcurrencyLimit:
             settings.credential_cache_ttl_s, generation=generation or CredentialGeneration()
         ),
         events=EventStore(),
-        limiter=Limiter(settings),
+        limiter=limiter or Limiter(settings),
     )
     return ConcurrencyLimit(app)
 
@@ -178,7 +181,15 @@ class Worker(ServerWorker):
 
     The credential counter comes from gunicorn's master, which made it before
     forking (its `on_starting` hook) so that every worker reads the same memory.
+    The rate limiter's thread is stopped once the worker stops serving.
     """
 
     def load_wsgi(self) -> None:
-        self.wsgi = get_app(getattr(self.app, "credential_generation", None))
+        self.limiter = Limiter(Settings.from_env())
+        self.wsgi = get_app(getattr(self.app, "credential_generation", None), self.limiter)
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self.limiter.close()

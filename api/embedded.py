@@ -54,6 +54,7 @@ class Embedded:
     scheduler: Scheduler
     broker: dramatiq.Broker
     threads: list[threading.Thread]
+    limiter: Limiter
     served: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -72,6 +73,7 @@ class Embedded:
         self.server.should_exit = True
         self.served.wait(timeout=30)
         self.socket.close()
+        self.limiter.close()
         self.scheduler.stop.set()
         for thread in self.threads:
             thread.join(timeout=10)
@@ -95,6 +97,7 @@ def start(settings: Settings) -> Embedded:
     scheduler = Scheduler(settings, database, runtime.publisher)
     scheduler_thread = threading.Thread(target=scheduler.run, name="scheduler", daemon=True)
     scheduler_thread.start()
+    limiter = Limiter(settings)
     app = create_app(
         settings,
         database=database,
@@ -104,7 +107,7 @@ def start(settings: Settings) -> Embedded:
             settings.credential_cache_ttl_s, generation=CredentialGeneration()
         ),
         events=EventStore(),
-        limiter=Limiter(settings),
+        limiter=limiter,
     )
     config = uvicorn.Config(
         ConcurrencyLimit(app),
@@ -117,4 +120,6 @@ def start(settings: Settings) -> Embedded:
         limit_concurrency=MAX_CONNECTIONS,
     )
     server = uvicorn.Server(config)
-    return Embedded(server, _listen(settings.bind), worker, scheduler, broker, [scheduler_thread])
+    return Embedded(
+        server, _listen(settings.bind), worker, scheduler, broker, [scheduler_thread], limiter
+    )

@@ -157,11 +157,13 @@ class RateLimit:
 
     A resource lists in `ingest_methods` the methods that spend the ingest
     budget; every other tenant request spends the management budget. The
-    `limiter` (`engine.tenancy.limiter`) decides most requests from its leases
-    on the event loop; only one that must lease again, or sweep, goes to the
-    offload's threads. Each counted answer carries `RateLimit-Limit`,
-    `RateLimit-Remaining` (what this process knows is left in the cluster) and
-    `RateLimit-Reset`; a refusal is a 429 with `Retry-After` as well.
+    `limiter` (`engine.tenancy.limiter`) decides requests from its leases on
+    the event loop, and refills them on a thread of its own before they run
+    dry; only a request that finds a lease empty anyway (a bucket's first, say,
+    or one whose refill failed) goes to the offload's threads. Each counted
+    answer carries `RateLimit-Limit`, `RateLimit-Remaining` (what this process
+    knows is left in the cluster) and `RateLimit-Reset`; a refusal is a 429
+    with `Retry-After` as well.
     """
 
     def __init__(

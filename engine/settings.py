@@ -110,8 +110,9 @@ class Settings:
     rate_limit_tenant_ingest_per_s: int = 20_000
     # Requests per second a whole tenant may send to the other tenant routes; 0 = no limit.
     rate_limit_tenant_management_per_s: int = 200
-    # Leases of rate-limit hits an API process takes per bucket a second, at most about; a limit
-    # may go under-used by 1/this of it plus 0.1 % per API process (README: Rate limits).
+    # Sizes rate-limit leases: 1/this of what an API process spent per bucket the second before,
+    # topped up in the background (at most about twice this many a second); a limit may go
+    # under-used by 1/this of it plus 0.1 % per API process (README: Rate limits).
     rate_limit_leases_per_s: int = 20
     # Secret for HS256 JWT bearer tokens, at least 32 characters; unset = HS256 refused.
     jwt_hs256_secret: str | None = field(default=None, repr=False)

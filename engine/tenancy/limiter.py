@@ -1,26 +1,63 @@
-"""One API process's leases on the shared rate-limit counters: most requests decide in memory.
+"""One API process's leases on the shared rate-limit counters: requests decide in memory.
 
-`Limiter` holds, for each bucket this process serves, a `Lease`: the hits the
-shared counter granted it in the current window, how many it has spent, and
-the counter as last seen (`engine.tenancy.ratelimit` explains the counter and
-the bounds). A request whose buckets all have hits left, or are known full, is
-decided by `try_consume` without the database, on the caller's thread. Only
-when a lease is spent does `consume` lease again: one statement for every
-bucket of the request that needs it, holding only those buckets' locks, so a
-process has at most one lease in flight per bucket. The API's composition root
-builds one `Limiter` per process and hands it to the middleware.
+`Limiter` holds, for each bucket this process serves, a `Lease`
+(`engine.tenancy.lease`): the hits the shared counter granted it in the
+current window, how many it has spent, and the counter as last seen
+(`engine.tenancy.ratelimit` explains the counter and the bounds). A request
+whose buckets all have hits left, or are known full, is decided by
+`try_consume` without the database, on the caller's thread.
+
+Leases are refilled ahead of need by one background thread per process
+(`engine.tenancy.refill`), so a steady stream of requests never waits on the
+database. What asks for it is a spend (`_plan`, under the lease's lock):
+
+- **Low water.** A spend that leaves a lease with less than half a chunk
+  (`ratelimit.chunk`) asks for the rest of it, while the counter is below the
+  limit and no lease of the bucket is in flight. The lease is topped up to one
+  chunk, never more, so a process holds no more unspent than it did before.
+- **The next window.** A spend in a window's last 1/`leases_per_s` seconds
+  asks for the next window's first chunk, sized from what this window spent.
+  It is held on the lease, and `Lease.roll` adopts it when the window turns;
+  one the process never uses is stranded, as its own lease would have been.
+- **The sweep** of finished windows runs there too, asked by a window's first request.
+
+A chunk of one hit is never leased in the background: a limit under twice
+`leases_per_s` is still leased by the request that spends it, and stays exact.
+When a lease is empty anyway (the first request of a bucket, a window the
+process was idle at the end of, a refill that failed), `try_consume` answers
+`NEEDS_DATABASE` and `consume`, where blocking is fine, leases for every
+bucket of the request that lacks hits in one statement; first it waits for
+the bucket's lease in flight, if any, so a process never has two leases of a
+bucket's window in flight. A refill that fails is logged, and its bucket
+leases this blocking way until one lands. The API's composition root builds
+one `Limiter` per process, hands it to the middleware, and closes it on the
+way out.
 """
 
 from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import NamedTuple
+
+import structlog
 
 from engine.settings import Settings
 from engine.tenancy import ratelimit
 from engine.tenancy.credentials import Principal
+from engine.tenancy.lease import Lease, Refill, by_window, lease_all
 from engine.tenancy.ratelimit import WINDOW_S, Decision, decide, window_start
+from engine.tenancy.refill import Refiller
+
+log = structlog.get_logger("hookline.ratelimit")
+
+# A lease is refilled once less than 1/this of its chunk is left unspent.
+LOW_WATER_DIVISOR = 2
+# The smallest chunk leased in the background: a chunk of one hit is leased by its spender.
+BACKGROUND_MIN_HITS = 2
+# Seconds a request waits on a bucket's lease in flight before it looks again.
+WAIT_S = 1.0
 
 
 class Deferred(enum.Enum):
@@ -32,54 +69,41 @@ class Deferred(enum.Enum):
 NEEDS_DATABASE = Deferred.NEEDS_DATABASE
 
 
-class Lease:
-    """One bucket's hits as this process holds them in one window; read and change under `lock`."""
+class Sweep(NamedTuple):
+    """Delete the counters of the windows that started before `before`."""
 
-    __slots__ = ("counter", "lock", "previous", "spent", "taken", "window")
+    before: int
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.window = -1
-        self.counter = 0  # the shared counter as last seen: every process's leases
-        self.taken = 0  # hits the counter granted this process in the window
-        self.spent = 0  # hits of those that requests spent
-        self.previous = 0  # hits spent in the window before
 
-    def roll(self, window: int) -> None:
-        """Start `window` afresh, remembering what the one before it spent."""
-        if window != self.window:
-            self.previous = self.spent if window == self.window + WINDOW_S else 0
-            self.window, self.counter, self.taken, self.spent = window, 0, 0, 0
-
-    def decidable(self, limit: int, hits: int = 1) -> bool:
-        """Whether `hits` can be decided without the database: enough left, or none to lease."""
-        return self.taken - self.spent >= hits or self.counter >= limit
-
-    def spend(self, limit: int, hits: int = 1) -> int:
-        """Spend `hits`, all or none; answer the hits known spent in the cluster, or `limit + 1`.
-
-        Hits other processes leased count as spent: they may be.
-        """
-        if self.taken - self.spent < hits:
-            return limit + 1
-        self.spent += hits
-        return min(self.counter, limit) - (self.taken - self.spent)
-
-    def grant(self, chunk: int, counter: int, limit: int) -> None:
-        """Keep the part of a leased `chunk` below `limit`; `counter` is the count after it."""
-        self.taken += ratelimit.granted(chunk, counter, limit)
-        self.counter = max(self.counter, counter)
+Job = Refill | Sweep
+# The refiller's work and its fallback, each handed a batch of jobs.
+Work = Callable[[list[Job]], None]
 
 
 class Limiter:
-    """A process's leases on each bucket it serves, and the sweep of old windows, thread-safe."""
+    """A process's leases on each bucket it serves, refilled in the background; thread-safe.
 
-    def __init__(self, settings: Settings) -> None:
+    `refiller` builds the background worker from the limiter's work and its
+    fallback (`engine.tenancy.refill.Refiller`); a test may build one it steps.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        refiller: Callable[[Work, Work], Refiller[Job]] = Refiller,
+    ) -> None:
         self.settings = settings
         self.leases_per_s = settings.rate_limit_leases_per_s
+        self.ahead_s = WINDOW_S / self.leases_per_s
         self.swept_before = 0
         self._leases: dict[str, Lease] = {}
         self._lock = threading.Lock()
+        self.refiller = refiller(self._refill, self._fail)
+
+    def close(self) -> None:
+        """Stop the background thread; requests after this lease the blocking way."""
+        self.refiller.close()
 
     def buckets(self, principal: Principal, budget: str) -> dict[str, int]:
         """The principal's limited buckets for `budget`, each with its limit per window."""
@@ -95,29 +119,32 @@ class Limiter:
         self, buckets: Mapping[str, int], now: float, hits: int = 1
     ) -> Decision | Deferred | None:
         """Spend `hits` of every bucket from memory, never blocking; None: nothing is limited."""
-        if self._sweep_due(now):
-            return NEEDS_DATABASE
         if not buckets:
             return None
         window = window_start(now)
+        self._sweep_soon(window)
         order = sorted(buckets)
         held: list[Lease] = []
+        asks: list[Job] = []
         try:
             for bucket in order:
                 lease = self._leases.get(bucket)
                 if lease is None or not lease.lock.acquire(blocking=False):
                     return NEEDS_DATABASE
                 held.append(lease)
-                lease.roll(window)
+                lease.roll(window, buckets[bucket])
                 if not lease.decidable(buckets[bucket], hits):
                     return NEEDS_DATABASE
-            counts = [
-                (buckets[b], lease.spend(buckets[b], hits))
-                for b, lease in zip(order, held, strict=True)
-            ]
+            counts = []
+            for bucket, lease in zip(order, held, strict=True):
+                limit = buckets[bucket]
+                counts.append((limit, lease.spend(limit, hits)))
+                self._plan(bucket, lease, limit, now, asks)
         finally:
             for lease in held:
                 lease.lock.release()
+        if asks:
+            self.refiller.ask(asks)
         return decide(counts, now)
 
     def consume(self, buckets: Mapping[str, int], now: float, hits: int = 1) -> Decision | None:
@@ -126,53 +153,131 @@ class Limiter:
         Raises:
             peewee.OperationalError: the database is unreachable.
         """
-        self._sweep(now)
         if not buckets:
             return None
         window = window_start(now)
+        self._sweep_soon(window)
         counts: dict[str, tuple[int, int]] = {}
-        wanted: dict[str, int] = {}
-        held: dict[str, Lease] = {}
-        try:
-            # Sorted, as `try_consume` takes them: two requests never wait on each other's locks.
-            for bucket in sorted(buckets):
+        asks: list[Job] = []
+        pending = sorted(buckets)
+        while pending:
+            claims: list[Refill] = []
+            for bucket in pending:
                 limit, lease = buckets[bucket], self._lease(bucket)
-                lease.lock.acquire()
-                lease.roll(window)
-                if lease.decidable(limit, hits):
-                    counts[bucket] = (limit, lease.spend(limit, hits))
-                    lease.lock.release()
-                    continue
-                held[bucket] = lease
-                short = hits - (lease.taken - lease.spent)
-                wanted[bucket] = max(
-                    short, ratelimit.chunk(limit, lease.counter, lease.previous, self.leases_per_s)
-                )
-            if wanted:
-                counters = ratelimit.lease(wanted, window)
-                for bucket, lease in held.items():
-                    limit = buckets[bucket]
-                    lease.grant(wanted[bucket], counters[bucket], limit)
-                    counts[bucket] = (limit, lease.spend(limit, hits))
-        finally:
-            for lease in held.values():
-                lease.lock.release()
+                with lease.lock:
+                    claim = self._claim(bucket, lease, window, limit, hits)
+                    if claim is None:
+                        counts[bucket] = (limit, lease.spend(limit, hits))
+                        self._plan(bucket, lease, limit, now, asks)
+                    else:
+                        claims.append(claim)
+            pending = []
+            for claim, counter in lease_all(claims, self._fail):
+                lease, limit = claim.lease, claim.limit
+                with lease.lock:
+                    lease.land(claim.window, claim.hits, counter, limit)
+                    if not lease.decidable(limit, hits):
+                        pending.append(claim.bucket)  # others spent what it had meanwhile
+                        continue
+                    counts[claim.bucket] = (limit, lease.spend(limit, hits))
+                    self._plan(claim.bucket, lease, limit, now, asks)
+        if asks:
+            self.refiller.ask(asks)
         return decide([counts[bucket] for bucket in sorted(buckets)], now)
 
     def _lease(self, bucket: str) -> Lease:
         with self._lock:
             return self._leases.setdefault(bucket, Lease())
 
-    def _sweep_due(self, now: float) -> bool:
-        return window_start(now) - WINDOW_S > self.swept_before
+    def _claim(
+        self, bucket: str, lease: Lease, window: int, limit: int, hits: int
+    ) -> Refill | None:
+        """None when `hits` can be decided now; else what this thread must lease (under the lock).
 
-    def _sweep(self, now: float) -> None:
-        # Once per window per process: a cheap delete a second, however busy the API.
-        if not self._sweep_due(now):
+        Waits while a lease of the bucket's window is in flight: it may bring enough.
+        """
+        lease.roll(window, limit)
+        while not lease.decidable(limit, hits):
+            if not lease.refilling:
+                short = hits - (lease.taken - lease.spent)
+                size = ratelimit.chunk(limit, lease.counter, lease.previous, self.leases_per_s)
+                lease.refilling = lease.window
+                return Refill(bucket, lease, lease.window, max(short, size), limit)
+            lease.changed.wait(WAIT_S)
+            lease.roll(window, limit)
+        return None
+
+    def _plan(self, bucket: str, lease: Lease, limit: int, now: float, asks: list[Job]) -> None:
+        """After a spend: ask for what the lease will soon lack, this window's and the next's.
+
+        None while a refill of the bucket has failed: the next lease is the blocking way's.
+        """
+        unspent = lease.taken - lease.spent
+        # Most spends stop at the first test: a chunk only shrinks in a window (towards the limit).
+        busy = lease.refilling or lease.stalled
+        if unspent * LOW_WATER_DIVISOR < lease.chunk_size and not busy:
+            size = ratelimit.chunk(limit, lease.counter, lease.previous, self.leases_per_s)
+            low = unspent * LOW_WATER_DIVISOR < size
+            if low and size >= BACKGROUND_MIN_HITS and lease.counter < limit:
+                lease.refilling = lease.window
+                asks.append(Refill(bucket, lease, lease.window, size - unspent, limit))
+        following = lease.window + WINDOW_S
+        if now < following - self.ahead_s or lease.ahead == following or lease.stalled:
             return
-        before = window_start(now) - WINDOW_S
-        self.swept_before = before
-        ratelimit.sweep(before)
+        size = ratelimit.chunk(limit, 0, lease.spent, self.leases_per_s)
+        if lease.spent and size >= BACKGROUND_MIN_HITS:
+            lease.ahead, lease.ahead_grant, lease.ahead_in_flight = following, None, True
+            asks.append(Refill(bucket, lease, following, size, limit))
+
+    def _sweep_soon(self, window: int) -> None:
+        # Once per window per process: a cheap delete a second, however busy the API.
+        before = window - WINDOW_S
+        if before <= self.swept_before:
+            return
+        with self._lock:
+            if before <= self.swept_before:
+                return
+            self.swept_before = before
+        self.refiller.ask([Sweep(before)])
+
+    def _refill(self, jobs: list[Job]) -> None:
+        """Lease what `jobs` ask, one statement per window, then sweep: the refiller's work."""
+        refills = [job for job in jobs if isinstance(job, Refill)]
+        for window, asked in by_window(refills).items():
+            try:
+                landed = lease_all(asked, self._fail)
+            except Exception as exc:  # noqa: BLE001 - those buckets lease the blocking way
+                log.warning(
+                    "rate_limit_refill_failed",
+                    window=window,
+                    buckets=len(asked),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                continue
+            for job, counter in landed:
+                with job.lease.lock:
+                    job.lease.land(job.window, job.hits, counter, job.limit)
+        sweeps = [job.before for job in jobs if isinstance(job, Sweep)]
+        if sweeps:
+            self._sweep(max(sweeps))
+
+    def _fail(self, jobs: Iterable[Job]) -> None:
+        """Leases that will not land: their buckets go the blocking way (`consume`)."""
+        for job in jobs:
+            if isinstance(job, Refill):
+                with job.lease.lock:
+                    job.lease.fail(job.window)
+
+    def _sweep(self, before: int) -> None:
+        try:
+            ratelimit.sweep(before)
+        except Exception as exc:  # noqa: BLE001 - the next window's sweep takes these too
+            log.warning("rate_limit_sweep_failed", error=f"{type(exc).__name__}: {exc}")
+            return
         with self._lock:
             # A lease dropped while a request uses it only strands its hits: under-use, never more.
-            self._leases = {b: lease for b, lease in self._leases.items() if lease.window >= before}
+            self._leases = {
+                bucket: lease
+                for bucket, lease in self._leases.items()
+                if lease.window >= before or lease.window < 0
+            }

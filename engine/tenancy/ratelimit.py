@@ -9,23 +9,30 @@ of every host.
 An API process does not add one hit per request to that row. It leases hits in
 chunks (`lease`: one `INSERT … ON CONFLICT DO UPDATE SET hits = hits + chunk
 RETURNING hits` for all the buckets that need one) and spends them from memory
-(`engine.tenancy.limiter`). The counter only ever grows, so the hits a lease
-added lie between `hits - chunk` and `hits`; the part of them below the limit
-is the lease (`granted`), the rest is nobody's. Leases therefore never add up
-to more than the limit, however many processes race: a limit is never
-exceeded. Once a process has seen the counter reach the limit, it refuses the
-bucket from memory until the window ends.
+(`engine.tenancy.limiter`), leasing the next chunk in the background before the
+last runs out, and the next window's first chunk in the last moments of a
+window. The counter only ever grows, so the hits a lease added lie between
+`hits - chunk` and `hits`; the part of them below the limit is the lease
+(`granted`), the rest is nobody's. Leases therefore never add up to more than
+the limit, however many processes race, and whenever they are taken (a lease
+taken ahead adds to the next window's row): a limit is never exceeded. Once a
+process has seen the counter reach the limit, it refuses the bucket from
+memory until the window ends.
 
 What it costs instead is under-use: hits leased but not yet spent by one
 process cannot serve a request that reaches another. A lease (`chunk`) is about
 1/`leases_per_s` of what the process spent in the window before, at least a
-thousandth of the limit and at most 1/`leases_per_s` of it, and one hit of it is
-spent at once. So a window can close with at most `limit / leases_per_s +
-processes * limit / 1000` hits leased and unspent: 5 % of the limit plus 0.1 %
-per API process with the default `HOOKLINE_RATE_LIMIT_LEASES_PER_S` of 20, and
-none at all for a limit under `2 * leases_per_s` (40 a second by default), where
-every lease is one hit. A process at a steady rate leases at most about `leases_per_s`
-times a second per bucket, whatever the rate.
+thousandth of the limit and at most 1/`leases_per_s` of it. A process holds at
+most one chunk unspent: refills top a lease up to one chunk, and a chunk leased
+ahead for a window the process then serves no request in is that window's one
+chunk; a chunk of one hit is leased only by the request that spends it, never
+ahead. So a window can close with at most `limit / leases_per_s + processes *
+limit / 1000` hits leased and unspent: 5 % of the limit plus 0.1 % per API
+process with the default `HOOKLINE_RATE_LIMIT_LEASES_PER_S` of 20, and none at
+all for a limit under `2 * leases_per_s` (40 a second by default), where every
+lease is one hit. A process at a steady rate leases a bucket about
+`leases_per_s` to twice that many times a second (a refill tops up from under
+half a chunk), whatever the rate.
 
 Refused requests count too: a request refused by one bucket still spends its
 hit from the other, so a key that keeps hammering past its own limit spends its

@@ -12,6 +12,7 @@ from falcon.testing import TestClient
 from api.app import create_app
 from engine.events.ingest import EventStore
 from engine.settings import Settings
+from engine.tenancy.limiter import Limiter
 from tests.api.support import Api, Recorder
 from tests.factories import ADMIN_TOKEN, endpoint_body, event_body
 
@@ -39,8 +40,12 @@ def event_store() -> EventStore:
 @pytest.fixture
 def make_api(
     sqlite_settings: Settings, sqlite_db: Any, recorder: Recorder, event_store: EventStore
-) -> MakeApi:
-    """Build an app; by default on the test database, with the recording broker."""
+) -> Iterator[MakeApi]:
+    """Build an app; by default on the test database, with the recording broker.
+
+    Each app's rate limiter is closed after the test: its thread never outlives the database.
+    """
+    limiters: list[Limiter] = []
 
     def make(
         settings: Settings | None = None,
@@ -49,16 +54,20 @@ def make_api(
         broker_check: Callable[[], None] = lambda: None,
         database: Any = None,
     ) -> Api:
+        limiters.append(Limiter(settings or sqlite_settings))
         app = create_app(
             settings or sqlite_settings,
             database=sqlite_db if database is None else database,
             enqueue=recorder if enqueue is None else enqueue,
             broker_check=broker_check,
             events=event_store,
+            limiter=limiters[-1],
         )
         return Api(TestClient(app))
 
-    return make
+    yield make
+    for limiter in limiters:
+        limiter.close()
 
 
 @pytest.fixture
