@@ -149,7 +149,7 @@ class RssSampler:
 
 
 class CpuMeter:
-    """CPU seconds that some children and the bench database's backends spend during a block.
+    """CPU seconds that some children, the bench database's backends and RabbitMQ spend in a block.
 
     Sampled every second per process, so that processes that come and go (pooled
     connections recycled, workers restarted) are counted up to their last sample.
@@ -199,7 +199,7 @@ class CpuMeter:
         self._stop.set()
         self._thread.join(timeout=5)
         self.sample()
-        self.used = {name: 0.0 for name in (*self.names, "postgres")}
+        self.used = {name: 0.0 for name in (*self.names, "postgres", "rabbitmq")}
         for key, seconds in self.last.items():
             self.used[key[0]] += max(0.0, seconds - self.first.get(key, 0.0))
 

@@ -48,7 +48,9 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 def cpu_by_process(pgids: dict[int, str], database: str) -> dict[tuple[str, int], float]:
     """CPU seconds (user + system) of each live process of some groups, keyed (group name, pid);
-    PostgreSQL backends whose title names `database` come under `postgres`."""
+    PostgreSQL backends whose title names `database` come under `postgres`, and RabbitMQ's
+    Erlang VM under `rabbitmq` (the bench's vhost is all it serves, unless something else
+    shares the box)."""
     found: dict[tuple[str, int], float] = {}
     needle = f" {database} ".encode()
     for entry in os.listdir("/proc"):
@@ -61,6 +63,8 @@ def cpu_by_process(pgids: dict[int, str], database: str) -> dict[tuple[str, int]
             if name is None and comm.endswith("(postgres"):
                 if needle in Path(f"/proc/{entry}/cmdline").read_bytes():
                     name = "postgres"
+            elif name is None and comm.endswith("(beam.smp"):
+                name = "rabbitmq"  # the whole broker: the bench's vhost is all it serves
             if name is not None:
                 found[(name, int(entry))] = (int(fields[11]) + int(fields[12])) / _TICK
         except (OSError, ValueError, IndexError):

@@ -45,7 +45,16 @@ ROWS = (
 )
 
 
-CPU_KINDS = ("api", "worker", "scheduler", "supervisor", "receiver", "naive_worker", "postgres")
+CPU_KINDS = (
+    "api",
+    "worker",
+    "scheduler",
+    "supervisor",
+    "receiver",
+    "naive_worker",
+    "postgres",
+    "rabbitmq",
+)
 CPU_UNITS = (
     ("ingest", "event", ""),
     ("batch_ingest", "event", ""),
