@@ -6,18 +6,28 @@ event's fan-out and its first attempt under load
 `HOOKLINE_EARLY_FIRST_ATTEMPTS` (the default) the attempts of the deliveries the
 fan-out claims start from inside its transaction, as soon as it knows them; their
 answers are parked until the commit succeeded and never recorded if it failed
-(`Pipeline.start_held`). Turned off, the fan-out commits, then sends.
+(`Pipeline.start_held`). The successes among the answers in by the time the
+fan-out writes its deliveries are written with them, already succeeded
+(`settle`): it waits up to `SETTLE_WAIT_S` for them, the recorder's own gather
+time. Turned off, the fan-out commits, then sends.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from actors import requests
 from actors.pipeline import Batch
+from actors.pipeline.recording import GATHER_S
 from actors.runtime import Runtime
 from engine.deliveries import fanout
+from engine.deliveries.client import Outcome
+from engine.deliveries.record import Claim
+
+# How long a fan-out waits for its first attempts' answers before writing its deliveries:
+# as long as the recorder would gather them (ops/bench/NOTES.md#settled-first-attempts).
+SETTLE_WAIT_S = GATHER_S
 
 
 class EarlyAttempts:
@@ -37,6 +47,12 @@ class EarlyAttempts:
         self.batch = pipeline.start_held(
             requests.event_loop(self.rt), requests.sender(self.rt), self.work
         )
+
+    def settle(self, plan: fanout.FanOut) -> Sequence[tuple[Claim, Outcome]]:
+        """The claimed attempts that succeeded by now (waiting a little): written with the plan."""
+        if self.batch is None:
+            return ()
+        return requests.pipeline_of(self.rt).take_settled(self.batch, SETTLE_WAIT_S)
 
     @contextlib.contextmanager
     def committing(self) -> Iterator[None]:

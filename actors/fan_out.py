@@ -68,6 +68,7 @@ def _create(rt: Runtime, ids: list[str], early: EarlyAttempts | None) -> fanout.
                 claim=settings.deliver_batch * min(len(ids), FAN_OUT_CLAIM),
                 claim_lease_s=settings.request_timeout_s + settings.lease_grace_s,
                 before_writing=early.before_writing if early is not None else None,
+                settle=early.settle if early is not None else None,
                 memo=rt.endpoints,
             )
 

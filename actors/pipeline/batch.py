@@ -25,6 +25,10 @@ class Batch:
     held: bool = False
     dropped: bool = False
     parked: list[tuple[Claim, Outcome]] = field(default_factory=list)
+    # Set once every attempt of a held batch has its answer parked (`Pipeline.take_settled`).
+    answered: threading.Event = field(default_factory=threading.Event)
+    # Successes the fan-out took to write in its own transaction: recorded with it.
+    settled: list[tuple[Claim, Outcome]] = field(default_factory=list)
 
     def finish(self, ok: bool) -> bool:
         """Called once per attempt recorded or lost; True at the batch's last one."""

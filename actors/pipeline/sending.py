@@ -4,7 +4,9 @@ A worker thread hands its claimed attempts over (`run`) and waits until they
 are recorded or `handoff_s` passes. A fan-out may hand its attempts over
 before its transaction commits (`start_held`): their answers are parked
 until the commit succeeded (`release_held`), and never recorded if it failed
-(`drop_held`).
+(`drop_held`). The successes among the answers in by the time it writes its
+deliveries it may take (`take_settled`) and write in its own transaction,
+already succeeded: no recording transaction, no second write of the row.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from actors.pipeline.batch import Batch
 from actors.pipeline.recording import AfterRecord, Record, Recorder
 from engine.deliveries.client import Outcome, Request
 from engine.deliveries.record import Claim
+from engine.retry import Decision
 
 log = structlog.get_logger("hookline.delivery")
 
 Work = Sequence[tuple[Claim, Request | Outcome]]
+SUCCEEDED = Decision("succeed")  # what every success decides (`engine.retry.decide`)
 Send = Callable[[Request], Any]
 
 
@@ -47,6 +51,7 @@ class Pipeline:
         max_in_flight_bytes: int = 0,
     ) -> None:
         self.handoff_s = handoff_s
+        self.after_record = after_record
         self.admission = Admission(max_in_flight, max_in_flight_bytes)
         self.recorder = Recorder(
             record=record, after_record=after_record, connection=connection, finished=self._finish
@@ -106,11 +111,40 @@ class Pipeline:
         self._start(loop, send, work, batch)
         return batch
 
+    def take_settled(self, batch: Batch, wait_s: float) -> list[tuple[Claim, Outcome]]:
+        """Wait up to `wait_s` for a held batch's answers; take the successes parked by then.
+
+        The caller writes them with its deliveries, in the transaction that
+        holds the batch: after `release_held` they count as recorded (and are
+        reported as the recorder reports), after `drop_held` as lost, like the
+        rest of the batch. The other answers stay parked for the recorder.
+        """
+        if wait_s > 0:
+            batch.answered.wait(wait_s)
+        with self.admission.lock:
+            if not batch.held:
+                return []
+            taken = [(c, o) for c, o in batch.parked if o.success]
+            batch.parked = [(c, o) for c, o in batch.parked if not o.success]
+            batch.settled.extend(taken)
+        return taken
+
     def release_held(self, batch: Batch) -> None:
-        """The batch's deliveries are committed: record its answers, those parked first."""
+        """The batch's deliveries are committed: record its answers, those parked first.
+
+        The settled ones were written with the deliveries: they are recorded now.
+        """
         with self.admission.lock:
             batch.held = False
             parked, batch.parked = batch.parked, []
+            settled, batch.settled = batch.settled, []
+        for claimed, outcome in settled:
+            try:
+                self.after_record(claimed, outcome, SUCCEEDED)
+            except Exception:  # reporting never costs a recorded attempt
+                log.exception("after_record_failed", delivery_id=claimed.delivery.id)
+        if settled:
+            self._finish([(claimed, batch) for claimed, _outcome in settled], True)
         for claimed, outcome in parked:
             self.recorder.put(claimed, outcome, batch)
 
@@ -119,7 +153,8 @@ class Pipeline:
         with self.admission.lock:
             batch.dropped = True  # before `held` changes: `_to_recorder` reads both unlocked
             batch.held = False
-            parked, batch.parked = batch.parked, []
+            parked, batch.parked = batch.parked + batch.settled, []
+            batch.settled = []
         if parked:
             self._finish([(claimed, batch) for claimed, _outcome in parked], False)
 
@@ -170,6 +205,8 @@ class Pipeline:
             with self.admission.lock:
                 if batch.held:
                     batch.parked.append((claimed, outcome))
+                    if len(batch.parked) + len(batch.settled) >= batch.remaining:
+                        batch.answered.set()
                     return
             if batch.dropped:
                 self._finish([(claimed, batch)], False)

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.db.connect import copy_rows
-from engine.db.models import Delivery, Endpoint, Event, db, utcnow
+from engine.db.models import Attempt, Delivery, Endpoint, Event, db, utcnow
 from engine.deliveries import states
-from engine.deliveries.record import Claim
-from engine.deliveries.states import PENDING, QUEUED
+from engine.deliveries.client import Outcome
+from engine.deliveries.record import Claim, attempt_row
+from engine.deliveries.states import PENDING, QUEUED, SUCCEEDED
 from engine.endpoints import states as endpoint_states
 from engine.endpoints.filters import matches
 from engine.ids import new_id
@@ -51,6 +52,7 @@ def fan_out_and_claim(
     claim_lease_s: float = 60.0,
     now: dt.datetime | None = None,
     before_writing: Callable[[FanOut], None] | None = None,
+    settle: Callable[[FanOut], Sequence[tuple[Claim, Outcome]]] | None = None,
     memo: EndpointMemo | None = None,
 ) -> FanOut:
     """Fan events out, claiming up to `claim` of the new deliveries for their first attempt.
@@ -75,6 +77,13 @@ def fan_out_and_claim(
     worker starts its attempts there). If it raises, nothing is committed;
     if the writing or the commit fails after it ran, undoing what it started
     is the caller's part.
+
+    `settle(plan)`, if given, runs next and answers claimed deliveries whose
+    first attempt has already succeeded: they are written already `succeeded`,
+    with their attempt, in the same transaction (ops/bench/NOTES.md#settled-
+    first-attempts): the row is written once instead of inserted and then
+    updated by a recording transaction of its own. Reporting them, once the
+    commit succeeded, is the caller's part.
 
     `memo` remembers the endpoint models built from rows read before; a worker
     passes the one its runtime holds. Without it, each call builds its own.
@@ -121,8 +130,46 @@ def fan_out_and_claim(
         )
         if before_writing is not None:
             before_writing(plan)
-        copy_rows(Delivery, rows)
+        settled = settle(plan) if settle is not None and claimed else ()
+        if settled:
+            rows, attempts = _settled_rows(rows, settled, now)
+            copy_rows(Delivery, rows)
+            copy_rows(Attempt, attempts)
+        else:
+            copy_rows(Delivery, rows)
     return plan
+
+
+def _settled_rows(
+    rows: list[dict[str, Any]], settled: Sequence[tuple[Claim, Outcome]], now: dt.datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The deliveries' rows, those whose first attempt succeeded as `succeeded`; their attempts.
+
+    Each row gets the `last_*` columns (COPY takes the same columns for every row).
+    """
+    states.check(to=SUCCEEDED, from_=(states.DELIVERING,))
+    done = {claimed.delivery.id: outcome for claimed, outcome in settled}
+    out = []
+    for row in rows:
+        outcome = done.get(row["id"])
+        if outcome is None:
+            out.append(
+                {**row, "last_attempt_at": None, "last_status_code": None, "last_error": None}
+            )
+            continue
+        out.append(
+            {
+                **row,
+                "status": SUCCEEDED,
+                "lease_until": None,
+                "last_attempt_at": outcome.started_at,
+                "last_status_code": outcome.status_code,
+                "last_error": outcome.error_detail,
+                "updated_at": now,
+            }
+        )
+    attempts = [attempt_row(claimed, 1, outcome) for claimed, outcome in settled]
+    return out, attempts
 
 
 @functools.cache

@@ -230,7 +230,7 @@ def record_many(attempts: Sequence[tuple[Claim, Outcome]], *, decide: Decide) ->
         if decision.action == "succeed"
     ]
     rows = [
-        _attempt_row(claimed, claimed.delivery.attempts, outcome) for claimed, outcome in attempts
+        attempt_row(claimed, claimed.delivery.attempts, outcome) for claimed, outcome in attempts
     ]
 
     def store(*, again: bool) -> None:
@@ -327,7 +327,8 @@ def _disable_gone(claimed: Claim, reason: str, now: dt.datetime) -> None:
     )
 
 
-def _attempt_row(claimed: Claim, number: int, outcome: Outcome) -> dict[str, object]:
+def attempt_row(claimed: Claim, number: int, outcome: Outcome) -> dict[str, object]:
+    """The `attempt` row of a delivery's attempt `number`, as COPY and INSERT take it."""
     return {
         "id": new_id("att"),
         "tenant_id": claimed.delivery.tenant_id,

@@ -83,7 +83,8 @@ TRANSITIONS: dict[str, dict[str, str]] = {
     DELIVERING: {
         DELIVERING: "record.claim_many, once the lease of a crashed worker ran out",
         QUEUED: "schedule.take_expired: the worker's lease ran out",
-        SUCCEEDED: "record.record_many: a 2xx answer",
+        SUCCEEDED: "record.record_many: a 2xx answer; fanout.fan_out_and_claim: a first"
+        " attempt's 2xx answer in before its delivery is written, written with it",
         SCHEDULED: "record.record_many: a failure with retries left",
         QUARANTINED: "record.record_many: a failure for good (schedule spent, too old, 410)",
         PARKED: f"{_CLAIM_PARKS}, once the lease ran out",

@@ -20,6 +20,7 @@ from actors.middleware import DeliveryPolicy
 from actors.pipeline import Pipeline
 from actors.runtime import Runtime
 from engine.db.models import Attempt, Delivery, Event, utcnow
+from engine.db.models import Endpoint as EndpointRow
 from engine.deliveries import record as deliveries
 from engine.deliveries.client import Outcome, Request
 from engine.settings import Settings
@@ -177,3 +178,97 @@ def test_with_early_first_attempts_off_nothing_is_sent_before_the_commit(
     made = list(Delivery.select().where(Delivery.event_id == event_id))
     assert {d.status for d in made} == {"succeeded"}
     assert pipeline.in_flight == 0
+
+
+class SlowEndpoint(Endpoint):
+    """Answers `/slow` only after `release`, everything else at once; `/fail` with a 500."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    async def send(self, request: Request) -> Outcome:
+        if request.url.endswith("/slow"):
+            while not self.release.is_set():
+                await asyncio.sleep(0.005)
+        self.sent.append((request.url, self.committed.is_set()))
+        status = 500 if request.url.endswith("/fail") else 200
+        return Outcome(utcnow(), 1.0, status_code=status)
+
+
+def test_successes_in_before_the_write_are_written_succeeded_in_the_fan_outs_transaction(
+    worker: tuple[Endpoint, Pipeline, Runtime],
+    create_endpoint: CreateEndpoint,
+    publish: Publish,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _fast, pipeline, rt = worker
+    endpoint = SlowEndpoint()
+    rt.client = endpoint  # type: ignore[assignment]
+    for path in ("ok", "fail", "slow"):
+        create_endpoint(url=f"https://receiver.example.com/{path}")
+    event_id = str(publish()["id"])
+    recorded: list[str] = []
+    put = pipeline.recorder.put
+    monkeypatch.setattr(
+        pipeline.recorder,
+        "put",
+        lambda claimed, outcome, batch: (
+            recorded.append(claimed.endpoint.url) or put(claimed, outcome, batch)
+        ),
+    )
+    reported: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        pipeline, "after_record", lambda c, o, d: reported.append((c.endpoint.url, d.action))
+    )
+    threading.Timer(0.3, endpoint.release.set).start()  # long after the settle wait
+
+    fan_out.fan_out(rt, event_id)
+    pipeline.recorder.flush(5.0)
+
+    urls = {e.id: e.url for e in EndpointRow.select()}
+    by_url = {
+        urls[d.endpoint_id].rsplit("/", 1)[1]: d
+        for d in Delivery.select().where(Delivery.event_id == event_id)
+    }
+    assert by_url["ok"].status == "succeeded"
+    assert by_url["ok"].attempts == 1 and by_url["ok"].last_status_code == 200
+    assert by_url["ok"].lease_until is None and by_url["ok"].last_attempt_at is not None
+    # Only the failure and the slow answer went through the recorder: the success was
+    # written, already succeeded, with its attempt, by the fan-out itself.
+    assert sorted(url.rsplit("/", 1)[1] for url in recorded) == ["fail", "slow"]
+    assert ("https://receiver.example.com/ok", "succeed") in reported
+    assert by_url["fail"].status == "scheduled"
+    assert by_url["slow"].status == "succeeded"
+    numbers = [
+        (a.delivery_id, a.number)
+        for a in Attempt.select().where(Attempt.delivery_id.in_([d.id for d in by_url.values()]))
+    ]
+    assert sorted(n for _, n in numbers) == [1, 1, 1], "one attempt row each"
+    assert pipeline.in_flight == 0
+
+
+def test_a_failed_commit_loses_the_settled_successes_too(
+    worker: tuple[Endpoint, Pipeline, Runtime],
+    sqlite_db: Any,
+    create_endpoint: CreateEndpoint,
+    publish: Publish,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    endpoint, pipeline, rt = worker
+    event_id = an_event(create_endpoint, publish, 2)
+    reported: list[str] = []
+    monkeypatch.setattr(pipeline, "after_record", lambda c, o, d: reported.append(c.delivery.id))
+
+    def commit(self: Any) -> None:
+        raise RuntimeError("the database went away at COMMIT")
+
+    monkeypatch.setattr(type(sqlite_db), "commit", commit)
+    with pytest.raises(RuntimeError, match="went away"):
+        fan_out.fan_out(rt, event_id)
+
+    wait_for(lambda: pipeline.in_flight == 0)
+    assert len(endpoint.sent) == 2
+    assert reported == [], "nothing reported for attempts whose rows were never committed"
+    assert Delivery.select().where(Delivery.event_id == event_id).count() == 0
+    assert Attempt.select().count() == 0
