@@ -203,7 +203,11 @@ class RateLimit:
         buckets = self.limiter.buckets(principal, budget)
         decision = self.limiter.try_consume(buckets, now, hits)
         if isinstance(decision, Deferred):
-            decision = await _blocking(self.offload, self.limiter.consume, buckets, now, hits)
+            # No connection held while it waits for a lease in flight: it leases on one of
+            # its own only if it must (`engine.tenancy.lease`).
+            decision = await _blocking(
+                self.offload, self.limiter.consume, buckets, now, hits, uses_database=False
+            )
         if decision is None:
             return
         req.context.rate_limit = decision
@@ -230,11 +234,13 @@ class RateLimit:
         return ratelimit.INGEST if ingest else ratelimit.MANAGEMENT
 
 
-async def _blocking(offload: Offload | None, fn: Callable[..., T], *args: Any) -> T:
-    """`fn(*args)` on the offload's threads, or here when there is none."""
+async def _blocking(
+    offload: Offload | None, fn: Callable[..., T], *args: Any, uses_database: bool = True
+) -> T:
+    """`fn(*args)` on the offload's threads (connected unless told not), or here without one."""
     if offload is None:
         return fn(*args)
-    return await offload.run(fn, *args)
+    return await offload.run(fn, *args, uses_database=uses_database)
 
 
 def _rate_headers(decision: ratelimit.Decision) -> dict[str, str]:

@@ -10,10 +10,12 @@ process never has two leases of a bucket's window in flight at once, and wakes
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
+from engine.db.models import db
 from engine.tenancy import ratelimit
 from engine.tenancy.ratelimit import WINDOW_S
 
@@ -128,6 +130,26 @@ def by_window(jobs: Iterable[Refill]) -> dict[int, list[Refill]]:
     return grouped
 
 
+@contextlib.contextmanager
+def _connected() -> Iterator[None]:
+    """The thread's open connection, or a pooled one for the block only.
+
+    A request that must lease runs without a connection of its own
+    (`api.middleware.RateLimit`): it may wait for the refiller's lease first,
+    and a thread waiting while it held a pooled connection could starve the
+    refiller of the connection it needs (with the pool sized to the threads,
+    every thread did, for the pool's whole timeout).
+    """
+    if not db.is_closed():
+        yield
+        return
+    db.connect()
+    try:
+        yield
+    finally:
+        db.close()
+
+
 def lease_all(
     claims: list[Refill], fail: Callable[[list[Refill]], None]
 ) -> list[tuple[Refill, int]]:
@@ -138,9 +160,10 @@ def lease_all(
     """
     landed: list[tuple[Refill, int]] = []
     try:
-        for window, asked in by_window(claims).items():
-            counters = ratelimit.lease({job.bucket: job.hits for job in asked}, window)
-            landed += [(job, counters[job.bucket]) for job in asked]
+        with _connected():
+            for window, asked in by_window(claims).items():
+                counters = ratelimit.lease({job.bucket: job.hits for job in asked}, window)
+                landed += [(job, counters[job.bucket]) for job in asked]
     except BaseException:
         fail(claims)
         raise

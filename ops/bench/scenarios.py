@@ -124,6 +124,7 @@ def end_to_end(
     cpu = CpuMeter(ctx, *ROLES, "receiver")
     with RssSampler(ctx.processes.pid("worker")) as rss, worker_profile, api_profile, cpu:
         result = load(ctx, key, "--connections", str(args.connections), "--count", str(events))
+        _all_accepted(label, result)
         wait_until(lambda: _succeeded(ctx, tenant)[0] >= expected, args.scenario_cap_s, 0.25)
     count, last = _succeeded(ctx, tenant)
     healthy_count, healthy_last = _succeeded(ctx, tenant, healthy)
@@ -147,6 +148,12 @@ def end_to_end(
         "pg_transactions_per_delivery": transactions / count,
         **cpu.per_unit(count),
     }
+
+
+def _all_accepted(label: str, result: dict[str, Any]) -> None:
+    """Fail the run at once when the API refused or failed an event: it would never arrive."""
+    if set(result["statuses"]) - {"202"}:
+        raise RuntimeError(f"{label}: the API did not accept every event: {result['statuses']}")
 
 
 def lag(ctx: Context, rate_events_per_s: float) -> dict[str, Any]:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import threading
 import time
 from collections.abc import Callable, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import structlog
 
+from api.middleware import RateLimit
 from engine.db.models import RateLimitWindow, db
 from engine.errors import UnavailableError
 from engine.tenancy import ratelimit
@@ -448,3 +451,45 @@ def test_a_refiller_without_a_connection_lives_on_and_closes(sqlite_db: Any) -> 
 
     assert not process.refiller.alive()
     assert all(d.allowed for d in spend(process, 30))  # what is asked now fails at once
+
+
+def test_a_thread_without_a_connection_leases_on_one_of_its_own_and_gives_it_back(
+    sqlite_db: Any,
+) -> None:
+    # The API calls `consume` holding no connection (a thread waiting on the refiller's
+    # lease while it held one could starve the refiller of the pool's last connection).
+    one = limiter(ingest_per_s=1000)
+    found: dict[str, Any] = {}
+
+    def on_a_bare_thread() -> None:
+        found["closed_before"] = db.is_closed()
+        found["decision"] = one.consume(one.buckets(ALICE, INGEST), T0)
+        found["closed_after"] = db.is_closed()
+
+    thread = threading.Thread(target=on_a_bare_thread)
+    thread.start()
+    thread.join(10)
+
+    assert found["closed_before"] is True
+    assert found["decision"].allowed
+    assert found["closed_after"] is True, "the connection it opened went back"
+    assert RateLimitWindow.select().count() >= 1, "the lease was written"
+    assert not sqlite_db.is_closed(), "a thread's open connection is left alone"
+
+
+def test_the_middleware_leases_without_holding_a_connection_while_it_waits() -> None:
+    calls: list[dict[str, Any]] = []
+
+    class Offload:
+        async def run(self, fn: Any, *args: Any, uses_database: bool = True) -> Any:
+            calls.append({"fn": getattr(fn, "__name__", ""), "uses_database": uses_database})
+            return Decision(True, 10, 9, 1)
+
+    one = limiter(ingest_per_s=1000)  # nothing leased yet: the request must lease
+    middleware = RateLimit(one, clock=lambda: T0, offload=Offload())  # type: ignore[arg-type]
+    req = SimpleNamespace(method="POST", context=SimpleNamespace(principal=ALICE))
+    resource = SimpleNamespace(ingest_methods=("POST",))
+
+    asyncio.run(middleware.spend(req, resource, 1))  # type: ignore[arg-type]
+
+    assert calls == [{"fn": "consume", "uses_database": False}]
