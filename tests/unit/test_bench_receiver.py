@@ -61,6 +61,14 @@ def test_posts_are_answered_at_once_on_one_kept_connection_and_counted(ports: li
     conn.close()
 
 
+def wait_hanging(port: int, count: int) -> None:
+    """Wait (up to 2 s) until the receiver holds `count` hanging requests."""
+    for _ in range(200):
+        if stats(port)["hanging"] == count:
+            return
+        time.sleep(0.01)
+
+
 def test_a_hanging_request_waits_for_release(ports: list[int]) -> None:
     got: list[tuple[int, bytes, float]] = []
 
@@ -73,10 +81,7 @@ def test_a_hanging_request_waits_for_release(ports: list[int]) -> None:
 
     waiting = threading.Thread(target=hang)
     waiting.start()
-    for _ in range(200):
-        if stats(ports[1])["hanging"] == 1:
-            break
-        time.sleep(0.01)
+    wait_hanging(ports[1], 1)
     assert stats(ports[1])["hanging"] == 1
     time.sleep(0.2)
     assert got == []
@@ -94,10 +99,7 @@ def test_a_hanging_request_waits_for_release(ports: list[int]) -> None:
     assert call(conn, "GET", "/_arm")[0] == 200
     waiting = threading.Thread(target=hang)
     waiting.start()
-    for _ in range(200):
-        if stats(ports[1])["hanging"] == 1:
-            break
-        time.sleep(0.01)
+    wait_hanging(ports[1], 1)
     assert stats(ports[1])["hanging"] == 1, "armed again"
     call(conn, "GET", "/_release")
     waiting.join(10)
