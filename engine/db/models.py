@@ -118,8 +118,19 @@ class Event(BaseModel):
     payload = TextField()  # compact JSON text, kept byte for byte
     idempotency_key = CharField(max_length=255, null=True)
     created_at = DateTimeField(default=utcnow)
-    fanned_out_at = DateTimeField(null=True)
+    # The fan-out lease the event was stored with: a trigger copies it to `event_fan_out`
+    # (where an event stored without one is due at once).
     fan_out_lease_until = DateTimeField(null=True)
+
+
+class EventFanOut(BaseModel):
+    """An event not yet fanned out, and until when its fan-out is leased (then the scheduler's)."""
+
+    event_id = CharField(primary_key=True)
+    lease_until = DateTimeField()
+
+    class Meta:
+        table_name = "event_fan_out"
 
 
 class Delivery(BaseModel):

@@ -68,8 +68,8 @@ def fan_out_and_claim(
     Several events (those of one `fan_out` message) share the transaction and
     its statements: one gate, one endpoint query per tenant, one INSERT.
 
-    Exactly one caller fans an event out: the conditional update of
-    `fanned_out_at` is the gate. A repeat (a redelivered message) creates
+    Exactly one caller fans an event out: deleting its `event_fan_out` row
+    is the gate. A repeat (a redelivered message) creates
     nothing for that event and answers its deliveries still pending.
 
     `before_writing(plan)`, if given, runs inside the transaction as soon as
@@ -100,8 +100,7 @@ def fan_out_and_claim(
     rows: list[dict[str, Any]] = []
     claimed: list[Claim] = []
     with db.atomic():
-        gate = gate_sql.format(", ".join([param] * len(ids)))
-        opened = {e.id: e for e in Event.raw(gate, Event.fanned_out_at.db_value(now), *ids)}
+        opened = _open_gate(gate_sql, ids, param)
         tenants: dict[str, list[tuple[Endpoint, str | None]]] = {}  # with each breaker's state
         for event in (opened[i] for i in ids if i in opened):
             endpoints = tenants.get(event.tenant_id)
@@ -172,19 +171,32 @@ def _settled_rows(
     return out, attempts
 
 
+def _open_gate(gate_sql: str, ids: list[str], param: str) -> dict[str, Event]:
+    """Take the events' `event_fan_out` rows; answer the events whose rows this call took."""
+    gate = gate_sql.format(", ".join([param] * len(ids)))
+    if gate.startswith("WITH"):
+        return {e.id: e for e in Event.raw(gate, *ids)}
+    taken = [row[0] for row in db.execute_sql(gate, ids).fetchall()]
+    return {e.id: e for e in Event.select().where(Event.id.in_(taken))} if taken else {}
+
+
 @functools.cache
 def _fan_out_sql(param: str) -> tuple[str, str]:
     """The fan-out's two statements, written by hand once (ops/bench/NOTES.md#fan-out-statements).
 
-    The gate (its `{}` filled with one placeholder per event) marks the events
-    fanned out and answers those nobody marked before; the second reads a
+    The gate (its `{}` filled with one placeholder per event) deletes the
+    events' `event_fan_out` rows and answers the events whose rows it took; the second reads a
     tenant's active endpoints, every column in `_ENDPOINT_FIELDS`' order, then
     the state of each one's breaker.
     """
-    gate = (
-        f'UPDATE "event" SET "fanned_out_at" = {param}, "fan_out_lease_until" = NULL'
-        ' WHERE "fanned_out_at" IS NULL AND "id" IN ({}) RETURNING *'
-    )
+    if param == "%s":  # PostgreSQL: the DELETE and the read in one statement
+        gate = (
+            'WITH "gone" AS (DELETE FROM "event_fan_out" WHERE "event_id" IN ({})'
+            ' RETURNING "event_id") SELECT "event".* FROM "event"'
+            ' JOIN "gone" ON "event"."id" = "gone"."event_id"'
+        )
+    else:  # SQLite: no DELETE in a WITH; `_open_gate` reads the events after it
+        gate = 'DELETE FROM "event_fan_out" WHERE "event_id" IN ({}) RETURNING "event_id"'
     columns = ", ".join(f'"endpoint"."{field.column_name}"' for field in _ENDPOINT_FIELDS)
     endpoints = (
         f'SELECT {columns}, "endpoint_health"."state" FROM "endpoint"'

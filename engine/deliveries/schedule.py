@@ -12,7 +12,7 @@ import datetime as dt
 from typing import Any
 
 from engine.db.connect import is_postgres
-from engine.db.models import Delivery, Event, db, utcnow
+from engine.db.models import Delivery, EventFanOut, db, utcnow
 from engine.deliveries import states
 from engine.deliveries.states import DELIVERING, PENDING, QUARANTINED, QUEUED, SCHEDULED
 
@@ -78,17 +78,17 @@ def take_unfanned(*, batch: int, lease_s: float) -> list[str]:
     now = utcnow()
     with db.atomic():
         picked = (
-            Event.select(Event.id)
-            .where(Event.fanned_out_at.is_null() & (Event.fan_out_lease_until < now))
-            .order_by(Event.fan_out_lease_until)
+            EventFanOut.select(EventFanOut.event_id)
+            .where(EventFanOut.lease_until < now)
+            .order_by(EventFanOut.lease_until)
             .limit(batch)
         )
         if is_postgres(db.obj):
-            picked = picked.for_update(of=Event, skip_locked=True)
-        ids = [row.id for row in picked]
+            picked = picked.for_update(skip_locked=True)
+        ids = [row.event_id for row in picked]
         if ids:
-            Event.update(fan_out_lease_until=now + dt.timedelta(seconds=lease_s)).where(
-                Event.id.in_(ids)
+            EventFanOut.update(lease_until=now + dt.timedelta(seconds=lease_s)).where(
+                EventFanOut.event_id.in_(ids)
             ).execute()
     return ids
 

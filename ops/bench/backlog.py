@@ -28,11 +28,13 @@ def insert(ctx: Context, rows: int) -> dict[str, Any]:
         [side, template],
     )
     ctx.pg.execute(
-        "INSERT INTO event (id, tenant_id, event_type, payload, created_at, fanned_out_at)"
+        "INSERT INTO event (id, tenant_id, event_type, payload, created_at)"
         " SELECT 'evt_backlog_' || g, %s, 'bench.backlog', '{\"n\":1}',"
-        f" {UTC_NOW}, {UTC_NOW} FROM generate_series(1, %s) AS g",
+        f" {UTC_NOW} FROM generate_series(1, %s) AS g",
         [tenant, side],
     )
+    # Their deliveries are made below: nothing is left to fan out.
+    ctx.pg.execute("DELETE FROM event_fan_out WHERE event_id LIKE 'evt_backlog_%%'")
     ctx.pg.execute(
         "INSERT INTO delivery (id, tenant_id, event_id, endpoint_id, event_type, status, attempts,"
         " next_attempt_at, last_attempt_at, last_status_code, last_error, event_created_at,"

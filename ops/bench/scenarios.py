@@ -84,7 +84,10 @@ def ingest(ctx: Context, batch: int = 0) -> list[dict[str, Any]]:
 
 def _fanned_out(ctx: Context, tenant: str) -> None:
     """Wait for the worker to fan a run's events out, so they do not spill into the next run."""
-    pending = "SELECT count(*) FROM event WHERE tenant_id = %s AND fanned_out_at IS NULL"
+    pending = (
+        "SELECT count(*) FROM event_fan_out f JOIN event e ON e.id = f.event_id"
+        " WHERE e.tenant_id = %s"
+    )
     if not wait_until(lambda: ctx.pg.scalar(pending, [tenant]) == 0, ctx.args.scenario_cap_s):
         raise RuntimeError(f"the worker did not fan out {tenant}'s events")
 
@@ -181,8 +184,8 @@ def lag(ctx: Context, rate_events_per_s: float) -> dict[str, Any]:
         " percentile_cont(0.5) WITHIN GROUP (ORDER BY f),"
         " percentile_cont(0.5) WITHIN GROUP (ORDER BY w) FROM ("
         "  SELECT extract(epoch FROM a.started_at - e.created_at) * 1000 AS s,"
-        "   extract(epoch FROM e.fanned_out_at - e.created_at) * 1000 AS f,"
-        "   extract(epoch FROM a.started_at - e.fanned_out_at) * 1000 AS w"
+        "   extract(epoch FROM d.created_at - e.created_at) * 1000 AS f,"
+        "   extract(epoch FROM a.started_at - d.created_at) * 1000 AS w"
         "  FROM attempt a JOIN delivery d ON d.id = a.delivery_id JOIN event e ON e.id = d.event_id"
         "  WHERE a.tenant_id = %s AND a.number = 1) AS lags",
         [tenant],

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from engine.db.models import Delivery, Endpoint, Event
+from engine.db.models import Delivery, Endpoint, EventFanOut
 from engine.deliveries import fanout
 from tests.api.conftest import new_tenant
 from tests.api.support import Api
@@ -34,7 +34,7 @@ def test_every_event_of_the_list_is_fanned_out_in_one_call(
         made = deliveries_of(event_id)
         assert {d.endpoint_id for d in made} == endpoint_ids
         assert {(d.status, d.attempts) for d in made} == {("delivering", 1)}
-        assert Event.get_by_id(event_id).fanned_out_at is not None
+        assert EventFanOut.get_or_none(EventFanOut.event_id == event_id) is None
     assert sorted(c.delivery.id for c in plan.claimed) == sorted(
         d.id for e in event_ids for d in deliveries_of(e)
     )
@@ -177,5 +177,5 @@ def test_a_failure_in_the_hand_over_commits_nothing(
         fanout.fan_out_and_claim(event_id, claim=10, before_writing=before_writing)
 
     assert deliveries_of(event_id) == []
-    assert Event.get_by_id(event_id).fanned_out_at is None
+    assert EventFanOut.get_or_none(EventFanOut.event_id == event_id) is not None
     assert len(fanout.fan_out_and_claim(event_id, claim=10).claimed) == 1

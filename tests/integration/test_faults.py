@@ -224,10 +224,11 @@ def insert_scheduled_backlog(pg_url: str, count: int) -> None:
         tenant_id, endpoint_id = cursor.fetchone()
         cursor.execute(
             """
-            INSERT INTO event (id, tenant_id, event_type, payload, created_at, fanned_out_at)
+            INSERT INTO event (id, tenant_id, event_type, payload, created_at)
             SELECT 'evt_BACKLOG' || lpad(n::text, 15, '0'), %(tenant)s, 'backlog', '{}',
-                %(now)s, %(now)s
+                %(now)s
             FROM generate_series(1, %(count)s) AS n;
+            DELETE FROM event_fan_out WHERE event_id LIKE 'evt_BACKLOG%%';
             INSERT INTO delivery (id, tenant_id, event_id, endpoint_id, event_type, status,
                 attempts, next_attempt_at, event_created_at, created_at, updated_at)
             SELECT 'dlv_BACKLOG' || lpad(n::text, 15, '0'), %(tenant)s,

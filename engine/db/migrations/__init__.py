@@ -29,6 +29,11 @@ _LOCK_KEY = 0x486F6F6B  # "Hook": the advisory lock migrators queue on
 _STEP = re.compile(r"^m(\d{4})_\w+$")
 
 
+# Statements a step runs whole after its DDL, per database kind (`POSTGRES`, `SQLITE`):
+# function and trigger bodies hold the semicolons `DDL` is split on.
+_WHOLE: dict[tuple[int, bool], list[str]] = {}
+
+
 def _steps() -> Sequence[tuple[int, str, str]]:
     found: list[tuple[int, str, str]] = []
     for module in pkgutil.iter_modules(__path__):
@@ -36,6 +41,9 @@ def _steps() -> Sequence[tuple[int, str, str]]:
         if match:
             step = importlib.import_module(f"{__name__}.{module.name}")
             found.append((int(match.group(1)), step.TITLE, step.DDL))
+            version = int(match.group(1))
+            _WHOLE[(version, True)] = list(getattr(step, "POSTGRES", []))
+            _WHOLE[(version, False)] = list(getattr(step, "SQLITE", []))
     return sorted(found)
 
 
@@ -96,6 +104,9 @@ def _apply_missing(database: Any) -> list[int]:
         try:
             with database.atomic():
                 for statement in _render(ddl, database):
+                    database.execute_sql(statement)
+                postgres = isinstance(database, PostgresqlDatabase)
+                for statement in _WHOLE.get((version, postgres), []):
                     database.execute_sql(statement)
                 mark = database.param
                 database.execute_sql(
