@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.db.connect import copy_rows
+from engine.db.connect import copy_rows, is_postgres
 from engine.db.models import Attempt, Delivery, Endpoint, Event, db, utcnow
 from engine.deliveries import states
 from engine.deliveries.client import Outcome
@@ -174,7 +174,7 @@ def _settled_rows(
 def _open_gate(gate_sql: str, ids: list[str], param: str) -> dict[str, Event]:
     """Take the events' `event_fan_out` rows; answer the events whose rows this call took."""
     gate = gate_sql.format(", ".join([param] * len(ids)))
-    if gate.startswith("WITH"):
+    if is_postgres(db.obj):  # the gate reads the events itself (`_fan_out_sql`)
         return {e.id: e for e in Event.raw(gate, *ids)}
     taken = [row[0] for row in db.execute_sql(gate, ids).fetchall()]
     return {e.id: e for e in Event.select().where(Event.id.in_(taken))} if taken else {}
