@@ -122,5 +122,6 @@ class Worker(UvicornWorker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         loop = loop_name(Settings.from_env().event_loop)
-        self.CONFIG_KWARGS = {**type(self).CONFIG_KWARGS, "loop": loop}
+        # uvicorn_worker reads `self.CONFIG_KWARGS` in `__init__`: this worker's own copy.
+        setattr(self, "CONFIG_KWARGS", {**type(self).CONFIG_KWARGS, "loop": loop})  # noqa: B010
         super().__init__(*args, **kwargs)

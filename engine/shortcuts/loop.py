@@ -10,9 +10,11 @@ writes. uvloop does the same work in C on libuv (ops/bench/NOTES.md#uvloop).
 from __future__ import annotations
 
 import asyncio
+import importlib
+from types import ModuleType
 
 try:
-    import uvloop
+    uvloop: ModuleType | None = importlib.import_module("uvloop")
 except ImportError:  # pragma: no cover - uvloop is installed wherever it builds
     uvloop = None
 
@@ -29,7 +31,7 @@ def install_event_loop(wanted: str) -> str:
     which asks the policy: call this before the worker boots.
     """
     name = loop_name(wanted)
-    if name == "uvloop":
+    if name == "uvloop" and uvloop is not None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     else:
         asyncio.set_event_loop_policy(None)  # the stdlib's default policy
