@@ -102,6 +102,7 @@ def event(row: Event) -> dict[str, Any]:
         "payload": json.loads(row.payload),
         "idempotency_key": row.idempotency_key,
         "created_at": timestamp(row.created_at),
+        "test": bool(row.test),
     }
 
 
@@ -132,6 +133,7 @@ def delivery(row: Delivery) -> dict[str, Any]:
         "quarantined_at": timestamp(row.quarantined_at),
         "created_at": timestamp(row.created_at),
         "updated_at": timestamp(row.updated_at),
+        "test": bool(row.test),
     }
 
 

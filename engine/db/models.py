@@ -121,6 +121,8 @@ class Event(BaseModel):
     # The fan-out lease the event was stored with: a trigger copies it to `event_fan_out`
     # (where an event stored without one is due at once).
     fan_out_lease_until = DateTimeField(null=True)
+    # Sent by `POST /v1/endpoints/{id}/test` to one endpoint: never fanned out (migration 10).
+    test = BooleanField(default=False)
 
 
 class EventFanOut(BaseModel):
@@ -152,6 +154,8 @@ class Delivery(BaseModel):
     event_created_at = DateTimeField()
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+    # A test event's delivery: left out of the breaker and of the metrics of real traffic.
+    test = BooleanField(default=False)
 
 
 class Attempt(BaseModel):
