@@ -57,8 +57,6 @@ def test_a_failing_test_event_is_retried_as_any_delivery(
     requests = receiver.wait_for("/flaky", 2)
     assert [json.loads(r.body)["type"] for r in requests[:2]] == ["webhook.test"] * 2
     wait_for_status(api, key, sent["event_id"], {"succeeded"}, 1)
-    status, attempts = api.call(
-        "GET", f"/v1/deliveries/{sent['delivery_id']}/attempts", key=key
-    )
+    status, attempts = api.call("GET", f"/v1/deliveries/{sent['delivery_id']}/attempts", key=key)
     assert status == 200, attempts
     assert sorted(a["status_code"] for a in attempts["data"]) == [200, 500]
