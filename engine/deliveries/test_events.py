@@ -19,8 +19,10 @@ from typing import Any
 from engine.db.connect import insert_rows
 from engine.db.models import Delivery, Event, db, utcnow
 from engine.deliveries import states
+from engine.deliveries.fanout import compiled_filter
 from engine.deliveries.states import PENDING
 from engine.endpoints import crud as endpoints
+from engine.endpoints import payload_filter
 from engine.endpoints import states as endpoint_states
 from engine.errors import ConflictError, InvalidInputError
 from engine.events.ingest import encode_payload
@@ -52,18 +54,21 @@ def send_test(
 ) -> TestSend:
     """Store a test event for one endpoint and its delivery, `pending`, leased `lease_s`.
 
-    `data` None means `{}`.
+    `data` None means `{}`. The endpoint's payload filter applies as at fan-out; its
+    event-type subscription does not (a `webhook.test` reaches any endpoint).
 
     Raises:
         NotFoundError: no such endpoint for this tenant.
         ConflictError: the endpoint is not active (unverified or disabled): its
             delivery would be cancelled or parked, never sent.
-        InvalidInputError: the event type is malformed (`event_type`).
+        InvalidInputError: the event type is malformed (`event_type`), or the
+            endpoint's filter lets this event through to no one (`data`).
     """
     event_type = DEFAULT_TEST_TYPE if event_type is None else event_type
     if not is_valid_event_type(event_type):
         raise InvalidInputError("event_type", f"must match {EVENT_TYPE_PATTERN}")
-    payload = encode_payload({} if data is None else data)
+    data = {} if data is None else data
+    payload = encode_payload(data)
     now = now or utcnow()
     with db.atomic():
         endpoint = endpoints.get_endpoint(tenant_id, endpoint_id)
@@ -71,6 +76,13 @@ def send_test(
             raise ConflictError(
                 f"endpoint {endpoint_id} is {endpoint.status}: a test is sent only to an active "
                 "endpoint (verify or enable it first)"
+            )
+        accepts = compiled_filter(endpoint)
+        if accepts is not None and not accepts(payload_filter.document(event_type, data)):
+            raise InvalidInputError(
+                "data",
+                "the endpoint's filter does not match this event, so it would get no delivery: "
+                "send data (and an event_type) that it matches",
             )
         event = {
             "id": new_id("evt"),

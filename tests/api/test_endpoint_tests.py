@@ -133,3 +133,16 @@ def test_a_key_without_endpoints_write_cannot_send_a_test(
     result = tenant.as_key(created.json["api_key"]).post(TEST, {}, endpoint_id=target)
 
     assert assert_problem(result, 403)["type"].endswith(":forbidden")
+
+
+def test_the_endpoints_filter_applies_to_a_test(
+    tenant: Api, create_endpoint: CreateEndpoint
+) -> None:
+    target = create_endpoint(filter={"data.amount": {"$gte": 100}})["id"]
+
+    refused = tenant.post(TEST, {"data": {"amount": 5}}, endpoint_id=target)
+    sent = send_test(tenant, target, {"data": {"amount": 500}})
+
+    problem = assert_problem(refused, 422, "data")
+    assert "filter" in problem["detail"]
+    assert tenant.get(EVENT, event_id=sent["event_id"]).json["payload"] == {"amount": 500}
