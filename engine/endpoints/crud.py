@@ -11,7 +11,7 @@ from engine.db.models import Delivery, Endpoint, db, utcnow
 from engine.db.pages import Page, paginate
 from engine.deliveries import states as delivery_states
 from engine.endpoints import secrets as endpoint_secrets
-from engine.endpoints import states
+from engine.endpoints import states, transforms
 from engine.endpoints.filters import is_valid_pattern
 from engine.errors import InvalidInputError, NotFoundError
 from engine.ids import new_id
@@ -44,6 +44,7 @@ EDITABLE = (
     "metadata",
     "retry_schedule",
     "breaker",
+    "transform",
 )
 
 
@@ -68,6 +69,7 @@ def validate_fields(fields: Mapping[str, Any], policy: AddressPolicy) -> None:
             raise InvalidInputError(f"headers.{name}", "a header value may not hold CR, LF or NUL")
         if lowered in RESERVED_HEADERS or lowered.startswith(("webhook-", "proxy-")):
             raise InvalidInputError(f"headers.{name}", "this header is set by Hookline")
+    transforms.check(fields.get("transform"))
 
 
 def create_endpoint(
@@ -103,6 +105,7 @@ def create_endpoint(
         metadata=dict(fields.get("metadata") or {}),
         retry_schedule=fields.get("retry_schedule"),
         breaker=fields.get("breaker"),
+        transform=fields.get("transform"),
         secret=sealed,
         status=states.initial(states.UNVERIFIED if verify else states.ACTIVE),
         created_at=now,
