@@ -212,10 +212,20 @@ class _Bounded(TreeInterpreter):
         self.steps_left = max_steps
 
     def visit(self, node: Any, *args: Any, **kwargs: Any) -> Any:
+        # Every node passes here: the dispatch is done in place, the visitors looked up once
+        # per process, so the bounds cost no second call (ops/bench/NOTES.md#transform-evaluation).
         self.steps_left -= 1
         if self.steps_left < 0:
             raise TransformError(f"the expression takes more than {MAX_STEPS} steps")
-        result = super().visit(node, *args, **kwargs)
-        if type(result) in (list, str) and len(result) > self.max_items:
+        kind = node["type"]
+        method = _VISITORS.get(kind)
+        if method is None:
+            method = _VISITORS[kind] = getattr(TreeInterpreter, f"visit_{kind}")
+        result = method(self, node, *args, **kwargs)
+        shape = type(result)
+        if (shape is list or shape is str) and len(result) > self.max_items:
             raise TransformError(f"an intermediate value is larger than {self.max_items} bytes")
         return result
+
+
+_VISITORS: dict[str, Any] = {}  # TreeInterpreter's visit_* functions, by node type
