@@ -11,6 +11,7 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.integration.conftest import Api
 from tests.integration.test_delivery import create_endpoint, wait_for_status
+from tests.integration.test_embedded import cli, hookline_up
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -131,3 +132,27 @@ def test_preview_equals_what_was_sent(stack: tuple[Api, Any], receiver: Receiver
         == json.dumps(preview["body"], ensure_ascii=False, separators=(",", ":")).encode()
     )
     assert preview["body"] == {"kind": "order.placed", "lines": ["b", "é"], "to": endpoint["id"]}
+
+
+def test_the_embedded_mode_transforms_and_quarantines_too(tmp_path: Any) -> None:
+    with hookline_up(tmp_path) as (api, env, cwd), Receiver() as receiver:
+        key = cli(env, cwd, "tenants", "create", "acme")["api_key"]
+        shaped = create_endpoint(
+            api, key, receiver.url("/shaped"), transform={"jmespath": "[data.n, type]"}
+        )
+        broken = create_endpoint(api, key, receiver.url("/broken"), transform={"jmespath": "type"})
+        status, event = api.call(
+            "POST", "/v1/events", {"event_type": "ping", "payload": {"n": 1}}, key=key
+        )
+        assert status == 202, event
+
+        [request] = receiver.wait_for("/shaped", 1)
+        assert Webhook(shaped["secret"]).verify(request.body, request.headers) == [1, "ping"]
+        rows = {
+            row["endpoint_id"]: row
+            for row in wait_for_status(api, key, event["id"], {"succeeded", "quarantined"}, 2)
+        }
+        assert rows[shaped["id"]]["status"] == "succeeded"
+        assert rows[broken["id"]]["quarantine_reason"] == "transform_error"
+        [attempt] = attempts_of(api, key, rows[shaped["id"]]["id"])
+        assert attempt["request_body"] == request.body.decode() == '[1,"ping"]'
