@@ -58,6 +58,7 @@ def endpoint(row: Endpoint) -> dict[str, Any]:
         "metadata": dict(row.metadata or {}),
         "retry_schedule": row.retry_schedule,
         "breaker": row.breaker,
+        "filter": row.payload_filter,
         "transform": row.transform,
         "status": row.status,
         "disabled_reason": row.disabled_reason,

@@ -106,6 +106,7 @@ class Endpoint(BaseModel):
     disabled_reason = TextField(null=True)
     disabled_at = DateTimeField(null=True)
     breaker = JSONField(null=True)  # per-endpoint overrides of the breaker settings
+    payload_filter = JSONField(null=True)  # `filter` in the API (engine.endpoints.payload_filter)
     transform = JSONField(null=True)  # {"jmespath": ...}: shapes the body it receives
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
