@@ -26,6 +26,7 @@ SKIPPABLE = (
     "e2e",
     "fanouts",
     "shared",
+    "transform",
     "drain",
     "lag",
     "isolation",
