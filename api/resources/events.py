@@ -16,6 +16,7 @@ from api.offload import Offload, receive_body
 from api.resources import paging, principal
 from api.validation import read_json, text_param
 from engine.events import ingest as events
+from engine.events.catalog_cache import CatalogCache, Snapshot
 from engine.events.ingest import EventStore
 from engine.settings import Settings
 
@@ -42,9 +43,11 @@ class Events:
         enqueue_many: EnqueueMany | None,
         offload: Offload,
         store: EventStore,
+        catalog: CatalogCache,
     ) -> None:
         self.settings = settings
         self.store = store
+        self.catalog = catalog
         self.enqueue = enqueue
         self.enqueue_many = enqueue_many or functools.partial(_one_by_one, enqueue)
         self.offload = offload
@@ -55,6 +58,9 @@ class Events:
         body = read_json(req, "event_create", limit, raw=await receive_body(req, limit) or b"")
         key = _idempotency_key(req, body)
         tenant_id = principal(req).tenant_id
+        # The catalog's verdict first: a refused payload stores nothing.
+        catalog = await catalog_snapshot(self.catalog, self.offload, tenant_id)
+        version = catalog.judge(body["event_type"], body["payload"])
         lease_s = self.settings.fan_out_lease_s
         created = True
         if key is None:
@@ -64,6 +70,7 @@ class Events:
                 body["payload"],
                 fan_out_lease_s=lease_s,
                 announce=self._announce,
+                schema_version=version,
             )
         else:  # a lookup of the key first, and a conflict to settle: on a thread
             event, created = await self.offload.run(
@@ -75,6 +82,7 @@ class Events:
                     key,
                     fan_out_lease_s=lease_s,
                     announce=self._announce,
+                    schema_version=version,
                 )
             )
         EVENTS_INGESTED.labels("created" if created else "duplicate").inc()
@@ -102,6 +110,14 @@ class Events:
             **views.event(event),
             "deliveries": [views.delivery_summary(d) for d in deliveries],
         }
+
+
+async def catalog_snapshot(catalog: CatalogCache, offload: Offload, tenant_id: str) -> Snapshot:
+    """The tenant's catalog: from memory on the loop, or read on a thread every few seconds."""
+    snapshot = catalog.fresh(tenant_id)
+    if snapshot is None:
+        snapshot = await offload.run(catalog.load, tenant_id)
+    return snapshot
 
 
 def _one_by_one(enqueue: Enqueue, kind: str, idents: list[str]) -> bool:
