@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-import jsonschema
+import jsonschema_rs
 
 from engine.db.models import EventType, Tenant
 from engine.errors import InvalidInputError
@@ -57,7 +57,7 @@ class StoredType:
 class _Entry:
     version: int
     archived: bool
-    validator: jsonschema.Draft202012Validator | None
+    validator: jsonschema_rs.Draft202012Validator | None
     id: str
 
 
@@ -88,8 +88,11 @@ class Snapshot:
         validator = entry.validator
         if validator is None:
             return None
-        if validator.is_valid(payload):
-            return entry.version
+        try:
+            if validator.is_valid(payload):
+                return entry.version
+        except (ValueError, RecursionError):
+            pass  # `violations` says what went wrong
         raise SchemaViolationError(event_type, entry.version, violations(validator, payload))
 
 

@@ -1,10 +1,19 @@
 """Payload schemas: JSON Schema 2020-12, checked when saved, compiled once, run offline.
 
-A schema is checked against the 2020-12 metaschema when saved, and every `$ref`
-or `$dynamicRef` in it must be a local pointer (`#`, `#/$defs/…`, `#anchor`):
-a remote reference is refused. The compiled validator resolves references in
-a `referencing.Registry` that holds nothing and retrieves nothing, so
-validating a payload never opens a connection, whatever the schema says.
+A schema is checked when saved: against the 2020-12 metaschema (`jsonschema`),
+every `$ref` or `$dynamicRef` in it must be a local pointer (`#`, `#/$defs/…`,
+`#anchor`) that resolves in a `referencing.Registry` holding nothing and
+retrieving nothing (a remote reference is refused), and it must compile.
+
+Payloads are validated by `jsonschema_rs`, compiled once per schema version:
+`jsonschema`'s validator cost 450 µs for a 20-property payload, about what the
+rest of an ingest costs, where `jsonschema_rs` takes 3 µs
+(ops/bench/NOTES.md#payload-schemas). It is built `offline` (it retrieves
+nothing, whatever the schema says), and with the linear-time regex engine, so
+no `pattern` can backtrack for long: a pattern that needs backtracking
+(lookaround, backreferences) is refused when the schema is saved. Payloads
+reach it at most as deep as `json.loads` parses (Python's recursion limit),
+which it handles.
 
 `violations` lists what a payload breaks, each as a JSON pointer into the
 payload and a message, at most `MAX_VIOLATIONS` of them.
@@ -16,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 import jsonschema
+import jsonschema_rs
 from jsonschema.exceptions import SchemaError
 from referencing import Registry
 from referencing.exceptions import Unresolvable
@@ -26,6 +36,7 @@ from engine.errors import InvalidInputError
 __all__ = [
     "DIALECT",
     "MAX_VIOLATIONS",
+    "TOO_DEEP",
     "SchemaViolationError",
     "Violation",
     "check_schema",
@@ -37,6 +48,7 @@ __all__ = [
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 MAX_VIOLATIONS = 50
 _MAX_MESSAGE_CHARS = 300
+TOO_DEEP = "is nested too deeply to be checked against its schema"
 _REFERENCES = ("$ref", "$dynamicRef")
 # Keywords whose values are schemas by name (an object of schemas), not schemas themselves.
 _NAMED = ("$defs", "definitions", "properties", "patternProperties", "dependentSchemas")
@@ -84,6 +96,10 @@ def check_schema(schema: Any, field: str = "schema") -> None:
     except RecursionError:
         raise InvalidInputError(field, "is nested too deeply") from None
     _check_resolvable(schema, field)
+    try:
+        compile_schema(schema)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInputError(field, _short(str(exc).split("\n\n")[0])) from None
 
 
 def _check_resolvable(schema: Any, field: str) -> None:
@@ -112,41 +128,36 @@ def _ids(node: Any, at: str) -> Iterator[str]:
             yield from _ids(item, f"{at}.{index}")
 
 
-def compile_schema(schema: Any) -> jsonschema.Draft202012Validator:
-    """A validator for a schema `check_schema` accepted; it never retrieves anything."""
-    return jsonschema.Draft202012Validator(schema, registry=_OFFLINE)
+def compile_schema(schema: Any) -> jsonschema_rs.Draft202012Validator:
+    """A validator for a schema; it never retrieves anything, and its regexes never backtrack.
+
+    Raises:
+        ValueError: the schema does not compile (a remote reference among them).
+    """
+    return jsonschema_rs.Draft202012Validator(
+        schema, offline=True, pattern_options=jsonschema_rs.RegexOptions()
+    )
 
 
 def violations(
-    validator: jsonschema.Draft202012Validator, payload: Any, limit: int = MAX_VIOLATIONS
+    validator: jsonschema_rs.Draft202012Validator, payload: Any, limit: int = MAX_VIOLATIONS
 ) -> list[Violation]:
     """What `payload` breaks, by path, at most the first `limit` found; [] when it holds."""
     found: list[tuple[tuple[tuple[int, int, str], ...], Violation]] = []
     try:
-        for error in _leaves(validator.iter_errors(payload)):
-            path = error.absolute_path
+        for error in validator.iter_errors(payload):
+            path = error.instance_path
             found.append((_order(path), Violation(pointer(path), _short(error.message))))
             if len(found) >= limit:
                 break
-    except Unresolvable as exc:
-        # A reference check_schema let through that does not resolve: the payload cannot pass.
-        message = _short(f"the schema's reference does not resolve: {exc}")
-        found.append(((), Violation("", message)))
+    except (ValueError, RecursionError):
+        found.append(((), Violation("", TOO_DEEP)))
     return [violation for _key, violation in sorted(found, key=lambda item: item[0])]
 
 
 def _order(path: Iterable[str | int]) -> tuple[tuple[int, int, str], ...]:
     """A sort key for a path: indexes as numbers (`/lines/2` before `/lines/10`)."""
     return tuple((0, part, "") if isinstance(part, int) else (1, 0, part) for part in path)
-
-
-def _leaves(errors: Iterable[jsonschema.ValidationError]) -> Iterator[jsonschema.ValidationError]:
-    """Each error, or for `anyOf`/`oneOf` failures the best match among its branches' errors."""
-    for error in errors:
-        if error.context:
-            yield jsonschema.exceptions.best_match(error.context) or error
-        else:
-            yield error
 
 
 def pointer(path: Iterable[str | int]) -> str:

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = (
     "ingest",
     "batch_ingest",
+    "ingest_schema",
     "baseline",
     "e2e_fanout_10",
     "e2e_fanout_2",
@@ -69,7 +70,7 @@ def test_smoke_reports_every_scenario(tmp_path: Any) -> None:
     for scenario in ("e2e_fanout_10", "e2e_fanout_2", "e2e_fanout_1", "e2e_shared_host", "drain"):
         assert document["scenarios"][scenario]["ratio_to_baseline"] > 0, scenario
     assert document["scenarios"]["isolation"]["ratio"] > 0
-    assert len(document["targets"]) == 15
+    assert len(document["targets"]) == 16
     # Hookline runs at its defaults but for the one deviation asked for, which is reported.
     assert document["deviations"] == [
         {"setting": "HOOKLINE_DB_MAX_CONNECTIONS", "value": "6", "default": "16"}

@@ -65,11 +65,11 @@ def test_a_schema_rejects_a_bad_payload_listing_every_violation(
     assert api.last_headers["content-type"].startswith("application/problem+json")
     assert problem["type"] == "urn:hookline:problem:payload-schema"
     assert sorted((e["pointer"], e["message"]) for e in problem["errors"]) == [
-        ("", "'currency' is a required property"),
+        ("", '"currency" is a required property'),
         ("", "Additional properties are not allowed ('note' was unexpected)"),
         ("/amount", "0 is less than the minimum of 1"),
-        ("/invoice", "'7' does not match '^INV-[0-9]+$'"),
-        ("/lines/1", "'quantity' is a required property"),
+        ("/invoice", '"7" does not match "^INV-[0-9]+$"'),
+        ("/lines/1", '"quantity" is a required property'),
     ]
     good = {"invoice": "INV-7", "amount": 700, "currency": "eur"}
     status, event = api.call(

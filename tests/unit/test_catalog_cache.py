@@ -92,7 +92,7 @@ def test_a_change_elsewhere_is_seen_after_the_bound(
     with pytest.raises(SchemaViolationError) as caught:
         cache.snapshot("ten_1").judge("invoice.paid", {})
 
-    assert caught.value.violations[0].message == "'amount' is a required property"
+    assert caught.value.violations[0].message == '"amount" is a required property'
     assert cache.snapshot("ten_1").judge("invoice.paid", {"amount": 1}) == 1
 
 
@@ -180,3 +180,17 @@ def test_tenants_are_cached_apart_and_the_oldest_goes_first(
 
     assert cache.fresh("ten_1") is None
     assert cache.fresh("ten_2") is not None and cache.fresh("ten_3") is not None
+
+
+def test_a_deep_payload_meets_its_recursive_schema_without_a_crash(
+    cache: CatalogCache, reader: FakeReader
+) -> None:
+    reader.declare("ten_1", "tree", {"properties": {"child": {"$ref": "#", "type": "object"}}})
+    payload: dict[str, Any] = {}
+    for _ in range(2000):
+        payload = {"child": payload}
+
+    assert cache.snapshot("ten_1").judge("tree", payload) == 1
+    with pytest.raises(SchemaViolationError) as caught:
+        cache.snapshot("ten_1").judge("tree", {"child": {"child": 3}})
+    assert caught.value.violations[0].pointer == "/child/child"

@@ -10,6 +10,8 @@ import pytest
 from engine.errors import InvalidInputError
 from engine.events.payload_schema import (
     MAX_VIOLATIONS,
+    TOO_DEEP,
+    Violation,
     check_schema,
     compile_schema,
     pointer,
@@ -81,12 +83,19 @@ def test_validation_never_opens_a_connection(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(socket.socket, "connect", no_network)
-    # A nested `$id` skips the save-time resolution check; the reference still never leaves.
-    validator = compile_schema({"properties": {"a": {"$id": "https://e.com/x", "$ref": "y.json"}}})
+    # A nested `$id` skips the save-time resolution check; compiling still fetches nothing.
+    schema = {"properties": {"a": {"$id": "https://e.com/x", "$ref": "y.json"}}}
 
-    found = violations(validator, {"a": 1})
+    with pytest.raises(ValueError, match="Retrieval is disabled"):
+        compile_schema(schema)
+    assert refused(schema).field == "schema.properties.a.$ref"
 
-    assert found and "resolve" in found[0].message
+
+def test_a_pattern_that_would_backtrack_is_refused_when_saved() -> None:
+    error = refused({"properties": {"a": {"pattern": "^(a+)+(?=b)$"}}})
+
+    assert error.field == "schema"
+    assert "regex" in error.message
 
 
 @pytest.mark.parametrize(
@@ -119,7 +128,7 @@ def test_every_violation_is_listed_with_its_pointer() -> None:
     found = violations(compile_schema(schema), payload)
 
     assert [v.pointer for v in found] == ["", "/a~1b", "/amount", "/lines/1"]
-    assert "'id' is a required property" in found[0].message
+    assert found[0].message == '"id" is a required property'
 
 
 def test_violations_stop_at_the_limit() -> None:
@@ -134,3 +143,24 @@ def test_violations_stop_at_the_limit() -> None:
 
 def test_a_valid_payload_has_no_violations() -> None:
     assert violations(compile_schema({"type": "object"}), {"a": 1}) == []
+
+
+def test_a_payload_as_deep_as_json_parses_meets_a_recursive_schema_without_a_crash() -> None:
+    validator = compile_schema({"properties": {"a": {"$ref": "#", "required": ["b"]}}})
+    payload: dict[str, Any] = {"b": 1}
+    for _ in range(2000):  # json.loads stops at about 1,000 levels
+        payload = {"a": payload, "b": 1}
+
+    assert validator.is_valid(payload)
+    assert violations(validator, {"a": {"a": {}}}) == [
+        Violation("/a", '"b" is a required property'),
+        Violation("/a/a", '"b" is a required property'),
+    ]
+
+
+def test_a_validator_that_fails_says_so_as_a_violation() -> None:
+    class Broken:
+        def iter_errors(self, payload: Any) -> Any:
+            raise ValueError("Recursion limit reached")
+
+    assert violations(Broken(), {}) == [Violation("", TOO_DEEP)]  # type: ignore[arg-type]
