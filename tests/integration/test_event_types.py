@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from engine.events.catalog_cache import CatalogCache
 from engine.ids import new_id
 from tests.factories import ADMIN_TOKEN, Clock
 from tests.integration.conftest import Api, Processes, free_port, stack_env
+from tests.integration.test_embedded import cli, hookline_up
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -206,3 +208,27 @@ def test_the_migration_gives_a_key_of_every_scope_the_new_ones_on_postgresql(pg:
     assert ApiKey.get_by_id(every).scopes[-2:] == ["event_types:read", "event_types:write"]
     assert len(ApiKey.get_by_id(every).scopes) == 8
     assert ApiKey.get_by_id(narrow).scopes == ["events:write"]
+
+
+def test_the_embedded_mode_validates_payloads_and_lists_the_catalog(tmp_path: Path) -> None:
+    with hookline_up(tmp_path) as (api, env, cwd):
+        tenant = cli(env, cwd, "tenants", "create", "acme")
+        key = tenant["api_key"]
+        status, _ = api.call(
+            "POST", "/v1/event-types", {"name": "invoice.paid", "schema": INVOICE}, key=key
+        )
+        assert status == 201
+
+        status, problem = api.call(
+            "POST", "/v1/events", {"event_type": "invoice.paid", "payload": BAD}, key=key
+        )
+        good = {"invoice": "INV-1", "amount": 1, "currency": "usd"}
+        accepted, event = api.call(
+            "POST", "/v1/events", {"event_type": "invoice.paid", "payload": good}, key=key
+        )
+        listed = cli(env, cwd, "tenants", "event-types", tenant["id"])
+
+    assert (status, len(problem["errors"])) == (422, 5)
+    assert (accepted, event["schema_version"]) == (202, 1)
+    assert [t["name"] for t in listed["event_types"]] == ["invoice.paid"]
+    assert listed["strict_event_types"] is False
