@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import falcon
 import falcon.asgi
@@ -15,6 +16,8 @@ from api.metrics import EVENTS_INGESTED
 from api.offload import Offload, receive_body
 from api.resources import paging, principal
 from api.validation import read_json, text_param
+from engine.db.models import Event
+from engine.errors import InvalidInputError
 from engine.events import ingest as events
 from engine.events.catalog_cache import CatalogCache, Snapshot
 from engine.events.ingest import EventStore
@@ -58,9 +61,11 @@ class Events:
         body = read_json(req, "event_create", limit, raw=await receive_body(req, limit) or b"")
         key = _idempotency_key(req, body)
         tenant_id = principal(req).tenant_id
-        # The catalog's verdict first: a refused payload stores nothing.
-        catalog = await catalog_snapshot(self.catalog, self.offload, tenant_id)
-        version = catalog.judge(body["event_type"], body["payload"])
+        version, first = await self._judge(tenant_id, body, key)
+        if first is not None:
+            EVENTS_INGESTED.labels("duplicate").inc()
+            resp.media = views.event(first)
+            return
         lease_s = self.settings.fan_out_lease_s
         created = True
         if key is None:
@@ -88,6 +93,28 @@ class Events:
         EVENTS_INGESTED.labels("created" if created else "duplicate").inc()
         resp.status = falcon.HTTP_202 if created else falcon.HTTP_200
         resp.media = views.event(event)
+
+    async def _judge(
+        self, tenant_id: str, body: dict[str, Any], key: str | None
+    ) -> tuple[int | None, Event | None]:
+        """The catalog's verdict, before anything is stored: the schema version passed.
+
+        Or, for a refused event whose idempotency key was stored, that first event: a
+        repeat is answered it, though its type's schema or strict mode changed since.
+
+        Raises:
+            InvalidInputError: the catalog refuses the event (`SchemaViolationError` among them).
+        """
+        catalog = await catalog_snapshot(self.catalog, self.offload, tenant_id)
+        try:
+            return catalog.judge(body["event_type"], body["payload"]), None
+        except InvalidInputError:
+            if key is None:
+                raise
+            first = (await self.offload.run(events.keyed_events, tenant_id, [key])).get(key)
+            if first is None:
+                raise
+            return None, first
 
     def _announce(self, event_ids: list[str]) -> None:
         """Publish `fan_out` for new events (those of concurrent requests together)."""

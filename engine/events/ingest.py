@@ -292,6 +292,16 @@ def _announce_quietly(announce: Announce, ids: list[str]) -> None:
         log.warning("announce_failed", event_ids=ids, error=f"{type(exc).__name__}: {exc}")
 
 
+def keyed_events(tenant_id: str, keys: Sequence[str]) -> dict[str, Event]:
+    """The tenant's events stored under these idempotency keys, by key (absent: none)."""
+    if not keys:
+        return {}
+    query = Event.select().where(
+        (Event.tenant_id == tenant_id) & Event.idempotency_key.in_(list(keys))
+    )
+    return {str(row.idempotency_key): row for row in query}
+
+
 def get_event(tenant_id: str, event_id: str) -> Event:
     """One event of the tenant.
 

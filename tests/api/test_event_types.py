@@ -251,3 +251,21 @@ def test_each_operation_needs_its_scope(admin: Api, method: str, path: str, scop
     result = lacking.call(method, path, doc={"name": "a.b"}, name="a.b")
 
     assert scope in assert_problem(result, 403)["detail"]
+
+
+def test_a_repeat_of_an_accepted_event_answers_it_though_its_schema_changed(tenant: Api) -> None:
+    declare(tenant)
+    first = tenant.post(
+        EVENTS, event_body("invoice.paid", payload={"invoice": 1}, idempotency_key="k-1")
+    ).json
+    tenant.patch(TYPE, {"schema": INVOICE}, name="invoice.paid")
+    repeat = event_body("invoice.paid", payload={"invoice": 1}, idempotency_key="k-1")
+    fresh = event_body("invoice.paid", payload={"invoice": 1}, idempotency_key="k-2")
+
+    single = tenant.post(EVENTS, repeat)
+    batch = tenant.post(BATCH, {"events": [repeat, fresh]}).json["results"]
+
+    assert (single.status_code, single.json["id"]) == (200, first["id"])
+    assert batch[0] == {"status": 200, "id": first["id"]}
+    assert batch[1]["status"] == 422
+    assert_problem(tenant.post(EVENTS, fresh), 422, "payload")
