@@ -34,7 +34,12 @@ import jsonschema_rs
 
 from engine.db.models import EventType, Tenant
 from engine.errors import InvalidInputError
-from engine.events.payload_schema import SchemaViolationError, compile_schema, violations
+from engine.events.payload_schema import (
+    SchemaViolationError,
+    compile_schema,
+    failed,
+    violations,
+)
 
 __all__ = ["CatalogCache", "CatalogReader", "DatabaseReader", "Snapshot", "StoredType"]
 
@@ -91,8 +96,9 @@ class Snapshot:
         try:
             if validator.is_valid(payload):
                 return entry.version
-        except (ValueError, RecursionError):
-            pass  # `violations` says what went wrong
+        except BaseException as exc:
+            if not failed(exc):
+                raise  # `violations` says what went wrong otherwise
         raise SchemaViolationError(event_type, entry.version, violations(validator, payload))
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "Violation",
     "check_schema",
     "compile_schema",
+    "failed",
     "pointer",
     "violations",
 ]
@@ -48,7 +49,18 @@ __all__ = [
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 MAX_VIOLATIONS = 50
 _MAX_MESSAGE_CHARS = 300
-TOO_DEEP = "is nested too deeply to be checked against its schema"
+TOO_DEEP = "could not be checked against its schema (nested too deeply?)"
+
+
+def failed(exc: BaseException) -> bool:
+    """Whether `jsonschema_rs` failed (rather than the process being stopped).
+
+    A Rust panic surfaces as pyo3's `PanicException`, a BaseException that cannot be
+    imported; it must answer a 422, not take the request or the process down.
+    """
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
 _REFERENCES = ("$ref", "$dynamicRef")
 # Keywords whose values are schemas by name (an object of schemas), not schemas themselves.
 _NAMED = ("$defs", "definitions", "properties", "patternProperties", "dependentSchemas")
@@ -98,7 +110,9 @@ def check_schema(schema: Any, field: str = "schema") -> None:
     _check_resolvable(schema, field)
     try:
         compile_schema(schema)
-    except (ValueError, RecursionError) as exc:
+    except BaseException as exc:
+        if not failed(exc):
+            raise
         raise InvalidInputError(field, _short(str(exc).split("\n\n")[0])) from None
 
 
@@ -150,7 +164,9 @@ def violations(
             found.append((_order(path), Violation(pointer(path), _short(error.message))))
             if len(found) >= limit:
                 break
-    except (ValueError, RecursionError):
+    except BaseException as exc:
+        if not failed(exc):
+            raise
         found.append(((), Violation("", TOO_DEEP)))
     return [violation for _key, violation in sorted(found, key=lambda item: item[0])]
 

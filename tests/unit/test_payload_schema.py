@@ -14,6 +14,7 @@ from engine.events.payload_schema import (
     Violation,
     check_schema,
     compile_schema,
+    failed,
     pointer,
     violations,
 )
@@ -164,3 +165,10 @@ def test_a_validator_that_fails_says_so_as_a_violation() -> None:
             raise ValueError("Recursion limit reached")
 
     assert violations(Broken(), {}) == [Violation("", TOO_DEEP)]  # type: ignore[arg-type]
+
+
+def test_a_rust_panic_is_a_failure_to_report_and_a_stop_is_not() -> None:
+    panic = type("PanicException", (BaseException,), {})
+
+    assert failed(panic("boom")) and failed(ValueError("bad"))
+    assert not failed(KeyboardInterrupt()) and not failed(SystemExit(0))
