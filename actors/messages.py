@@ -60,7 +60,9 @@ class OutcomeRecord:
 
     def to_json(self) -> dict[str, Any]:
         """The record as the message carries it."""
-        return dataclasses.asdict(self)
+        # Field by field: `dataclasses.asdict` deep-copies every value, and a worker
+        # reports one record per attempt (ops/bench/NOTES.md#uvloop-and-the-worker-s-small-costs).
+        return {name: getattr(self, name) for name in _RECORD_FIELDS}
 
     @classmethod
     def from_json(cls, data: Any) -> OutcomeRecord:
@@ -110,6 +112,9 @@ class OutcomeRecord:
             )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"a malformed version 0 outcome row: {exc!r}") from None
+
+
+_RECORD_FIELDS = tuple(spec.name for spec in dataclasses.fields(OutcomeRecord))
 
 
 def _status(value: Any) -> int | None:

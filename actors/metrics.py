@@ -144,6 +144,9 @@ def serve_supervisor_metrics() -> int:
 
 
 def _serve_forked(bind: str) -> int:
+    from actors.signals import absorb_repeated_stops
+
+    absorb_repeated_stops()  # dramatiq's fork handlers are installed by now
     try:
         _server(bind).serve_forever()
     except OSError as exc:

@@ -14,7 +14,8 @@ from actors.broker import Publisher, build_broker, worker_middleware
 from actors.lifecycle import DatabaseConnections, HttpClient
 from actors.registry import declare_actors
 from actors.runtime import Runtime
-from actors.worker import tune_interpreter
+from actors.signals import absorb_repeated_stops
+from actors.worker import install_event_loop, tune_interpreter
 from engine import logs
 from engine.db.connect import bind
 from engine.settings import Settings
@@ -23,7 +24,9 @@ from engine.settings import Settings
 def setup(settings: Settings | None = None) -> dramatiq.Broker:
     """Build the supervisor's broker, actors and runtime; dramatiq's CLI takes the broker."""
     settings = settings or Settings.from_env()
+    absorb_repeated_stops()
     tune_interpreter()
+    install_event_loop(settings.event_loop)
     logs.configure(settings.log_level, settings.log_format)
     database = bind(settings)
     broker = build_broker(settings, worker_middleware(settings))

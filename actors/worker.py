@@ -18,16 +18,20 @@ from actors.middleware import DeliveryPolicy
 from actors.outcomes import OutcomeReporter
 from actors.registry import declare_actors
 from actors.runtime import Runtime
+from actors.signals import absorb_repeated_stops
 from engine import logs
 from engine.db.connect import bind
 from engine.settings import Settings
 from engine.shortcuts.interpreter import freeze_heap, tune_interpreter
+from engine.shortcuts.loop import install_event_loop
 
 
 def setup(settings: Settings | None = None) -> dramatiq.Broker:
     """Build this process's broker, actors and runtime; dramatiq's CLI takes the broker."""
     settings = settings or Settings.from_env()
+    absorb_repeated_stops()  # a SIGTERM to the process group is one stop, not "stop now"
     tune_interpreter()
+    install_event_loop(settings.event_loop)  # before the AsyncIO middleware makes its loop
     logs.configure(settings.log_level, settings.log_format)
     database = bind(settings)
     broker, _runtime = build(settings, database)

@@ -27,6 +27,7 @@ from api.resources.keys import Keys
 from api.resources.openapi import OpenApi
 from api.resources.quarantine import Quarantine
 from api.resources.tenants import Tenants
+from api.resources.transforms import Transforms
 from api.server import ConcurrencyLimit
 from api.server import Worker as ServerWorker
 from engine.events.catalog_cache import CatalogCache
@@ -131,6 +132,7 @@ def create_app(
     route("/v1/endpoints/{endpoint_id}/recover", endpoints, suffix="recover")
     route("/v1/endpoints/{endpoint_id}/health", endpoints, suffix="health")
     route("/v1/endpoints/{endpoint_id}/enable", endpoints, suffix="enable")
+    route("/v1/transforms/preview", Transforms(settings), suffix="preview")
     store = events or EventStore()
     event_types = EventTypes(settings, catalogs)
     route("/v1/event-types", event_types)

@@ -3,7 +3,9 @@
 Used by `hookline up` when no broker URL is set: an in-process broker, the
 database named by the settings (SQLite under `data_dir` by default). The
 database is still the source of truth, so a restart loses nothing: the
-scheduler finds every event and delivery left unfinished.
+scheduler finds every event and delivery left unfinished, and, the in-process
+broker's messages having died with the last run, takes it at its first pass
+instead of when the leases those messages held run out.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from api.app import create_app
 from api.server import MAX_CONNECTIONS, ConcurrencyLimit, server_protocol
 from engine.db.connect import bind
 from engine.db.migrations import migrate
+from engine.deliveries import schedule
 from engine.events.ingest import EventStore
 from engine.settings import Settings
 from engine.tenancy.credentials import CredentialCache, CredentialGeneration
@@ -85,6 +88,13 @@ def start(settings: Settings) -> Embedded:
     """Migrate, then start workers, scheduler and the API server (not yet serving)."""
     database = bind(settings)
     migrate(database)
+    if settings.broker_url is None:
+        # The in-process broker's messages died with the last run: what they carried is
+        # taken again by the scheduler's first pass, not after its leases run out.
+        with database.connection_context():
+            deliveries, events = schedule.expire_leases()
+        if deliveries or events:
+            log.info("unfinished_work_resumed", deliveries=deliveries, events=events)
     threads = settings.worker_threads
     if settings.database_url is None:
         threads = min(threads, SQLITE_WORKER_THREADS)

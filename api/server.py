@@ -16,6 +16,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
 from api.errors import problem_body
+from engine.settings import Settings
+from engine.shortcuts.loop import loop_name
 
 # Requests in flight per worker; beyond, new ones are answered 503 (`ConcurrencyLimit`).
 MAX_IN_FLIGHT = 2048
@@ -104,7 +106,10 @@ def server_protocol() -> type[HttpToolsProtocol]:
 
 
 class Worker(UvicornWorker):
-    """`worker_class = "api.server.Worker"` in `ops/gunicorn.conf.py`."""
+    """`worker_class = "api.server.Worker"` in `ops/gunicorn.conf.py`.
+
+    The event loop is `HOOKLINE_EVENT_LOOP`'s (`engine.shortcuts.loop`).
+    """
 
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         "loop": "asyncio",
@@ -114,3 +119,9 @@ class Worker(UvicornWorker):
         "server_header": False,
         "limit_concurrency": MAX_CONNECTIONS,
     }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        loop = loop_name(Settings.from_env().event_loop)
+        # uvicorn_worker reads `self.CONFIG_KWARGS` in `__init__`: this worker's own copy.
+        setattr(self, "CONFIG_KWARGS", {**type(self).CONFIG_KWARGS, "loop": loop})  # noqa: B010
+        super().__init__(*args, **kwargs)

@@ -59,6 +59,8 @@ def endpoint(row: Endpoint) -> dict[str, Any]:
         "metadata": dict(row.metadata or {}),
         "retry_schedule": row.retry_schedule,
         "breaker": row.breaker,
+        "filter": row.payload_filter,
+        "transform": row.transform,
         "status": row.status,
         "disabled_reason": row.disabled_reason,
         "verified_at": timestamp(row.verified_at),
@@ -151,7 +153,8 @@ def delivery(row: Delivery) -> dict[str, Any]:
     }
 
 
-def attempt(row: Attempt) -> dict[str, Any]:
+def attempt(row: Attempt, request_body: str | None) -> dict[str, Any]:
+    """An attempt, with the body it sent (`engine.deliveries.log.sent_body`)."""
     return {
         "id": row.id,
         "delivery_id": row.delivery_id,
@@ -164,6 +167,8 @@ def attempt(row: Attempt) -> dict[str, Any]:
         "error_detail": row.error_detail,
         "response_body": row.response_body,
         "response_body_truncated": bool(row.response_body_truncated),
+        "request_body": request_body,
+        "transformed": row.request_body is not None,
     }
 
 

@@ -11,6 +11,8 @@
     ├── CryptoError             a stored secret does not decrypt with the configured keys
     ├── MigrationError          the schema cannot be brought up to date
     ├── TransitionError         a status change its state machine's table does not allow (a bug)
+    ├── TransformError          an endpoint's transform gives no body that can be sent
+    │                           (engine.endpoints.transforms; a delivery makes it an outcome)
     ├── MalformedError          a value handed to a pure function is not well-formed (a ValueError)
     │   ├── InvalidIdError          an id, its prefix or its timestamp (engine.ids)
     │   ├── InvalidScheduleError    a retry schedule (engine.retry)

@@ -53,10 +53,16 @@ _DECODE = {char: value for value, char in enumerate(ALPHABET)}
 # Every 10-bit value as its two characters: 13 lookups write an id instead of 26 steps.
 _PAIRS = tuple(a + b for a in ALPHABET for b in ALPHABET)
 _PAIR_SHIFTS = tuple(range(_ULID_CHARS * 5 - 10, -1, -10))
+# The first 10 characters are the 48-bit time alone (and two leading zero bits), the
+# last 16 the 80 random bits: `new_id` writes the time once per millisecond.
+_RANDOM_MASK = (1 << _RANDOM_BITS) - 1
+_RANDOM_SHIFTS = tuple(range(_RANDOM_BITS - 10, -1, -10))
+_KNOWN_PREFIXES = frozenset(PREFIXES.values())
 
 _lock = threading.Lock()
 _last_ms = -1
 _last_value = 0
+_time_chars: tuple[int, str] = (-1, "")  # the last time part written, and its characters
 
 
 class InvalidIdError(MalformedError):
@@ -70,12 +76,12 @@ def new_id(prefix: str, *, now_ms: int | None = None) -> str:
         InvalidIdError: the prefix is not 1-16 lowercase letters or digits
             (starting with a letter), or `now_ms` is outside 48 bits.
     """
-    if not _PREFIX_RE.fullmatch(prefix):
+    if prefix not in _KNOWN_PREFIXES and not _PREFIX_RE.fullmatch(prefix):
         raise InvalidIdError(f"id prefix {prefix!r} must be lowercase letters or digits")
     ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     if not 0 <= ms <= _MAX_MS:
         raise InvalidIdError(f"timestamp {ms} ms does not fit in 48 bits")
-    return f"{prefix}_{_encode(_next_value(ms))}"
+    return f"{prefix}_{_encode_fast(_next_value(ms))}"
 
 
 def is_id(value: str, prefix: str) -> bool:
@@ -113,6 +119,19 @@ def _encode(value: int) -> str:
     """Write a 128-bit integer as 26 Crockford base32 characters (10 bits per lookup)."""
     pairs = _PAIRS
     return "".join([pairs[(value >> shift) & 0x3FF] for shift in _PAIR_SHIFTS])
+
+
+def _encode_fast(value: int) -> str:
+    """`_encode(value)`, writing the time part only when it differs from the last one's."""
+    global _time_chars
+    pairs = _PAIRS
+    high = value >> _RANDOM_BITS
+    cached_high, head = _time_chars  # one tuple read: another thread may replace it
+    if high != cached_high:
+        head = _encode(high << _RANDOM_BITS)[:10]
+        _time_chars = (high, head)
+    low = value & _RANDOM_MASK
+    return head + "".join([pairs[(low >> shift) & 0x3FF] for shift in _RANDOM_SHIFTS])
 
 
 def _decode(body: str) -> int:

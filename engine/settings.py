@@ -188,6 +188,8 @@ class Settings:
     log_level: str = "info"
     # Log format: json, console, or auto (console on a terminal).
     log_format: str = "auto"
+    # The event loop that serves the API and sends attempts: uvloop, or asyncio (the stdlib's).
+    event_loop: str = "uvloop"
 
     @property
     def embedded(self) -> bool:
@@ -240,6 +242,8 @@ class Settings:
             raise SettingsError(PREFIX + "LOG_LEVEL", "must be debug, info, warning or error")
         if self.log_format not in ("json", "console", "auto"):
             raise SettingsError(PREFIX + "LOG_FORMAT", "must be json, console or auto")
+        if self.event_loop not in ("uvloop", "asyncio"):
+            raise SettingsError(PREFIX + "EVENT_LOOP", "must be uvloop or asyncio")
         self._validate_jwt()
         self._validate_alerts()
 
@@ -354,4 +358,5 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "supervisor_metrics_bind": parse.bind,
     "log_level": parse.choice("debug", "info", "warning", "error"),
     "log_format": parse.choice("json", "console", "auto"),
+    "event_loop": parse.choice("uvloop", "asyncio"),
 }

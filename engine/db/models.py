@@ -110,6 +110,8 @@ class Endpoint(BaseModel):
     disabled_reason = TextField(null=True)
     disabled_at = DateTimeField(null=True)
     breaker = JSONField(null=True)  # per-endpoint overrides of the breaker settings
+    payload_filter = JSONField(null=True)  # `filter` in the API (engine.endpoints.payload_filter)
+    transform = JSONField(null=True)  # {"jmespath": ...}: shapes the body it receives
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
     deleted_at = DateTimeField(null=True)
@@ -191,6 +193,9 @@ class Attempt(BaseModel):
     error_detail = TextField(null=True)
     response_body = TextField(null=True)
     response_body_truncated = BooleanField(default=False)
+    # The body sent when a transform shaped it; null: the event's standard envelope
+    # (rebuilt from the event when read), or nothing was sent (`transform_error`).
+    request_body = TextField(null=True)
 
 
 class RateLimitWindow(BaseModel):

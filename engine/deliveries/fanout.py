@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import structlog
 
 from engine.db.connect import copy_rows, is_postgres
 from engine.db.models import Attempt, Delivery, Endpoint, Event, db, utcnow
@@ -18,9 +21,14 @@ from engine.deliveries import states
 from engine.deliveries.client import Outcome
 from engine.deliveries.record import Claim, attempt_row
 from engine.deliveries.states import PENDING, QUEUED, SUCCEEDED
+from engine.endpoints import payload_filter
 from engine.endpoints import states as endpoint_states
 from engine.endpoints.filters import matches
+from engine.endpoints.payload_filter import Matcher
+from engine.errors import InvalidInputError
 from engine.ids import new_id
+
+log = structlog.get_logger(__name__)
 
 # The states new rows are inserted in, checked against the table once, not per row.
 CREATED_CLAIMED = states.initial(states.DELIVERING)
@@ -101,14 +109,12 @@ def fan_out_and_claim(
     claimed: list[Claim] = []
     with db.atomic():
         opened = _open_gate(gate_sql, ids, param)
-        tenants: dict[str, list[tuple[Endpoint, str | None]]] = {}  # with each breaker's state
+        tenants: dict[str, list[Subscriber]] = {}
         for event in (opened[i] for i in ids if i in opened):
             endpoints = tenants.get(event.tenant_id)
             if endpoints is None:
                 endpoints = tenants[event.tenant_id] = memo.active(endpoints_sql, event.tenant_id)
-            for endpoint, breaker_state in endpoints:
-                if not matches(event.event_type, endpoint.event_types):
-                    continue
+            for endpoint, breaker_state in _receivers(event, endpoints):
                 if len(claimed) < claim and breaker_state in (None, "closed"):
                     row = _new_delivery(event, endpoint.id, now, claim_until, CREATED_CLAIMED, 1)
                     # Every column is given: peewee need not compute the defaults first.
@@ -137,6 +143,25 @@ def fan_out_and_claim(
         else:
             copy_rows(Delivery, rows)
     return plan
+
+
+def _receivers(
+    event: Event, endpoints: Sequence[Subscriber]
+) -> Iterator[tuple[Endpoint, str | None]]:
+    """The endpoints an event goes to, with their breakers' states: its type, then its content.
+
+    The payload is parsed once, and only when an endpoint of the event's type has a filter.
+    """
+    document = None
+    for endpoint, accepts, breaker_state in endpoints:
+        if not matches(event.event_type, endpoint.event_types):
+            continue
+        if accepts is not None:
+            if document is None:
+                document = payload_filter.document(event.event_type, json.loads(event.payload))
+            if not accepts(document):
+                continue
+        yield endpoint, breaker_state
 
 
 def _settled_rows(
@@ -214,34 +239,64 @@ _ID = _ENDPOINT_FIELDS.index(Endpoint._meta.primary_key)
 ENDPOINT_MEMO_MAX = 10_000
 
 
+# An active endpoint, its payload filter compiled (None: it has none), its breaker's state.
+Subscriber = tuple[Endpoint, Matcher | None, str | None]
+
+
 class EndpointMemo:
     """Endpoint models by id, each with the row it was built from; shared by threads.
 
     A row that reads the same as last time is the same endpoint: its model
-    (JSON columns parsed, fields converted) is used again instead of built
-    again (ops/bench/NOTES.md#endpoint-memo). A changed row builds a new
-    model. The models are only read, never changed.
+    (JSON columns parsed, fields converted) and its compiled payload filter
+    are used again instead of built again (ops/bench/NOTES.md#endpoint-memo).
+    A changed row builds new ones. The models are only read, never changed.
     """
 
     def __init__(self, max_entries: int = ENDPOINT_MEMO_MAX) -> None:
         self.max_entries = max_entries
-        self._models: dict[str, tuple[tuple[Any, ...], Endpoint]] = {}
+        self._models: dict[str, tuple[tuple[Any, ...], Endpoint, Matcher | None]] = {}
 
-    def active(self, sql: str, tenant_id: str) -> list[tuple[Endpoint, str | None]]:
-        """The tenant's active endpoints, each with its breaker's state (None: no breaker yet)."""
+    def active(self, sql: str, tenant_id: str) -> list[Subscriber]:
+        """The tenant's active endpoints, each with its filter and its breaker's state.
+
+        The state is None when the endpoint has no breaker yet.
+        """
         cursor = db.execute_sql(sql, (tenant_id, endpoint_states.ACTIVE))
-        return [(self.model(tuple(row)), state) for *row, state in cursor.fetchall()]
+        return [(*self.built(tuple(row)), state) for *row, state in cursor.fetchall()]
 
-    def model(self, values: tuple[Any, ...]) -> Endpoint:
-        """The model of a row of `_ENDPOINT_FIELDS`; the one built before if the row is the same."""
+    def built(self, values: tuple[Any, ...]) -> tuple[Endpoint, Matcher | None]:
+        """The model of a row of `_ENDPOINT_FIELDS` and its compiled filter.
+
+        Those built before when the row is the same.
+        """
         known = self._models.get(values[_ID])
         if known is not None and known[0] == values:
-            return known[1]
+            return known[1], known[2]
         endpoint = _endpoint_model(values)
+        accepts = _compiled_filter(endpoint)
         if len(self._models) >= self.max_entries:
             self._models.clear()
-        self._models[values[_ID]] = (values, endpoint)
-        return endpoint
+        self._models[values[_ID]] = (values, endpoint, accepts)
+        return endpoint, accepts
+
+
+def _compiled_filter(endpoint: Endpoint) -> Matcher | None:
+    """The endpoint's payload filter as a predicate; None when it has none.
+
+    A stored filter the API would refuse (written by hand, or by a later
+    version) matches nothing: the subscriber asked not to get everything.
+    """
+    if endpoint.payload_filter is None:
+        return None
+    try:
+        return payload_filter.compile_filter(endpoint.payload_filter)
+    except InvalidInputError as exc:
+        log.warning("payload_filter_invalid", endpoint_id=endpoint.id, error=str(exc))
+        return _match_nothing
+
+
+def _match_nothing(document: Any) -> bool:
+    return False
 
 
 def _endpoint_model(values: tuple[Any, ...]) -> Endpoint:

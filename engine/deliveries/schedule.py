@@ -93,6 +93,28 @@ def take_unfanned(*, batch: int, lease_s: float) -> list[str]:
     return ids
 
 
+def expire_leases(*, now: dt.datetime | None = None) -> tuple[int, int]:
+    """End every lease now: (deliveries, events awaiting fan-out) whose lease was running.
+
+    For a process whose broker was in memory and died with it (`hookline up`): the
+    messages those leases waited on are gone, so the next scheduler pass takes the work
+    again at once instead of after the lease. Never call it where another live process
+    may hold a lease: its work would be taken twice.
+    """
+    now = now or utcnow()
+    past = now - dt.timedelta(microseconds=1)
+    with db.atomic():
+        deliveries = (
+            Delivery.update(lease_until=past)
+            .where(Delivery.status.in_(_LEASED) & (Delivery.lease_until >= now))
+            .execute()
+        )
+        events = (
+            EventFanOut.update(lease_until=past).where(EventFanOut.lease_until >= now).execute()
+        )
+    return int(deliveries), int(events)
+
+
 def backlog_counts() -> dict[str, int]:
     """Deliveries waiting for a retry, those already due, and those quarantined."""
     now = utcnow()

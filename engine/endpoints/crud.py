@@ -10,8 +10,8 @@ from typing import Any
 from engine.db.models import Delivery, Endpoint, db, utcnow
 from engine.db.pages import Page, paginate
 from engine.deliveries import states as delivery_states
+from engine.endpoints import payload_filter, states, transforms
 from engine.endpoints import secrets as endpoint_secrets
-from engine.endpoints import states
 from engine.endpoints.filters import is_valid_pattern
 from engine.errors import InvalidInputError, NotFoundError
 from engine.ids import new_id
@@ -44,7 +44,11 @@ EDITABLE = (
     "metadata",
     "retry_schedule",
     "breaker",
+    "filter",
+    "transform",
 )
+# API field names whose column is named otherwise.
+_COLUMNS = {"filter": "payload_filter"}
 
 
 def validate_fields(fields: Mapping[str, Any], policy: AddressPolicy) -> None:
@@ -68,6 +72,9 @@ def validate_fields(fields: Mapping[str, Any], policy: AddressPolicy) -> None:
             raise InvalidInputError(f"headers.{name}", "a header value may not hold CR, LF or NUL")
         if lowered in RESERVED_HEADERS or lowered.startswith(("webhook-", "proxy-")):
             raise InvalidInputError(f"headers.{name}", "this header is set by Hookline")
+    if fields.get("filter") is not None:
+        payload_filter.check(fields["filter"])
+    transforms.check(fields.get("transform"))
 
 
 def create_endpoint(
@@ -103,6 +110,8 @@ def create_endpoint(
         metadata=dict(fields.get("metadata") or {}),
         retry_schedule=fields.get("retry_schedule"),
         breaker=fields.get("breaker"),
+        payload_filter=fields.get("filter"),
+        transform=fields.get("transform"),
         secret=sealed,
         status=states.initial(states.UNVERIFIED if verify else states.ACTIVE),
         created_at=now,
@@ -159,8 +168,9 @@ def update_endpoint(
                     value = sorted(set(value or []))
                 elif name in ("headers", "metadata"):
                     value = dict(value or {})
-                setattr(endpoint, name, value)
-                changed.append(name)
+                column = _COLUMNS.get(name, name)
+                setattr(endpoint, column, value)
+                changed.append(column)
         endpoint.updated_at = now
         # Never the status: only `states` moves it, conditionally.
         endpoint.save(only=[getattr(Endpoint, name) for name in (*changed, "updated_at")])

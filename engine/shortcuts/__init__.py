@@ -22,6 +22,12 @@ tests/unit/test_pool_probe.py, tests/unit/test_worker_tuning.py).
   `rowcount`, peewee's `__exception_wrapper__`, and COPY's text format reading
   back each field class's values as an INSERT stores them.
   Off: `copies=False` in `open_database` (rows are INSERTed).
+- **uvloop** (`loop.install_event_loop`, and `api.server.Worker` for uvicorn):
+  the worker's, the supervisor's and the API's event loops are uvloop's. Rests
+  on dramatiq's `EventLoopThread` making its loop with `asyncio.new_event_loop()`
+  (the policy's), and on uvloop running aiohttp's client and uvicorn's httptools
+  protocol as asyncio's loop does (`socket_factory` sockets included).
+  Off: `HOOKLINE_EVENT_LOOP=asyncio`.
 - **Interpreter tuning** (`interpreter`): a 1 ms GIL switch interval, the
   youngest GC generation every 10,000 allocations, the startup heap frozen.
   Rests on CPython's `sys.setswitchinterval`, `gc.set_threshold`, `gc.freeze`.
@@ -37,6 +43,7 @@ from engine.shortcuts.interpreter import (
     freeze_heap,
     tune_interpreter,
 )
+from engine.shortcuts.loop import install_event_loop, loop_name
 from engine.shortcuts.pool import PROBE_IDLE_S, ShortcutPool
 
 __all__ = [
@@ -47,5 +54,7 @@ __all__ = [
     "copy_plan",
     "copy_rows",
     "freeze_heap",
+    "install_event_loop",
+    "loop_name",
     "tune_interpreter",
 ]

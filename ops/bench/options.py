@@ -27,6 +27,7 @@ SKIPPABLE = (
     "e2e",
     "fanouts",
     "shared",
+    "transform",
     "drain",
     "lag",
     "isolation",

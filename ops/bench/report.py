@@ -31,6 +31,7 @@ ROWS = (
         "end to end, fan-out {m}: PostgreSQL transactions per delivery",
     ),
     ("e2e_shared_host", "deliveries_per_s", "dlv/s", "end to end, fan-out {f}, one host"),
+    ("e2e_transform", "deliveries_per_s", "dlv/s", "end to end, fan-out {f}, Slack transform"),
     ("drain", "deliveries_per_s", "dlv/s", "drain, fan-out {f}: deliveries/s"),
     ("drain", "from_start_per_s", "dlv/s", "drain, from the worker's start"),
     ("lag", "p50_ms", "ms", "lag at half load: p50"),
@@ -63,6 +64,7 @@ CPU_UNITS = (
     ("batch_ingest", "event", ""),
     ("e2e_fanout_{m}", "delivery", ""),
     ("e2e_shared_host", "delivery", ""),
+    ("e2e_transform", "delivery", ""),
     ("drain", "delivery", ""),
     ("baseline", "delivery", ""),
     ("backlog", "due delivery dispatched", "dispatch_"),
@@ -259,6 +261,16 @@ def _margin(target: dict[str, Any]) -> str:
     return f"{target['margin_pct']:+.1f} %"
 
 
+def _ratios(scenario: dict[str, Any]) -> str:
+    """A deliveries/s row's ratios: to the naive baseline, and (a transform's) to plain runs."""
+    shown = []
+    if scenario.get("ratio_to_baseline"):
+        shown.append(f"{scenario['ratio_to_baseline']:.2f} x naive")
+    if scenario.get("ratio_to_plain"):
+        shown.append(f"{scenario['ratio_to_plain']:.2f} x without")
+    return f" ({', '.join(shown)})" if shown else ""
+
+
 def table(document: dict[str, Any]) -> str:
     """The results and the targets as a Markdown table."""
     runs = document["settings"]["runs"]
@@ -273,8 +285,7 @@ def table(document: dict[str, Any]) -> str:
             values = scenarios.get(scenario, {}).get("summary", {}).get(metric)
             if values is None:
                 continue
-            ratio = scenarios[scenario].get("ratio_to_baseline")
-            shown = f" ({ratio:.2f} x naive)" if ratio and metric == "deliveries_per_s" else ""
+            shown = _ratios(scenarios[scenario]) if metric == "deliveries_per_s" else ""
             lines.append(
                 f"| {label}{shown} | {_fmt(values['median'])} | {_fmt(values['min'])} "
                 f"| {_fmt(values['max'])} | {unit} |"

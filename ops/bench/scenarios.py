@@ -16,6 +16,11 @@ from ops.bench.services import purge_queues
 
 ROLES = ("api", "worker", "scheduler", "supervisor")  # Hookline's processes, all running
 OPEN_STATES = "('pending', 'queued', 'delivering', 'scheduled')"
+# A typical transform: a Slack-style incoming-webhook body made from the bench's payload.
+SLACK_TRANSFORM = {
+    "jmespath": "{text: join('', ['Event ', type, ' #', to_string(data.n), ' for ', endpoint.id]),"
+    " blocks: [{type: 'section', text: {type: 'mrkdwn', text: join('', ['*', type, '*'])}}]}"
+}
 QUEUES = ("hookline.fan_out", "hookline.deliver", "hookline.fan_out.DQ", "hookline.deliver.DQ")
 
 
@@ -151,17 +156,23 @@ def _succeeded(ctx: Context, tenant: str, endpoints: list[str] | None = None) ->
 
 
 def end_to_end(
-    ctx: Context, events: int, label: str = "e2e", fanout: int = 0, shared_host: bool = False
+    ctx: Context,
+    events: int,
+    label: str = "e2e",
+    fanout: int = 0,
+    shared_host: bool = False,
+    transform: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """N events x fan-out M, from the first ingest to the last delivery recorded.
 
     M is `fanout`, or the benchmark's first fan-out; `healthy_deliveries_per_s`
-    leaves out the endpoints the isolation scenario would make hang.
+    leaves out the endpoints the isolation scenario would make hang. With
+    `transform`, every endpoint shapes its bodies with it.
     """
     args = ctx.args
     fanout = fanout or args.fanout
     tenant, key = ctx.tenant(label)
-    endpoints = ctx.endpoints(key, fanout, shared_host=shared_host)
+    endpoints = ctx.endpoints(key, fanout, shared_host=shared_host, transform=transform)
     healthy = endpoints[args.hanging :] if fanout == args.fanout else endpoints
     expected = events * len(endpoints)
     transactions = ctx.pg.transactions()

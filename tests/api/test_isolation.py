@@ -36,6 +36,8 @@ BODIES: dict[str, Any] = {
     "SecretRotate": {},
     "TenantCreate": {"name": "Initech"},
     "TenantUpdate": {"rate_limits": {"management_per_s": 1}},
+    # Another tenant's endpoint_id in a preview is a 404 (tests/api/test_transforms.py).
+    "TransformPreview": {"transform": {"jmespath": "[type]"}, "event": {"type": "a.b", "data": {}}},
 }
 
 

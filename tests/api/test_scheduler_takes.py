@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from engine.db.models import PENDING, QUEUED, SCHEDULED, Delivery, utcnow
+from engine.db.models import DELIVERING, PENDING, QUEUED, SCHEDULED, Delivery, utcnow
 from engine.deliveries import fanout
 from engine.deliveries import schedule as scheduling
 from tests.api.support import attempt, outcome
@@ -58,3 +58,26 @@ def test_take_expired_finds_lost_rows_in_every_unfinished_state(
 
     assert sorted(taken) == sorted([pending, queued, delivering])
     assert scheduling.take_expired(batch=10, lease_s=60) == []
+
+
+def test_expire_leases_hands_every_leased_row_to_the_next_pass_and_nothing_else(
+    publish: Publish, create_endpoint: CreateEndpoint
+) -> None:
+    for _ in range(4):
+        create_endpoint()
+    unfanned = publish()["id"]  # its fan-out is leased, as the API stored it
+    pending, queued, delivering, finished = sorted(fanout.fan_out(publish()["id"]))
+    later = utcnow() + dt.timedelta(minutes=5)
+    _set(pending, lease_until=later)
+    _set(queued, status=QUEUED, lease_until=later)
+    _set(delivering, status=DELIVERING, lease_until=later)
+    _set(finished, status=SCHEDULED, lease_until=later, next_attempt_at=later)
+    assert scheduling.take_expired(batch=10, lease_s=60) == []
+    assert scheduling.take_unfanned(batch=10, lease_s=60) == []
+
+    moved = scheduling.expire_leases()
+
+    assert moved == (3, 1)
+    assert sorted(scheduling.take_expired(batch=10, lease_s=60)) == [pending, queued, delivering]
+    assert scheduling.take_unfanned(batch=10, lease_s=60) == [unfanned]
+    assert Delivery.get_by_id(finished).status == SCHEDULED

@@ -77,6 +77,7 @@ def test_an_empty_value_means_the_default() -> None:
         ("HOOKLINE_ALLOWED_CIDRS", "10.0.0.0/33"),
         ("HOOKLINE_ADMIN_TOKEN", "short"),
         ("HOOKLINE_LOG_FORMAT", "xml"),
+        ("HOOKLINE_EVENT_LOOP", "tokio"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(variable: str, value: str) -> None:
