@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from engine.breakers.store import HealthView
-from engine.db.models import ApiKey, Attempt, Delivery, Endpoint, Event, Tenant
+from engine.db.models import ApiKey, Attempt, Delivery, Endpoint, Event, EventType, Tenant
 from engine.db.pages import Page
 from engine.endpoints.secrets import SecretView
 
@@ -34,6 +34,7 @@ def tenant_detail(row: Tenant) -> dict[str, Any]:
         "name": row.name,
         "rate_limits": row.rate_limits,
         "alert_channels": row.alert_channels,
+        "strict_event_types": bool(row.strict_event_types),
         "created_at": timestamp(row.created_at),
     }
 
@@ -103,7 +104,22 @@ def event(row: Event) -> dict[str, Any]:
         "event_type": row.event_type,
         "payload": json.loads(row.payload),
         "idempotency_key": row.idempotency_key,
+        "schema_version": row.schema_version,
         "created_at": timestamp(row.created_at),
+    }
+
+
+def event_type(row: EventType) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "schema": None if row.schema is None else json.loads(row.schema),
+        "examples": list(row.examples or []),
+        "version": row.version,
+        "archived": bool(row.archived),
+        "created_at": timestamp(row.created_at),
+        "updated_at": timestamp(row.updated_at),
     }
 
 

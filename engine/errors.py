@@ -5,6 +5,7 @@
     ├── NotFoundError           no such row for this tenant
     ├── ConflictError           the request clashes with the stored state
     ├── InvalidInputError       a value the schema admits but the domain refuses (names the field)
+    │   └── SchemaViolationError    a payload its event type's schema refuses (engine.events)
     ├── ForbiddenError          the credential lacks a scope the request needs (names the scope)
     ├── UnavailableError        the database cannot be reached right now (raised by engine.db)
     ├── CryptoError             a stored secret does not decrypt with the configured keys

@@ -22,6 +22,7 @@ PRIVATE = ("json", "skip", "profile", "py_spy")  # options that are not settings
 SKIPPABLE = (
     "ingest",
     "batch",
+    "schema",
     "baseline",
     "e2e",
     "fanouts",

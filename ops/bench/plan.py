@@ -51,7 +51,16 @@ def run_all(ctx: Context) -> dict[str, Any]:
                 "runs": runs,
                 "summary": report.summarise(runs, "events_per_s", "p50_ms", "p99_ms"),
             }
-    if {"ingest", "batch"} - skip:
+    if "schema" not in skip:
+        _say("ingest of a 20-property payload, without and with its schema, alternately")
+        runs = scenarios.ingest_schema(ctx)
+        found["ingest_schema"] = {
+            "runs": runs,
+            "summary": report.summarise(
+                runs, "plain_events_per_s", "schema_events_per_s", "ratio_pct"
+            ),
+        }
+    if {"ingest", "batch", "schema"} - skip:
         doc["vacuum_after_ingest_s"] = _vacuum(ctx)
     _rounds(ctx, found)
     if "lag" not in skip:

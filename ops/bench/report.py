@@ -19,6 +19,9 @@ ROWS = (
     ("batch_ingest", "events_per_s", "ev/s", "batch ingest: events accepted"),
     ("batch_ingest", "p50_ms", "ms", "batch ingest: latency p50, per batch"),
     ("batch_ingest", "p99_ms", "ms", "batch ingest: latency p99, per batch"),
+    ("ingest_schema", "plain_events_per_s", "ev/s", "ingest, 20 properties, no schema"),
+    ("ingest_schema", "schema_events_per_s", "ev/s", "ingest, 20 properties, with their schema"),
+    ("ingest_schema", "ratio_pct", "%", "ingest with a 20-property schema, of without"),
     ("baseline", "deliveries_per_s", "dlv/s", "naive baseline: deliveries/s"),
     ("e2e_fanout_{m}", "deliveries_per_s", "dlv/s", "end to end, fan-out {m}: deliveries/s"),
     (
@@ -158,6 +161,13 @@ def targets(scenarios: dict[str, Any], fanouts: list[int]) -> list[dict[str, Any
             "ev/s",
         ),
         ("batch ingest p99 ≤ 100 ms per batch", med("batch_ingest", "p99_ms"), "<=", 100, "ms"),
+        (
+            "ingest with a 20-property schema ≥ 90 % of without",
+            med("ingest_schema", "ratio_pct"),
+            ">=",
+            90,
+            "%",
+        ),
         ("lag p50 ≤ 25 ms", med("lag", "p50_ms"), "<=", 25, "ms"),
         ("lag p99 ≤ 250 ms", med("lag", "p99_ms"), "<=", 250, "ms"),
         (

@@ -27,7 +27,16 @@ AGAINST_BASELINE = (
     "e2e_transform",
     "drain",
 )
-SCENARIOS = ("ingest", "batch_ingest", "baseline", *AGAINST_BASELINE, "lag", "isolation", "backlog")
+SCENARIOS = (
+    "ingest",
+    "batch_ingest",
+    "ingest_schema",
+    "baseline",
+    *AGAINST_BASELINE,
+    "lag",
+    "isolation",
+    "backlog",
+)
 UNAVAILABLE = 3  # the benchmark's exit status when PostgreSQL or RabbitMQ is down
 
 
@@ -68,7 +77,7 @@ def test_smoke_reports_every_scenario(tmp_path: Any) -> None:
     assert document["scenarios"]["e2e_transform"]["ratio_to_plain"] > 0
     assert "Slack transform (" in done.stdout and " x without)" in done.stdout
     assert document["scenarios"]["isolation"]["ratio"] > 0
-    assert len(document["targets"]) == 15
+    assert len(document["targets"]) == 16
     # Hookline runs at its defaults but for the one deviation asked for, which is reported.
     assert document["deviations"] == [
         {"setting": "HOOKLINE_DB_MAX_CONNECTIONS", "value": "6", "default": "16"}
