@@ -32,6 +32,8 @@ MAX_BATCH = 500
 FLUSH_INTERVAL_S = 0.5
 CAPACITY = 100_000  # outcomes a process keeps while the broker is down
 MAX_BACKOFF_S = 30.0
+# Attempts that failed before reaching the endpoint, which say nothing of its health.
+NOT_THE_ENDPOINTS = frozenset({"secret_unavailable", "transform_error"})
 
 
 class OutcomeReporter:
@@ -136,8 +138,9 @@ def report_attempt(
     apart; the breaker and the metrics of real traffic never see it.
     """
     test = claimed.delivery.test
-    # A secret that does not decrypt is our fault, not the endpoint's: the breaker ignores it.
-    if reporter is not None and outcome.error_class != "secret_unavailable" and not test:
+    # A secret that does not decrypt is our fault, and a transform that fails is the
+    # subscriber's configuration, not the endpoint's availability: the breaker ignores both.
+    if reporter is not None and outcome.error_class not in NOT_THE_ENDPOINTS and not test:
         reporter.report(
             OutcomeRecord.of(claimed.endpoint.id, claimed.delivery.id, outcome, decision)
         )

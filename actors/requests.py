@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +13,8 @@ from actors.runtime import USER_AGENT, Runtime
 from engine.db.models import utcnow
 from engine.deliveries import record as deliveries
 from engine.deliveries.client import Outcome, Request
+from engine.endpoints import transforms
+from engine.endpoints.transforms import TransformError
 from engine.errors import CryptoError
 
 Work = list[tuple[deliveries.Claim, Request | Outcome]]
@@ -36,17 +39,28 @@ def sender(rt: Runtime) -> Callable[[Request], Any]:
 
 
 def build(rt: Runtime, claimed: list[deliveries.Claim]) -> Work:
-    """Each claimed delivery's signed request, or the outcome that stands for it."""
+    """Each claimed delivery's signed request, or the outcome that stands for it.
+
+    A transform that fails stands as an outcome too (`transform_error`): no request is
+    made, and the event's other deliveries go on.
+    """
     timestamp = int(time.time())
     work: Work = []
     bodies: dict[str, bytes] = {}  # one body per event, shared by its deliveries
+    parsed: dict[str, Any] = {}  # one parsed payload per event, for the transforms
     for one in claimed:
         body = bodies.get(one.event.id)
         if body is None:
             body = bodies[one.event.id] = deliveries.envelope(one.event)
         try:
+            if one.endpoint.transform:
+                one = _transformed(rt, one, parsed)
             request: Request | Outcome = deliveries.build_request(
                 one, user_agent=USER_AGENT, timestamp=timestamp, box=rt.box, body=body
+            )
+        except TransformError as exc:  # the endpoint's transform: quarantined, never retried
+            request = Outcome(
+                utcnow(), 0.0, error_class=transforms.ERROR_CLASS, error_detail=str(exc)
             )
         except CryptoError as exc:  # a key is missing: an attempt that failed, retried later
             request = Outcome(
@@ -54,6 +68,16 @@ def build(rt: Runtime, claimed: list[deliveries.Claim]) -> Work:
             )
         work.append((one, request))
     return work
+
+
+def _transformed(
+    rt: Runtime, claimed: deliveries.Claim, parsed: dict[str, Any]
+) -> deliveries.Claim:
+    """The claim with its transformed body; the event's payload parsed once per batch."""
+    data = parsed.get(claimed.event.id)
+    if data is None:
+        data = parsed[claimed.event.id] = json.loads(claimed.event.payload)
+    return deliveries.transformed(claimed, max_bytes=rt.settings.max_body_bytes, data=data)
 
 
 def attempt(rt: Runtime, claimed: list[deliveries.Claim], work: Work | None = None) -> None:

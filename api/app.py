@@ -20,14 +20,17 @@ from api.resources.deliveries import Deliveries
 from api.resources.endpoint_secrets import EndpointSecrets
 from api.resources.endpoints import Endpoints
 from api.resources.event_batches import EventBatches
+from api.resources.event_types import EventTypes
 from api.resources.events import Enqueue, EnqueueMany, Events
 from api.resources.health import Health, Readiness
 from api.resources.keys import Keys
 from api.resources.openapi import OpenApi
 from api.resources.quarantine import Quarantine
 from api.resources.tenants import Tenants
+from api.resources.transforms import Transforms
 from api.server import ConcurrencyLimit
 from api.server import Worker as ServerWorker
+from engine.events.catalog_cache import CatalogCache
 from engine.events.ingest import EventStore
 from engine.secretbox import SecretBox
 from engine.secretbox import from_settings as secretbox_from_settings
@@ -57,6 +60,7 @@ def create_app(
     credentials: CredentialCache | None = None,
     events: EventStore | None = None,
     limiter: Limiter | None = None,
+    catalogs: CatalogCache | None = None,
 ) -> falcon.asgi.App:
     """Build the ASGI app; the database is bound and `enqueue` publishes `fan_out`.
 
@@ -76,6 +80,9 @@ def create_app(
 
     `limiter` holds this process's leases on the shared rate-limit counters
     (`engine.tenancy.limiter`); one is built here when not given.
+
+    `catalogs` holds this process's copy of the tenants' event-type catalogs, which
+    ingest judges payloads against (`engine.events.catalog_cache`); built here when not given.
     """
     offload = Offload(database, settings.api_threads)
     rate_limit = RateLimit(limiter or Limiter(settings), clock, offload=offload)
@@ -107,7 +114,8 @@ def create_app(
     route("/readyz", Readiness(database, broker_check))
     route("/openapi.json", OpenApi())
     changes = credentials.generation if credentials is not None else CredentialGeneration()
-    tenants = Tenants(settings, changes)
+    catalogs = catalogs or CatalogCache(settings.event_types_cache_s)
+    tenants = Tenants(settings, changes, catalogs)
     route("/v1/tenants", tenants)
     route("/v1/tenants/{tenant_id}", tenants, suffix="item")
     keys = Keys(settings, changes)
@@ -125,10 +133,16 @@ def create_app(
     route("/v1/endpoints/{endpoint_id}/recover", endpoints, suffix="recover")
     route("/v1/endpoints/{endpoint_id}/health", endpoints, suffix="health")
     route("/v1/endpoints/{endpoint_id}/enable", endpoints, suffix="enable")
+    route("/v1/transforms/preview", Transforms(settings), suffix="preview")
     store = events or EventStore()
-    ingest = Events(settings, enqueue, enqueue_many, offload, store)
+    event_types = EventTypes(settings, catalogs)
+    route("/v1/event-types", event_types)
+    route("/v1/event-types/{name}", event_types, suffix="item")
+    ingest = Events(settings, enqueue, enqueue_many, offload, store, catalogs)
     route("/v1/events", ingest)
-    batches = EventBatches(settings, ingest.enqueue_many, offload, store, rate_limit.spend)
+    batches = EventBatches(
+        settings, ingest.enqueue_many, offload, store, rate_limit.spend, catalogs
+    )
     route("/v1/events/batch", batches, body_bytes=settings.max_batch_bytes)
     route("/v1/events/{event_id}", ingest, suffix="item")
     deliveries = Deliveries(settings, enqueue)

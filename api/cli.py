@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     create = tenant_commands.add_parser("create", help="create a tenant and print its API key")
     create.add_argument("name")
     create.set_defaults(handler=_create_tenant)
+    listing = tenant_commands.add_parser(
+        "event-types", help="list a tenant's event types, their schema versions and strict mode"
+    )
+    listing.add_argument("tenant_id")
+    listing.add_argument("--archived", choices=("true", "false"), default=None)
+    listing.set_defaults(handler=_list_event_types)
     secrets = commands.add_parser("secrets", help="manage the encryption of endpoint secrets")
     secret_commands = secrets.add_subparsers(dest="secrets_command", required=True)
     rotate_key = secret_commands.add_parser(
@@ -102,6 +108,29 @@ def _create_tenant(settings: Settings, args: argparse.Namespace) -> int:
     with database.connection_context():
         tenant, api_key = create_tenant(name)
     print(json.dumps(views.tenant(tenant, api_key)))
+    return 0
+
+
+def _list_event_types(settings: Settings, args: argparse.Namespace) -> int:
+    from api import views
+    from engine.events import catalog
+    from engine.tenancy.tenants import find_tenant
+
+    archived = None if args.archived is None else args.archived == "true"
+    with bind(settings).connection_context():
+        if find_tenant(args.tenant_id) is None:
+            print(f"hookline: no tenant {args.tenant_id}", file=sys.stderr)
+            return 2
+        found, cursor = [], None
+        while True:
+            page = catalog.list_event_types(
+                args.tenant_id, limit=200, cursor=cursor, archived=archived
+            )
+            found += [views.event_type(row) for row in page.items]
+            if (cursor := page.next_cursor) is None:
+                break
+        strict = catalog.strict_mode(args.tenant_id)
+    print(json.dumps({"strict_event_types": strict, "event_types": found}, ensure_ascii=False))
     return 0
 
 

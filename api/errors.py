@@ -17,6 +17,7 @@ from engine.errors import (
     InvalidInputError,
     NotFoundError,
 )
+from engine.events.payload_schema import SchemaViolationError
 
 log = structlog.get_logger(__name__)
 
@@ -36,7 +37,7 @@ class Problem(falcon.HTTPError):
         detail: str,
         *,
         field: str | None = None,
-        errors: list[dict[str, str]] | None = None,
+        errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(status, title=title, description=detail, headers=headers)
@@ -116,6 +117,31 @@ def invalid_input(exc: InvalidInputError, at: str = "") -> Problem:
     )
 
 
+def _violated(
+    req: falcon.Request, resp: falcon.Response, exc: SchemaViolationError, params: Any
+) -> None:
+    raise schema_problem(exc)
+
+
+def schema_problem(exc: SchemaViolationError, at: str = "") -> Problem:
+    """The 422 for a payload its type's schema refuses: each violation, a pointer into `payload`."""
+    field = f"{at}.payload" if at else "payload"
+    listed = [
+        {"field": field, "pointer": found.pointer, "message": found.message}
+        for found in exc.violations
+    ]
+    return Problem(
+        422,
+        "payload-schema",
+        "Payload does not match its schema",
+        f"The payload breaks version {exc.version} of the schema of {exc.event_type!r} "
+        f"({len(listed)} violation{'s' if len(listed) != 1 else ''} listed); first: "
+        f"{exc.message}",
+        field=field,
+        errors=listed,
+    )
+
+
 def _forbidden(
     req: falcon.Request, resp: falcon.Response, exc: ForbiddenError, params: Any
 ) -> None:
@@ -170,6 +196,7 @@ def install(app: falcon.asgi.App) -> None:
     app.add_error_handler(Exception, wrap(_unexpected))
     app.add_error_handler(NotFoundError, wrap(_not_found))
     app.add_error_handler(InvalidInputError, wrap(_invalid))
+    app.add_error_handler(SchemaViolationError, wrap(_violated))
     app.add_error_handler(ConflictError, wrap(_conflict))
     app.add_error_handler(ForbiddenError, wrap(_forbidden))
     for error in UNAVAILABLE_ERRORS:  # UnavailableError, and peewee's own where they leak

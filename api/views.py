@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from engine.breakers.store import HealthView
-from engine.db.models import ApiKey, Attempt, Delivery, Endpoint, Event, Tenant
+from engine.db.models import ApiKey, Attempt, Delivery, Endpoint, Event, EventType, Tenant
 from engine.db.pages import Page
 from engine.endpoints.secrets import SecretView
 
@@ -34,6 +34,7 @@ def tenant_detail(row: Tenant) -> dict[str, Any]:
         "name": row.name,
         "rate_limits": row.rate_limits,
         "alert_channels": row.alert_channels,
+        "strict_event_types": bool(row.strict_event_types),
         "created_at": timestamp(row.created_at),
     }
 
@@ -59,6 +60,7 @@ def endpoint(row: Endpoint) -> dict[str, Any]:
         "retry_schedule": row.retry_schedule,
         "breaker": row.breaker,
         "filter": row.payload_filter,
+        "transform": row.transform,
         "status": row.status,
         "disabled_reason": row.disabled_reason,
         "verified_at": timestamp(row.verified_at),
@@ -102,8 +104,23 @@ def event(row: Event) -> dict[str, Any]:
         "event_type": row.event_type,
         "payload": json.loads(row.payload),
         "idempotency_key": row.idempotency_key,
+        "schema_version": row.schema_version,
         "created_at": timestamp(row.created_at),
         "test": bool(row.test),
+    }
+
+
+def event_type(row: EventType) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "schema": None if row.schema is None else json.loads(row.schema),
+        "examples": list(row.examples or []),
+        "version": row.version,
+        "archived": bool(row.archived),
+        "created_at": timestamp(row.created_at),
+        "updated_at": timestamp(row.updated_at),
     }
 
 
@@ -138,7 +155,8 @@ def delivery(row: Delivery) -> dict[str, Any]:
     }
 
 
-def attempt(row: Attempt) -> dict[str, Any]:
+def attempt(row: Attempt, request_body: str | None) -> dict[str, Any]:
+    """An attempt, with the body it sent (`engine.deliveries.log.sent_body`)."""
     return {
         "id": row.id,
         "delivery_id": row.delivery_id,
@@ -151,6 +169,8 @@ def attempt(row: Attempt) -> dict[str, Any]:
         "error_detail": row.error_detail,
         "response_body": row.response_body,
         "response_body_truncated": bool(row.response_body_truncated),
+        "request_body": request_body,
+        "transformed": row.request_body is not None,
     }
 
 

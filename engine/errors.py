@@ -5,11 +5,14 @@
     ├── NotFoundError           no such row for this tenant
     ├── ConflictError           the request clashes with the stored state
     ├── InvalidInputError       a value the schema admits but the domain refuses (names the field)
+    │   └── SchemaViolationError    a payload its event type's schema refuses (engine.events)
     ├── ForbiddenError          the credential lacks a scope the request needs (names the scope)
     ├── UnavailableError        the database cannot be reached right now (raised by engine.db)
     ├── CryptoError             a stored secret does not decrypt with the configured keys
     ├── MigrationError          the schema cannot be brought up to date
     ├── TransitionError         a status change its state machine's table does not allow (a bug)
+    ├── TransformError          an endpoint's transform gives no body that can be sent
+    │                           (engine.endpoints.transforms; a delivery makes it an outcome)
     ├── MalformedError          a value handed to a pure function is not well-formed (a ValueError)
     │   ├── InvalidIdError          an id, its prefix or its timestamp (engine.ids)
     │   ├── InvalidScheduleError    a retry schedule (engine.retry)

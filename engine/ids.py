@@ -38,6 +38,7 @@ PREFIXES: Mapping[str, str] = MappingProxyType(
         "delivery": "dlv",
         "attempt": "att",
         "message": "msg",
+        "event_type": "etype",
     }
 )
 

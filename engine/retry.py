@@ -48,6 +48,9 @@ MAX_SCHEDULE_ENTRY_S = 86400 * 7
 MAX_SCHEDULE_LENGTH = 50
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 GONE_STATUS = 410
+# Attempts that failed before any request, for a reason no retry can cure (the
+# endpoint's configuration must change): quarantined at once, the class as the reason.
+PERMANENT_ERRORS = frozenset({"transform_error"})
 
 _DIGITS_RE = re.compile(r"[0-9]+", re.ASCII)
 
@@ -118,6 +121,7 @@ def decide(
     max_age_s: float,
     retry_after_s: float | None = None,
     rand: Callable[[], float] = random.random,
+    error_class: str | None = None,
 ) -> Decision:
     """Decide what follows an attempt, from its result and the delivery's history.
 
@@ -126,6 +130,8 @@ def decide(
     """
     if success:
         return Decision("succeed")
+    if error_class in PERMANENT_ERRORS:
+        return Decision("quarantine", reason=error_class)
     if status_code == GONE_STATUS:
         return Decision("disable", reason="endpoint answered 410 Gone")
     delay_s = next_delay(attempts_made, schedule, rand=rand)

@@ -101,6 +101,8 @@ class Settings:
     verify_endpoints_default: bool = False
     # Seconds an API process trusts a key it authenticated, unread; 0 = read it on every request.
     credential_cache_ttl_s: float = 1.0
+    # Seconds an API process trusts its copy of a tenant's event-type catalog before re-checking.
+    event_types_cache_s: float = 2.0
     # Requests per second one credential may send to POST /v1/events; 0 = no limit.
     # The default is twice the 10,000 events/s batch ingest aims at, so it never binds first.
     rate_limit_ingest_per_s: int = 20_000
@@ -314,6 +316,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "secret_rotation_grace_s": parse.integer(0, 7 * 86400),
     "verify_endpoints_default": parse.boolean,
     "credential_cache_ttl_s": parse.number(0, 60),
+    "event_types_cache_s": parse.number(0, 60),
     "rate_limit_ingest_per_s": parse.integer(0, 1_000_000),
     "rate_limit_management_per_s": parse.integer(0, 1_000_000),
     "rate_limit_tenant_ingest_per_s": parse.integer(0, 1_000_000),

@@ -137,7 +137,11 @@ class DeliveryPolicy:
         return [self.retries, self.age_limit, self.quarantine]
 
     def decide(self, claimed: Claim, outcome: Outcome, now: dt.datetime) -> Decision:
-        """What follows one attempt: succeed, retry after a delay, quarantine or disable."""
+        """What follows one attempt: succeed, retry after a delay, quarantine or disable.
+
+        A `transform_error` is quarantined at once: no retry can succeed until the
+        endpoint's transform changes.
+        """
         return retry.decide(
             success=outcome.success,
             status_code=outcome.status_code,
@@ -148,4 +152,5 @@ class DeliveryPolicy:
             max_age_s=self.age_limit.max_age_s,
             retry_after_s=outcome.retry_after_s,
             rand=self.retries.rand,
+            error_class=outcome.error_class,
         )

@@ -41,10 +41,12 @@ class Deliveries:
 
     def on_get_attempts(self, req: falcon.Request, resp: falcon.Response, delivery_id: str) -> None:
         limit, cursor = paging(req)
-        page = delivery_log.list_attempts(
-            principal(req).tenant_id, delivery_id, limit=limit, cursor=cursor
+        tenant_id = principal(req).tenant_id
+        page = delivery_log.list_attempts(tenant_id, delivery_id, limit=limit, cursor=cursor)
+        standard = delivery_log.standard_body(delivery_log.get_delivery(tenant_id, delivery_id))
+        resp.media = views.page(
+            page, lambda row: views.attempt(row, delivery_log.sent_body(row, standard))
         )
-        resp.media = views.page(page, views.attempt)
 
     def on_post_retry(self, req: falcon.Request, resp: falcon.Response, delivery_id: str) -> None:
         delivery = delivery_log.get_delivery(principal(req).tenant_id, delivery_id)

@@ -12,14 +12,17 @@ import falcon.asgi
 import jsonschema
 
 import schemas
-from api.errors import Problem, invalid_input
+from api.errors import Problem, invalid_input, schema_problem
 from api.metrics import EVENTS_INGESTED
 from api.offload import Offload, receive_body
 from api.resources import principal
-from api.resources.events import EnqueueMany, fan_out_quietly
+from api.resources.events import EnqueueMany, catalog_snapshot, fan_out_quietly
 from api.validation import compiled, item_problem, parse_json, problem_from
 from engine.errors import InvalidInputError
+from engine.events import ingest as events
+from engine.events.catalog_cache import CatalogCache, Snapshot
 from engine.events.ingest import Accepted, BatchItem, EventStore
+from engine.events.payload_schema import SchemaViolationError
 from engine.settings import Settings
 
 SCHEMA = "event_batch"
@@ -50,8 +53,10 @@ class EventBatches:
         offload: Offload,
         store: EventStore,
         spend: Spend,
+        catalog: CatalogCache,
     ) -> None:
         self.settings = settings
+        self.catalog = catalog
         self.offload = offload
         self.store = store
         self.spend = spend
@@ -63,21 +68,38 @@ class EventBatches:
         limit = self.settings.max_batch_bytes
         items = read_batch(req, limit, await receive_body(req, limit) or b"")
         await self.spend(req, self, len(items) - 1)
-        results, valid = _judge(items)
+        tenant_id = principal(req).tenant_id
+        catalog = await catalog_snapshot(self.catalog, self.offload, tenant_id)
+        results, valid, versions, refused = _judge(items, catalog)
+        await self._repeats(tenant_id, refused, results)
         if valid:
             answers = await self.offload.run(
                 functools.partial(
                     self.store.ingest_batch,
-                    principal(req).tenant_id,
+                    tenant_id,
                     [item for _index, item in valid],
                     fan_out_lease_s=self.settings.fan_out_lease_s,
                     announce=self.announce,
+                    schema_versions=versions,
                 )
             )
             for (index, _item), answer in zip(valid, answers, strict=True):
                 results[index] = _result(index, answer)
         resp.status = falcon.HTTP_207
         resp.media = {"results": results}
+
+    async def _repeats(self, tenant_id: str, refused: dict[str, int], results: list[Any]) -> None:
+        """Answer 200 and the first event for an item the catalog refused whose key was stored.
+
+        A repeat of an accepted event is that event, though its type's schema or the
+        tenant's strict mode changed since.
+        """
+        if not refused:
+            return
+        found = await self.offload.run(events.keyed_events, tenant_id, list(refused))
+        for key, event in found.items():
+            EVENTS_INGESTED.labels("duplicate").inc()
+            results[refused[key]] = {"status": 200, "id": event.id}
 
 
 def read_batch(req: falcon.Request, max_bytes: int, raw: bytes) -> list[Any]:
@@ -116,17 +138,34 @@ def _envelope() -> tuple[jsonschema.Draft202012Validator, int]:
     return compiled(schema), int(listed.pop("maxItems"))
 
 
-def _judge(items: list[Any]) -> tuple[list[Any], list[tuple[int, BatchItem]]]:
-    """The results of the invalid items (None for the others), and the valid items by index."""
+def _judge(
+    items: list[Any], catalog: Snapshot
+) -> tuple[list[Any], list[tuple[int, BatchItem]], list[int | None], dict[str, int]]:
+    """The results of the invalid items (None for the others), the valid items by index, the
+    schema version each valid item passed, and the index of each keyed item the catalog refused.
+    """
     results: list[Any] = []
     valid: list[tuple[int, BatchItem]] = []
+    versions: list[int | None] = []
+    refused: dict[str, int] = {}
     for index, item in enumerate(items):
-        problem = item_problem("event_create", item, f"{ITEMS}.{index}")
+        at = f"{ITEMS}.{index}"
+        problem = item_problem("event_create", item, at)
+        if problem is None:
+            try:
+                version = catalog.judge(item["event_type"], item["payload"])
+            except SchemaViolationError as exc:
+                problem = schema_problem(exc, at)
+            except InvalidInputError as exc:
+                problem = invalid_input(exc, at)
+            if problem is not None and item.get("idempotency_key") is not None:
+                refused.setdefault(item["idempotency_key"], index)
         if problem is None:
             key = item.get("idempotency_key")
             valid.append((index, (item["event_type"], item["payload"], key)))
+            versions.append(version)
         results.append(None if problem is None else _refused(problem))
-    return results, valid
+    return results, valid, versions, refused
 
 
 def _result(index: int, answer: Accepted | InvalidInputError) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import falcon
 import falcon.asgi
@@ -15,7 +16,10 @@ from api.metrics import EVENTS_INGESTED
 from api.offload import Offload, receive_body
 from api.resources import paging, principal
 from api.validation import read_json, text_param
+from engine.db.models import Event
+from engine.errors import InvalidInputError
 from engine.events import ingest as events
+from engine.events.catalog_cache import CatalogCache, Snapshot
 from engine.events.ingest import EventStore
 from engine.settings import Settings
 
@@ -42,9 +46,11 @@ class Events:
         enqueue_many: EnqueueMany | None,
         offload: Offload,
         store: EventStore,
+        catalog: CatalogCache,
     ) -> None:
         self.settings = settings
         self.store = store
+        self.catalog = catalog
         self.enqueue = enqueue
         self.enqueue_many = enqueue_many or functools.partial(_one_by_one, enqueue)
         self.offload = offload
@@ -55,6 +61,11 @@ class Events:
         body = read_json(req, "event_create", limit, raw=await receive_body(req, limit) or b"")
         key = _idempotency_key(req, body)
         tenant_id = principal(req).tenant_id
+        version, first = await self._judge(tenant_id, body, key)
+        if first is not None:
+            EVENTS_INGESTED.labels("duplicate").inc()
+            resp.media = views.event(first)
+            return
         lease_s = self.settings.fan_out_lease_s
         created = True
         if key is None:
@@ -64,6 +75,7 @@ class Events:
                 body["payload"],
                 fan_out_lease_s=lease_s,
                 announce=self._announce,
+                schema_version=version,
             )
         else:  # a lookup of the key first, and a conflict to settle: on a thread
             event, created = await self.offload.run(
@@ -75,11 +87,34 @@ class Events:
                     key,
                     fan_out_lease_s=lease_s,
                     announce=self._announce,
+                    schema_version=version,
                 )
             )
         EVENTS_INGESTED.labels("created" if created else "duplicate").inc()
         resp.status = falcon.HTTP_202 if created else falcon.HTTP_200
         resp.media = views.event(event)
+
+    async def _judge(
+        self, tenant_id: str, body: dict[str, Any], key: str | None
+    ) -> tuple[int | None, Event | None]:
+        """The catalog's verdict, before anything is stored: the schema version passed.
+
+        Or, for a refused event whose idempotency key was stored, that first event: a
+        repeat is answered it, though its type's schema or strict mode changed since.
+
+        Raises:
+            InvalidInputError: the catalog refuses the event (`SchemaViolationError` among them).
+        """
+        catalog = await catalog_snapshot(self.catalog, self.offload, tenant_id)
+        try:
+            return catalog.judge(body["event_type"], body["payload"]), None
+        except InvalidInputError:
+            if key is None:
+                raise
+            first = (await self.offload.run(events.keyed_events, tenant_id, [key])).get(key)
+            if first is None:
+                raise
+            return None, first
 
     def _announce(self, event_ids: list[str]) -> None:
         """Publish `fan_out` for new events (those of concurrent requests together)."""
@@ -102,6 +137,14 @@ class Events:
             **views.event(event),
             "deliveries": [views.delivery_summary(d) for d in deliveries],
         }
+
+
+async def catalog_snapshot(catalog: CatalogCache, offload: Offload, tenant_id: str) -> Snapshot:
+    """The tenant's catalog: from memory on the loop, or read on a thread every few seconds."""
+    snapshot = catalog.fresh(tenant_id)
+    if snapshot is None:
+        snapshot = await offload.run(catalog.load, tenant_id)
+    return snapshot
 
 
 def _one_by_one(enqueue: Enqueue, kind: str, idents: list[str]) -> bool:

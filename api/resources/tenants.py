@@ -6,6 +6,7 @@ import falcon
 
 from api import views
 from api.validation import read_json
+from engine.events.catalog_cache import CatalogCache
 from engine.settings import Settings
 from engine.tenancy.credentials import CredentialGeneration
 from engine.tenancy.tenants import create_tenant, update_tenant
@@ -16,9 +17,12 @@ class Tenants:
 
     auth = "admin"
 
-    def __init__(self, settings: Settings, credentials: CredentialGeneration) -> None:
+    def __init__(
+        self, settings: Settings, credentials: CredentialGeneration, catalogs: CatalogCache
+    ) -> None:
         self.settings = settings
         self.credentials = credentials  # told of each change: principals carry rate limits
+        self.catalogs = catalogs  # forgets the tenant: its strict mode may have changed
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json(req, "tenant_create", self.settings.max_body_bytes)
@@ -29,4 +33,5 @@ class Tenants:
     def on_patch_item(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
         body = read_json(req, "tenant_update", self.settings.max_body_bytes)
         tenant = update_tenant(tenant_id, body, credentials=self.credentials)
+        self.catalogs.forget(tenant_id)
         resp.media = views.tenant_detail(tenant)

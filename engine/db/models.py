@@ -71,6 +71,10 @@ class Tenant(BaseModel):
     created_at = DateTimeField(default=utcnow)
     rate_limits = JSONField(null=True)  # per-tenant overrides of the rate-limit settings
     alert_channels = JSONField(null=True)  # per-tenant overrides of the alert channel settings
+    # Only events of registered, unarchived types are accepted (`engine.events.catalog_cache`).
+    strict_event_types = BooleanField(default=False)
+    # Raised with every change of the tenant's event-type catalog; the API's caches poll it.
+    event_types_generation = BigIntegerField(default=0)
 
 
 class ApiKey(BaseModel):
@@ -107,6 +111,7 @@ class Endpoint(BaseModel):
     disabled_at = DateTimeField(null=True)
     breaker = JSONField(null=True)  # per-endpoint overrides of the breaker settings
     payload_filter = JSONField(null=True)  # `filter` in the API (engine.endpoints.payload_filter)
+    transform = JSONField(null=True)  # {"jmespath": ...}: shapes the body it receives
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
     deleted_at = DateTimeField(null=True)
@@ -122,6 +127,8 @@ class Event(BaseModel):
     # The fan-out lease the event was stored with: a trigger copies it to `event_fan_out`
     # (where an event stored without one is due at once).
     fan_out_lease_until = DateTimeField(null=True)
+    # The version of its type's schema the payload passed; None when its type had none.
+    schema_version = IntegerField(null=True)
     # Sent by `POST /v1/endpoints/{id}/test` to one endpoint: never fanned out (migration 10).
     test = BooleanField(default=False)
 
@@ -134,6 +141,24 @@ class EventFanOut(BaseModel):
 
     class Meta:
         table_name = "event_fan_out"
+
+
+class EventType(BaseModel):
+    """A declared event type of a tenant: its description, schema and examples."""
+
+    id = CharField(primary_key=True)
+    tenant_id = CharField()
+    name = CharField(max_length=128)
+    description = TextField(null=True)
+    schema = TextField(null=True)  # a JSON Schema (2020-12) as JSON text
+    examples = JSONField(default=list)
+    version = IntegerField(default=1)  # +1 on every change of `schema`
+    archived = BooleanField(default=False)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "event_type"
 
 
 class Delivery(BaseModel):
@@ -172,6 +197,9 @@ class Attempt(BaseModel):
     error_detail = TextField(null=True)
     response_body = TextField(null=True)
     response_body_truncated = BooleanField(default=False)
+    # The body sent when a transform shaped it; null: the event's standard envelope
+    # (rebuilt from the event when read), or nothing was sent (`transform_error`).
+    request_body = TextField(null=True)
 
 
 class RateLimitWindow(BaseModel):
@@ -263,6 +291,7 @@ MODELS = (
     ApiKey,
     Endpoint,
     Event,
+    EventType,
     Delivery,
     Attempt,
     RateLimitWindow,

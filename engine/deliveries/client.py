@@ -12,8 +12,10 @@ does; every failure comes back as an `Outcome` with an `error_class`:
     invalid_url       the URL cannot be requested
     connection        refused, reset, closed early, or any other transport error
 
-The deliver actor adds one class of its own, `secret_unavailable`, when the
-endpoint's secret does not decrypt with the configured keys.
+The deliver actor adds two classes of its own, for attempts that make no request:
+`secret_unavailable`, when the endpoint's secret does not decrypt with the
+configured keys, and `transform_error`, when the endpoint's transform gives
+no body that can be sent (`engine.endpoints.transforms`).
 """
 
 from __future__ import annotations

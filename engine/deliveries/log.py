@@ -6,8 +6,9 @@ always within one tenant.
 
 from __future__ import annotations
 
-from engine.db.models import Attempt, Delivery
+from engine.db.models import Attempt, Delivery, Event
 from engine.db.pages import Page, paginate
+from engine.deliveries.record import envelope
 from engine.errors import NotFoundError
 
 
@@ -52,3 +53,24 @@ def list_attempts(tenant_id: str, delivery_id: str, *, limit: int, cursor: str |
     delivery = get_delivery(tenant_id, delivery_id)
     query = Attempt.select().where(Attempt.delivery_id == delivery.id)
     return paginate(query, Attempt.id, limit=limit, cursor=cursor)
+
+
+# Attempts that failed before a request was made: they sent no body.
+SENT_NOTHING = frozenset({"transform_error", "secret_unavailable"})
+
+
+def standard_body(delivery: Delivery) -> str | None:
+    """The envelope the delivery's event is sent in, rebuilt byte for byte from the event."""
+    event = Event.get_or_none(Event.id == delivery.event_id)
+    return None if event is None else envelope(event).decode()
+
+
+def sent_body(attempt: Attempt, standard: str | None) -> str | None:
+    """The body an attempt sent: its transformed body, or the standard one; None if none was.
+
+    Only a transformed body is stored with its attempt (`request_body`); null there
+    stands for the event's envelope, `standard`, which `standard_body` rebuilds.
+    """
+    if attempt.request_body is not None:
+        return str(attempt.request_body)
+    return None if attempt.error_class in SENT_NOTHING else standard

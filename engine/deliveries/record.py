@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from peewee import JOIN, IntegrityError
@@ -34,6 +34,7 @@ from engine.deliveries.states import (
 )
 from engine.endpoints import secrets as endpoint_secrets
 from engine.endpoints import states as endpoint_states
+from engine.endpoints import transforms
 from engine.ids import new_id
 from engine.retry import Decision
 from engine.secretbox import SecretBox
@@ -46,6 +47,8 @@ class Claim:
     delivery: Delivery
     endpoint: Endpoint
     event: Event
+    # The body a transform made for this attempt (`with_body`); None: the standard envelope.
+    body: bytes | None = None
 
 
 def _claimable(now: dt.datetime) -> Any:
@@ -165,13 +168,31 @@ def claim_many(delivery_ids: Sequence[str], *, lease_s: float) -> list[Claim]:
 
 
 def envelope(event: Event) -> bytes:
-    """The body every endpoint of an event receives: type, timestamp and data, as JSON."""
-    sent_at = event.created_at.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z")
+    """The body every endpoint of an event receives: type, timestamp and data, as JSON.
+
+    An endpoint with a transform receives `transformed` instead.
+    """
+    sent_at = transforms.sent_at(event.created_at)
     # The payload is stored as compact JSON text; the envelope is joined around it as is.
     return (
         f'{{"type":{json.dumps(event.event_type)},"timestamp":"{sent_at}",'
         f'"data":{event.payload}}}'.encode()
     )
+
+
+def transformed(claimed: Claim, *, max_bytes: int, data: Any = None) -> Claim:
+    """The claim with the body its endpoint's transform makes; as it is without a transform.
+
+    `data` is the event's payload already parsed, shared among the event's deliveries.
+
+    Raises:
+        TransformError: the transform's result cannot be sent (null, a scalar, too large).
+    """
+    transform = claimed.endpoint.transform
+    if not transform:
+        return claimed
+    doc = transforms.document(claimed.event, claimed.endpoint, data)
+    return replace(claimed, body=transforms.render(transform, doc, max_bytes=max_bytes))
 
 
 def build_request(
@@ -186,13 +207,16 @@ def build_request(
 
     Every live secret signs: during a rotation's grace period, the old one too.
     `body` is the event's `envelope`, when the caller already has it (a fan-out
-    shares one among all its deliveries).
+    shares one among all its deliveries); a claim's own (transformed) body wins.
+    `webhook-id` is the event's id either way.
 
     Raises:
         CryptoError: the endpoint's secret does not decrypt with the configured keys.
     """
     event = claimed.event
-    if body is None:
+    if claimed.body is not None:
+        body = claimed.body
+    elif body is None:
         body = envelope(event)
     headers = dict(claimed.endpoint.headers or {})
     signers = endpoint_secrets.signing_secrets(claimed.endpoint, box)
@@ -342,4 +366,5 @@ def attempt_row(claimed: Claim, number: int, outcome: Outcome) -> dict[str, obje
         "error_detail": outcome.error_detail,
         "response_body": outcome.response_body,
         "response_body_truncated": outcome.response_body_truncated,
+        "request_body": None if claimed.body is None else claimed.body.decode(),
     }

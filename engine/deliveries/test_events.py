@@ -25,6 +25,7 @@ from engine.endpoints import crud as endpoints
 from engine.endpoints import payload_filter
 from engine.endpoints import states as endpoint_states
 from engine.errors import ConflictError, InvalidInputError
+from engine.events.catalog import first_example
 from engine.events.ingest import encode_payload
 from engine.events.types import EVENT_TYPE_PATTERN, is_valid_event_type
 from engine.ids import new_id
@@ -54,7 +55,9 @@ def send_test(
 ) -> TestSend:
     """Store a test event for one endpoint and its delivery, `pending`, leased `lease_s`.
 
-    `data` None means `{}`. The endpoint's payload filter applies as at fan-out; its
+    `data` None means the first example the tenant's catalog holds for the type, or
+    `{}`; it is not checked against the type's schema (a test may show what a receiver
+    does with any payload). The endpoint's payload filter applies as at fan-out; its
     event-type subscription does not (a `webhook.test` reaches any endpoint).
 
     Raises:
@@ -67,10 +70,12 @@ def send_test(
     event_type = DEFAULT_TEST_TYPE if event_type is None else event_type
     if not is_valid_event_type(event_type):
         raise InvalidInputError("event_type", f"must match {EVENT_TYPE_PATTERN}")
-    data = {} if data is None else data
-    payload = encode_payload(data)
     now = now or utcnow()
     with db.atomic():
+        if data is None:
+            example = first_example(tenant_id, event_type)
+            data = example if isinstance(example, dict) else {}
+        payload = encode_payload(data)
         endpoint = endpoints.get_endpoint(tenant_id, endpoint_id)
         if endpoint.status != endpoint_states.ACTIVE:
             raise ConflictError(

@@ -10,7 +10,7 @@ from typing import Any
 from engine.db.models import Delivery, Endpoint, db, utcnow
 from engine.db.pages import Page, paginate
 from engine.deliveries import states as delivery_states
-from engine.endpoints import payload_filter, states
+from engine.endpoints import payload_filter, states, transforms
 from engine.endpoints import secrets as endpoint_secrets
 from engine.endpoints.filters import is_valid_pattern
 from engine.errors import InvalidInputError, NotFoundError
@@ -45,6 +45,7 @@ EDITABLE = (
     "retry_schedule",
     "breaker",
     "filter",
+    "transform",
 )
 # API field names whose column is named otherwise.
 _COLUMNS = {"filter": "payload_filter"}
@@ -73,6 +74,7 @@ def validate_fields(fields: Mapping[str, Any], policy: AddressPolicy) -> None:
             raise InvalidInputError(f"headers.{name}", "this header is set by Hookline")
     if fields.get("filter") is not None:
         payload_filter.check(fields["filter"])
+    transforms.check(fields.get("transform"))
 
 
 def create_endpoint(
@@ -109,6 +111,7 @@ def create_endpoint(
         retry_schedule=fields.get("retry_schedule"),
         breaker=fields.get("breaker"),
         payload_filter=fields.get("filter"),
+        transform=fields.get("transform"),
         secret=sealed,
         status=states.initial(states.UNVERIFIED if verify else states.ACTIVE),
         created_at=now,

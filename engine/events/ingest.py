@@ -69,6 +69,7 @@ class EventStore:
         *,
         fan_out_lease_s: float,
         announce: Announce | None = None,
+        schema_version: int | None = None,
     ) -> tuple[Event, bool]:
         """Store an event; answer it and whether it is new.
 
@@ -79,12 +80,15 @@ class EventStore:
         INSERT: one `fan_out` message can carry them all. Inside a caller's
         transaction nothing is announced (a worker would not see the row yet):
         the caller publishes after its commit, or the fan-out lease has the
-        scheduler do it.
+        scheduler do it. `schema_version` is the version of its type's schema the
+        payload passed (`engine.events.catalog_cache`), recorded with it.
 
         Raises:
             InvalidInputError: the event type is not a full match of its pattern.
         """
-        row = _new_row(tenant_id, event_type, payload, idempotency_key, fan_out_lease_s)
+        row = _new_row(
+            tenant_id, event_type, payload, idempotency_key, fan_out_lease_s, schema_version
+        )
         if idempotency_key is None and not db.in_transaction():
             failure = self._from_threads.submit((row, announce))
             if failure is not None:
@@ -109,6 +113,7 @@ class EventStore:
         *,
         fan_out_lease_s: float,
         announce: Announce | None = None,
+        schema_version: int | None = None,
     ) -> Event:
         """Store an event without an idempotency key, from a coroutine; answer it.
 
@@ -121,7 +126,7 @@ class EventStore:
             InvalidInputError: the event type is not a full match of its pattern.
             peewee.PeeweeException: the row could not be stored.
         """
-        row = _new_row(tenant_id, event_type, payload, None, fan_out_lease_s)
+        row = _new_row(tenant_id, event_type, payload, None, fan_out_lease_s, schema_version)
         failure = await self._from_loops.submit((row, announce))
         if failure is not None:
             raise failure
@@ -134,6 +139,7 @@ class EventStore:
         *,
         fan_out_lease_s: float,
         announce: Announce | None = None,
+        schema_versions: Sequence[int | None] | None = None,
     ) -> list[Accepted | InvalidInputError]:
         """Store a batch's events with one statement, one commit; answer each item in order.
 
@@ -143,11 +149,13 @@ class EventStore:
         earlier item of the batch used, answers the first event, not created.
         The new events are announced together once committed, before this
         returns; inside a caller's transaction, not at all (as `ingest_event`).
+        `schema_versions`, when given, holds each item's `schema_version`.
 
         Raises:
             peewee.PeeweeException: the rows could not be stored; none was.
         """
-        answers, rows = _batch_rows(tenant_id, items, fan_out_lease_s)
+        versions = schema_versions or [None] * len(items)
+        answers, rows = _batch_rows(tenant_id, items, fan_out_lease_s, versions)
         taken = _store_batch(tenant_id, rows)
         created = [row["id"] for row in rows if row["id"] not in taken]
         if announce is not None and created and not db.in_transaction():
@@ -166,6 +174,7 @@ def _new_row(
     payload: Any,
     idempotency_key: str | None,
     fan_out_lease_s: float,
+    schema_version: int | None = None,
 ) -> dict[str, Any]:
     if not is_valid_event_type(event_type):
         raise InvalidInputError("event_type", f"must match {EVENT_TYPE_PATTERN}")
@@ -178,22 +187,26 @@ def _new_row(
         "idempotency_key": idempotency_key,
         "created_at": now,
         "fan_out_lease_until": now + dt.timedelta(seconds=fan_out_lease_s),
+        "schema_version": schema_version,
     }
 
 
 def _batch_rows(
-    tenant_id: str, items: Sequence[BatchItem], fan_out_lease_s: float
+    tenant_id: str,
+    items: Sequence[BatchItem],
+    fan_out_lease_s: float,
+    versions: Sequence[int | None],
 ) -> tuple[list[Accepted | InvalidInputError], list[dict[str, Any]]]:
     """Each item's provisional answer, and the rows to INSERT: one per new key, or no key."""
     answers: list[Accepted | InvalidInputError] = []
     rows: list[dict[str, Any]] = []
     first_ids: dict[str, str] = {}
-    for event_type, payload, key in items:
+    for (event_type, payload, key), version in zip(items, versions, strict=True):
         if key is not None and key in first_ids:
             answers.append(Accepted(first_ids[key], False))
             continue
         try:
-            row = _new_row(tenant_id, event_type, payload, key, fan_out_lease_s)
+            row = _new_row(tenant_id, event_type, payload, key, fan_out_lease_s, version)
         except InvalidInputError as exc:
             answers.append(exc)
             continue
@@ -277,6 +290,16 @@ def _announce_quietly(announce: Announce, ids: list[str]) -> None:
         announce(ids)
     except Exception as exc:  # noqa: BLE001 - the fan-out lease publishes them later
         log.warning("announce_failed", event_ids=ids, error=f"{type(exc).__name__}: {exc}")
+
+
+def keyed_events(tenant_id: str, keys: Sequence[str]) -> dict[str, Event]:
+    """The tenant's events stored under these idempotency keys, by key (absent: none)."""
+    if not keys:
+        return {}
+    query = Event.select().where(
+        (Event.tenant_id == tenant_id) & Event.idempotency_key.in_(list(keys))
+    )
+    return {str(row.idempotency_key): row for row in query}
 
 
 def get_event(tenant_id: str, event_id: str) -> Event:

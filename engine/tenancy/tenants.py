@@ -22,6 +22,8 @@ ALL_SCOPES = (
     "deliveries:read",
     "deliveries:write",
     "keys:manage",
+    "event_types:read",
+    "event_types:write",
 )
 
 
@@ -102,7 +104,8 @@ def find_tenant(tenant_id: str) -> Tenant | None:
 def update_tenant(
     tenant_id: str, fields: Mapping[str, Any], *, credentials: CredentialGeneration
 ) -> Tenant:
-    """Rename a tenant, or replace its rate-limit or alert-channel overrides (None: the settings).
+    """Rename a tenant, replace its rate-limit or alert-channel overrides (None: the settings),
+    or switch its strict event types on or off.
 
     `credentials` is told of the change: cached principals carry the tenant's rate limits.
 
@@ -119,7 +122,7 @@ def update_tenant(
             decode_secret(secret)
         except InvalidSecretError as exc:
             raise InvalidInputError("alert_channels.webhook_secret", str(exc)) from None
-    for name in ("name", "rate_limits", "alert_channels"):
+    for name in ("name", "rate_limits", "alert_channels", "strict_event_types"):
         if name in fields:
             setattr(tenant, name, fields[name])
     tenant.save()

@@ -92,19 +92,25 @@ class Context:
         return self.api.tenant(self.admin_token, f"bench-{label}-{next(self.names)}")
 
     def endpoints(
-        self, key: str, count: int, hanging: int = 0, shared_host: bool = False
+        self,
+        key: str,
+        count: int,
+        hanging: int = 0,
+        shared_host: bool = False,
+        transform: dict[str, str] | None = None,
     ) -> list[str]:
         """Register `count` endpoints; the first `hanging` hang.
 
         Each is on a receiver port of its own (a host of its own to the delivery
         client's per-host pools), or with `shared_host` all on the first port, as
-        one big customer's endpoints are.
+        one big customer's endpoints are. With `transform`, each shapes its bodies so.
         """
         ids = []
         for i in range(count):
             kind = "hang" if i < hanging else "ok"
             port = self.ports[0 if shared_host else i % len(self.ports)]
-            ids.append(self.api.endpoint(key, f"http://127.0.0.1:{port}/{kind}/{i}"))
+            url = f"http://127.0.0.1:{port}/{kind}/{i}"
+            ids.append(self.api.endpoint(key, url, transform))
         return ids
 
     def receiver(self, path: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
+from ops.bench import shapes
 from ops.bench.http1 import take_head
 
 REQUEST_TIMEOUT_S = 30.0
@@ -102,15 +103,16 @@ class Load:
     def body(self, index: int) -> bytes:
         """Request `index`'s body: one event, or a batch of `--batch` events."""
         if not self.args.batch:
-            return json.dumps(
-                {"event_type": "bench.event", "payload": {"n": index, "pad": self.pad}}
-            ).encode()
+            return json.dumps(self.event(index)).encode()
         first = index * self.args.batch
-        events = [
-            {"event_type": "bench.event", "payload": {"n": n, "pad": self.pad}}
-            for n in range(first, first + self.args.batch)
-        ]
+        events = [self.event(n) for n in range(first, first + self.args.batch)]
         return json.dumps({"events": events}).encode()
+
+    def event(self, n: int) -> dict[str, Any]:
+        """Event `n`: `{n, pad}`, or with `--shape properties20` the schema scenario's payload."""
+        if getattr(self.args, "shape", "pad") == "properties20":
+            return {"event_type": shapes.EVENT_TYPE, "payload": shapes.payload(n, self.pad)}
+        return {"event_type": "bench.event", "payload": {"n": n, "pad": self.pad}}
 
     async def run(self) -> dict[str, Any]:
         """Run to the end; answer the result document."""
@@ -261,6 +263,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=0.0, help="offered events/s (open loop)")
     parser.add_argument("--payload-bytes", type=int, default=256)
     parser.add_argument("--batch", type=int, default=0, help="events per batch request; 0 = single")
+    parser.add_argument(
+        "--shape", choices=("pad", "properties20"), default="pad", help="the payload's shape"
+    )
     args = parser.parse_args()
     if not args.count and not args.duration:
         parser.error("give --count or --duration")

@@ -22,10 +22,12 @@ PRIVATE = ("json", "skip", "profile", "py_spy")  # options that are not settings
 SKIPPABLE = (
     "ingest",
     "batch",
+    "schema",
     "baseline",
     "e2e",
     "fanouts",
     "shared",
+    "transform",
     "drain",
     "lag",
     "isolation",

@@ -51,7 +51,16 @@ def run_all(ctx: Context) -> dict[str, Any]:
                 "runs": runs,
                 "summary": report.summarise(runs, "events_per_s", "p50_ms", "p99_ms"),
             }
-    if {"ingest", "batch"} - skip:
+    if "schema" not in skip:
+        _say("ingest of a 20-property payload, without and with its schema, alternately")
+        runs = scenarios.ingest_schema(ctx)
+        found["ingest_schema"] = {
+            "runs": runs,
+            "summary": report.summarise(
+                runs, "plain_events_per_s", "schema_events_per_s", "ratio_pct"
+            ),
+        }
+    if {"ingest", "batch", "schema"} - skip:
         doc["vacuum_after_ingest_s"] = _vacuum(ctx)
     _rounds(ctx, found)
     if "lag" not in skip:
@@ -120,31 +129,11 @@ def _rounds(ctx: Context, found: dict[str, Any]) -> None:
     """The naive baseline, then each delivery scenario, round after round.
 
     The scenarios take turns so that every median comes from the same minutes
-    of a machine whose speed drifts; each is compared with the baseline's median.
+    of a machine whose speed drifts; each is compared with the baseline's median,
+    and the transform's with the plain runs at the same fan-out.
     """
     args, skip = ctx.args, ctx.args.skip
-    fanouts = args.fanouts if "fanouts" not in skip else args.fanouts[:1]
-    if "e2e" in skip:
-        fanouts = []
-    plan: list[tuple[str, Any]] = []
-    for fanout in fanouts:
-        events = max(1, args.e2e_deliveries // fanout)
-        plan.append(
-            (
-                f"e2e_fanout_{fanout}",
-                lambda e=events, f=fanout: scenarios.end_to_end(ctx, e, "e2e", f),
-            )
-        )
-    if "shared" not in skip:
-        events = max(1, args.e2e_deliveries // args.fanout)
-        plan.append(
-            (
-                "e2e_shared_host",
-                lambda: scenarios.end_to_end(ctx, events, "shared", shared_host=True),
-            )
-        )
-    if "drain" not in skip:
-        plan.append(("drain", lambda: drain.one_run(ctx, args.drain_deliveries, args.fanout)))
+    plan = _delivery_plan(ctx)
     if "baseline" not in skip:
         baseline.prepare(ctx)
     _say(
@@ -174,6 +163,49 @@ def _rounds(ctx: Context, found: dict[str, Any]) -> None:
                 summary["deliveries_per_s"]["median"]
                 / found["baseline"]["summary"]["deliveries_per_s"]["median"]
             )
+    if "e2e_transform" in found:  # a typical transform's cost, against the plain runs
+        plain = found[f"e2e_fanout_{args.fanout}"]["summary"]["deliveries_per_s"]["median"]
+        found["e2e_transform"]["ratio_to_plain"] = (
+            found["e2e_transform"]["summary"]["deliveries_per_s"]["median"] / plain
+        )
+
+
+def _delivery_plan(ctx: Context) -> list[tuple[str, Any]]:
+    """The delivery scenarios that take turns with the baseline, each as (name, one run)."""
+    args, skip = ctx.args, ctx.args.skip
+    fanouts = args.fanouts if "fanouts" not in skip else args.fanouts[:1]
+    if "e2e" in skip:
+        fanouts = []
+    plan: list[tuple[str, Any]] = []
+    for fanout in fanouts:
+        events = max(1, args.e2e_deliveries // fanout)
+        plan.append(
+            (
+                f"e2e_fanout_{fanout}",
+                lambda e=events, f=fanout: scenarios.end_to_end(ctx, e, "e2e", f),
+            )
+        )
+    events = max(1, args.e2e_deliveries // args.fanout)
+    if "shared" not in skip:
+        plan.append(
+            (
+                "e2e_shared_host",
+                lambda: scenarios.end_to_end(ctx, events, "shared", shared_host=True),
+            )
+        )
+    if "transform" not in skip and fanouts:
+        # The first fan-out again, every endpoint shaping its bodies (`ratio_to_plain`).
+        plan.append(
+            (
+                "e2e_transform",
+                lambda: scenarios.end_to_end(
+                    ctx, events, "transform", transform=scenarios.SLACK_TRANSFORM
+                ),
+            )
+        )
+    if "drain" not in skip:
+        plan.append(("drain", lambda: drain.one_run(ctx, args.drain_deliveries, args.fanout)))
+    return plan
 
 
 def _backlog(ctx: Context) -> dict[str, Any]:

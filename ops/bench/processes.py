@@ -214,9 +214,12 @@ class Api:
             raise RuntimeError(f"creating a tenant answered {status}: {body}")
         return str(body["id"]), str(body["api_key"])
 
-    def endpoint(self, key: str, url: str) -> str:
-        """Register an endpoint; answer its id."""
-        status, body = self.call("POST", "/v1/endpoints", {"url": url}, key=key)
+    def endpoint(self, key: str, url: str, transform: dict[str, str] | None = None) -> str:
+        """Register an endpoint (shaping its bodies with `transform`, if given); answer its id."""
+        fields: dict[str, Any] = {"url": url}
+        if transform is not None:
+            fields["transform"] = transform
+        status, body = self.call("POST", "/v1/endpoints", fields, key=key)
         if status != 201:
             raise RuntimeError(f"creating an endpoint answered {status}: {body}")
         return str(body["id"])

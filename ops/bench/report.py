@@ -19,6 +19,9 @@ ROWS = (
     ("batch_ingest", "events_per_s", "ev/s", "batch ingest: events accepted"),
     ("batch_ingest", "p50_ms", "ms", "batch ingest: latency p50, per batch"),
     ("batch_ingest", "p99_ms", "ms", "batch ingest: latency p99, per batch"),
+    ("ingest_schema", "plain_events_per_s", "ev/s", "ingest, 20 properties, no schema"),
+    ("ingest_schema", "schema_events_per_s", "ev/s", "ingest, 20 properties, with their schema"),
+    ("ingest_schema", "ratio_pct", "%", "ingest with a 20-property schema, of without"),
     ("baseline", "deliveries_per_s", "dlv/s", "naive baseline: deliveries/s"),
     ("e2e_fanout_{m}", "deliveries_per_s", "dlv/s", "end to end, fan-out {m}: deliveries/s"),
     (
@@ -28,6 +31,7 @@ ROWS = (
         "end to end, fan-out {m}: PostgreSQL transactions per delivery",
     ),
     ("e2e_shared_host", "deliveries_per_s", "dlv/s", "end to end, fan-out {f}, one host"),
+    ("e2e_transform", "deliveries_per_s", "dlv/s", "end to end, fan-out {f}, Slack transform"),
     ("drain", "deliveries_per_s", "dlv/s", "drain, fan-out {f}: deliveries/s"),
     ("drain", "from_start_per_s", "dlv/s", "drain, from the worker's start"),
     ("lag", "p50_ms", "ms", "lag at half load: p50"),
@@ -60,6 +64,7 @@ CPU_UNITS = (
     ("batch_ingest", "event", ""),
     ("e2e_fanout_{m}", "delivery", ""),
     ("e2e_shared_host", "delivery", ""),
+    ("e2e_transform", "delivery", ""),
     ("drain", "delivery", ""),
     ("baseline", "delivery", ""),
     ("backlog", "due delivery dispatched", "dispatch_"),
@@ -156,6 +161,13 @@ def targets(scenarios: dict[str, Any], fanouts: list[int]) -> list[dict[str, Any
             "ev/s",
         ),
         ("batch ingest p99 ≤ 100 ms per batch", med("batch_ingest", "p99_ms"), "<=", 100, "ms"),
+        (
+            "ingest with a 20-property schema ≥ 90 % of without",
+            med("ingest_schema", "ratio_pct"),
+            ">=",
+            90,
+            "%",
+        ),
         ("lag p50 ≤ 25 ms", med("lag", "p50_ms"), "<=", 25, "ms"),
         ("lag p99 ≤ 250 ms", med("lag", "p99_ms"), "<=", 250, "ms"),
         (
@@ -249,6 +261,16 @@ def _margin(target: dict[str, Any]) -> str:
     return f"{target['margin_pct']:+.1f} %"
 
 
+def _ratios(scenario: dict[str, Any]) -> str:
+    """A deliveries/s row's ratios: to the naive baseline, and (a transform's) to plain runs."""
+    shown = []
+    if scenario.get("ratio_to_baseline"):
+        shown.append(f"{scenario['ratio_to_baseline']:.2f} x naive")
+    if scenario.get("ratio_to_plain"):
+        shown.append(f"{scenario['ratio_to_plain']:.2f} x without")
+    return f" ({', '.join(shown)})" if shown else ""
+
+
 def table(document: dict[str, Any]) -> str:
     """The results and the targets as a Markdown table."""
     runs = document["settings"]["runs"]
@@ -263,8 +285,7 @@ def table(document: dict[str, Any]) -> str:
             values = scenarios.get(scenario, {}).get("summary", {}).get(metric)
             if values is None:
                 continue
-            ratio = scenarios[scenario].get("ratio_to_baseline")
-            shown = f" ({ratio:.2f} x naive)" if ratio and metric == "deliveries_per_s" else ""
+            shown = _ratios(scenarios[scenario]) if metric == "deliveries_per_s" else ""
             lines.append(
                 f"| {label}{shown} | {_fmt(values['median'])} | {_fmt(values['min'])} "
                 f"| {_fmt(values['max'])} | {unit} |"

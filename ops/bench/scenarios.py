@@ -9,12 +9,18 @@ import sys
 import time
 from typing import Any
 
+from ops.bench import shapes
 from ops.bench.context import Context, CpuMeter, RssSampler, wait_until
 from ops.bench.processes import ROOT
 from ops.bench.services import purge_queues
 
 ROLES = ("api", "worker", "scheduler", "supervisor")  # Hookline's processes, all running
 OPEN_STATES = "('pending', 'queued', 'delivering', 'scheduled')"
+# A typical transform: a Slack-style incoming-webhook body made from the bench's payload.
+SLACK_TRANSFORM = {
+    "jmespath": "{text: join('', ['Event ', type, ' #', to_string(data.n), ' for ', endpoint.id]),"
+    " blocks: [{type: 'section', text: {type: 'mrkdwn', text: join('', ['*', type, '*'])}}]}"
+}
 QUEUES = ("hookline.fan_out", "hookline.deliver", "hookline.fan_out.DQ", "hookline.deliver.DQ")
 
 
@@ -82,6 +88,49 @@ def ingest(ctx: Context, batch: int = 0) -> list[dict[str, Any]]:
     return runs
 
 
+def ingest_schema(ctx: Context) -> list[dict[str, Any]]:
+    """Single-event ingest of a 20-property payload, without and with a schema, alternately.
+
+    Each run pairs two measurements the same but for one thing: the second
+    tenant has declared the event type with `shapes.schema()`, so every event
+    is validated (and its 20 properties checked) at ingest; the first has no
+    catalog, which is the cached negative answer. Their order alternates from
+    run to run, so that a drift of the machine does not favour one side.
+    """
+    args = ctx.args
+    runs = []
+    for index in range(args.runs):
+        measured: dict[str, float] = {}
+        for side in ("plain", "schema") if index % 2 == 0 else ("schema", "plain"):
+            tenant, key = ctx.tenant(f"ingest-{side}")
+            if side == "schema":
+                _declare(ctx, key)
+            result = load(
+                ctx,
+                key,
+                *("--connections", str(args.connections), "--shape", "properties20"),
+                *("--duration", str(args.ingest_duration_s)),
+                *("--warmup", str(args.ingest_warmup_s)),
+            )
+            if "422" in result["statuses"]:
+                raise RuntimeError(f"ingest_schema: the schema refused events: {result}")
+            measured[f"{side}_events_per_s"] = result["events_accepted_per_s"]
+            measured[f"{side}_p99_ms"] = result["p99_ms"]
+            _fanned_out(ctx, tenant)
+        measured["ratio_pct"] = (
+            100 * measured["schema_events_per_s"] / measured["plain_events_per_s"]
+        )
+        runs.append(measured)
+    return runs
+
+
+def _declare(ctx: Context, key: str) -> None:
+    body = {"name": shapes.EVENT_TYPE, "schema": shapes.schema()}
+    status, answer = ctx.api.call("POST", "/v1/event-types", body, key=key)
+    if status != 201:
+        raise RuntimeError(f"declaring the bench's event type answered {status}: {answer}")
+
+
 def _fanned_out(ctx: Context, tenant: str) -> None:
     """Wait for the worker to fan a run's events out, so they do not spill into the next run."""
     pending = (
@@ -107,17 +156,23 @@ def _succeeded(ctx: Context, tenant: str, endpoints: list[str] | None = None) ->
 
 
 def end_to_end(
-    ctx: Context, events: int, label: str = "e2e", fanout: int = 0, shared_host: bool = False
+    ctx: Context,
+    events: int,
+    label: str = "e2e",
+    fanout: int = 0,
+    shared_host: bool = False,
+    transform: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """N events x fan-out M, from the first ingest to the last delivery recorded.
 
     M is `fanout`, or the benchmark's first fan-out; `healthy_deliveries_per_s`
-    leaves out the endpoints the isolation scenario would make hang.
+    leaves out the endpoints the isolation scenario would make hang. With
+    `transform`, every endpoint shapes its bodies with it.
     """
     args = ctx.args
     fanout = fanout or args.fanout
     tenant, key = ctx.tenant(label)
-    endpoints = ctx.endpoints(key, fanout, shared_host=shared_host)
+    endpoints = ctx.endpoints(key, fanout, shared_host=shared_host, transform=transform)
     healthy = endpoints[args.hanging :] if fanout == args.fanout else endpoints
     expected = events * len(endpoints)
     transactions = ctx.pg.transactions()

@@ -146,3 +146,22 @@ def test_the_endpoints_filter_applies_to_a_test(
     problem = assert_problem(refused, 422, "data")
     assert "filter" in problem["detail"]
     assert tenant.get(EVENT, event_id=sent["event_id"]).json["payload"] == {"amount": 500}
+
+
+def test_without_data_a_test_carries_the_catalogs_first_example_of_its_type(
+    tenant: Api, create_endpoint: CreateEndpoint
+) -> None:
+    target = create_endpoint()["id"]
+    created = tenant.post(
+        "/v1/event-types",
+        {"name": "invoice.paid", "examples": [{"invoice": "in_1"}, {"invoice": "in_2"}]},
+    )
+    assert created.status_code == 201, created.text
+
+    with_example = send_test(tenant, target, {"event_type": "invoice.paid"})
+    without = send_test(tenant, target, {"event_type": "invoice.voided"})
+
+    assert tenant.get(EVENT, event_id=with_example["event_id"]).json["payload"] == {
+        "invoice": "in_1"
+    }
+    assert tenant.get(EVENT, event_id=without["event_id"]).json["payload"] == {}

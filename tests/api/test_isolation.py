@@ -29,11 +29,15 @@ BODIES: dict[str, Any] = {
     "EndpointEnable": {"replay": True},
     "EventCreate": event_body("stranger.event"),
     "EventBatch": {"events": [event_body("stranger.event")]},
+    "EventTypeDefinitionCreate": {"name": "stranger.event"},
+    "EventTypeDefinitionUpdate": {"description": "changed by a stranger"},
     "KeyCreate": {"scopes": ["endpoints:read"]},
     "RecoverRequest": {"since": "2000-01-01T00:00:00Z"},
     "SecretRotate": {},
     "TenantCreate": {"name": "Initech"},
     "TenantUpdate": {"rate_limits": {"management_per_s": 1}},
+    # Another tenant's endpoint_id in a preview is a 404 (tests/api/test_transforms.py).
+    "TransformPreview": {"transform": {"jmespath": "[type]"}, "event": {"type": "a.b", "data": {}}},
 }
 
 
@@ -56,7 +60,9 @@ def owned(tenant: Api) -> dict[str, str]:
     event = tenant.post("/v1/events", event_body()).json
     [delivery_id] = fanout.fan_out(event["id"])
     key = tenant.post("/v1/keys", {"name": "mine", "scopes": ["endpoints:read"]}).json
+    declared = tenant.post("/v1/event-types", {"name": "first.tenant.type"}).json
     return {
+        "name": declared["name"],
         "endpoint_id": endpoint["id"],
         "event_id": event["id"],
         "delivery_id": delivery_id,
@@ -135,6 +141,8 @@ def test_after_the_whole_walk_the_first_tenants_data_is_intact(
     assert delivery.status_code == 200
     assert tenant.as_key(owned["api_key"]).get("/v1/endpoints").status_code == 200
     assert owned["key_id"] in {key["id"] for key in tenant.get("/v1/keys").json["data"]}
+    declared = tenant.get("/v1/event-types/{name}", name=owned["name"]).json
+    assert (declared["description"], declared["archived"]) == (None, False)
 
 
 def test_the_walk_covers_every_kind_of_id_and_both_credential_kinds() -> None:

@@ -18,15 +18,21 @@ from tests.services import unavailable
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = (
-    "ingest",
-    "batch_ingest",
-    "baseline",
+# The delivery scenarios that take turns with the naive baseline, each compared with it.
+AGAINST_BASELINE = (
     "e2e_fanout_10",
     "e2e_fanout_2",
     "e2e_fanout_1",
     "e2e_shared_host",
+    "e2e_transform",
     "drain",
+)
+SCENARIOS = (
+    "ingest",
+    "batch_ingest",
+    "ingest_schema",
+    "baseline",
+    *AGAINST_BASELINE,
     "lag",
     "isolation",
     "backlog",
@@ -66,10 +72,12 @@ def test_smoke_reports_every_scenario(tmp_path: Any) -> None:
             low = 0 if "cpu_" in metric else 1e-9
             assert values["median"] >= low, (scenario, metric, values)
             assert values["min"] <= values["median"] <= values["max"], (scenario, metric)
-    for scenario in ("e2e_fanout_10", "e2e_fanout_2", "e2e_fanout_1", "e2e_shared_host", "drain"):
+    for scenario in AGAINST_BASELINE:
         assert document["scenarios"][scenario]["ratio_to_baseline"] > 0, scenario
+    assert document["scenarios"]["e2e_transform"]["ratio_to_plain"] > 0
+    assert "Slack transform (" in done.stdout and " x without)" in done.stdout
     assert document["scenarios"]["isolation"]["ratio"] > 0
-    assert len(document["targets"]) == 15
+    assert len(document["targets"]) == 16
     # Hookline runs at its defaults but for the one deviation asked for, which is reported.
     assert document["deviations"] == [
         {"setting": "HOOKLINE_DB_MAX_CONNECTIONS", "value": "6", "default": "16"}

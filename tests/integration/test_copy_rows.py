@@ -72,6 +72,7 @@ def attempt_rows(delivery_id: str, **changes: Any) -> list[dict[str, Any]]:
             "error_detail": text,
             "response_body": text,
             "response_body_truncated": number % 2 == 0,
+            "request_body": text,  # a transformed body, as sent
         }
         rows.append({**row, **changes})
     return rows

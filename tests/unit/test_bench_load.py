@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from engine.events.payload_schema import check_schema, compile_schema, violations
+from ops.bench import shapes
 from ops.bench.load import Connection, Load, Target
 
 Respond = Callable[[bytes], bytes]
@@ -137,3 +139,11 @@ def test_a_batch_counts_the_events_its_answer_accepted() -> None:
 def test_only_plain_http_is_spoken() -> None:
     with pytest.raises(ValueError, match="plain http"):
         Target("https://127.0.0.1/v1/events", "k")
+
+
+def test_the_schema_scenarios_payload_holds_to_its_20_property_schema() -> None:
+    schema = shapes.schema()
+    check_schema(schema)
+
+    assert len(schema["properties"]) == shapes.PROPERTIES == 20
+    assert violations(compile_schema(schema), shapes.payload(7, "xx")) == []

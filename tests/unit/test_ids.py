@@ -38,6 +38,7 @@ def test_the_prefixes_name_every_kind_of_row() -> None:
         "delivery": "dlv",
         "attempt": "att",
         "message": "msg",
+        "event_type": "etype",
     }
     for prefix in PREFIXES.values():
         assert is_id(new_id(prefix), prefix)
