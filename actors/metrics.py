@@ -64,6 +64,11 @@ SCHEDULER_LEADER = Gauge(
 ALERTS = Counter(
     "hookline_alerts_total", "Alerts sent, by channel and result.", ["channel", "result"]
 )
+TEST_ATTEMPTS = Counter(
+    "hookline_test_attempts_total",
+    "Attempts of test events (POST /v1/endpoints/{id}/test), by result; in no other metric.",
+    ["result"],
+)
 OUTCOMES_DROPPED = Counter(
     "hookline_outcomes_dropped_total",
     "Attempt outcomes dropped before reaching the supervisor (the broker was down too long).",
@@ -94,6 +99,11 @@ def observe_attempt(outcome: Outcome, decision: Decision, lag_s: float | None) -
     _deliveries_by_outcome(_OUTCOMES.get(decision.action, "quarantined")).inc()
     if lag_s is not None:
         LAG.observe(max(lag_s, 0.0))
+
+
+def observe_test_attempt(outcome: Outcome) -> None:
+    """Count one recorded attempt of a test event, apart from real traffic."""
+    TEST_ATTEMPTS.labels(attempt_result(outcome)).inc()
 
 
 def exposition() -> bytes:

@@ -132,16 +132,24 @@ class OutcomeReporter:
 def report_attempt(
     reporter: OutcomeReporter | None, claimed: Claim, outcome: Outcome, decision: Decision
 ) -> None:
-    """Report a recorded attempt: to the supervisor, to the metrics, to the log."""
+    """Report a recorded attempt: to the supervisor, to the metrics, to the log.
+
+    A test event's attempt (`engine.deliveries.test_events`) is logged, and counted
+    apart; the breaker and the metrics of real traffic never see it.
+    """
+    test = claimed.delivery.test
     # A secret that does not decrypt is our fault, and a transform that fails is the
     # subscriber's configuration, not the endpoint's availability: the breaker ignores both.
-    if reporter is not None and outcome.error_class not in NOT_THE_ENDPOINTS:
+    if reporter is not None and outcome.error_class not in NOT_THE_ENDPOINTS and not test:
         reporter.report(
             OutcomeRecord.of(claimed.endpoint.id, claimed.delivery.id, outcome, decision)
         )
-    first = claimed.delivery.attempts == 1
-    lag_s = (outcome.started_at - claimed.event.created_at).total_seconds() if first else None
-    metrics.observe_attempt(outcome, decision, lag_s)
+    if test:
+        metrics.observe_test_attempt(outcome)
+    else:
+        first = claimed.delivery.attempts == 1
+        lag_s = (outcome.started_at - claimed.event.created_at).total_seconds() if first else None
+        metrics.observe_attempt(outcome, decision, lag_s)
     # Every attempt is in the attempt log (`GET /v1/deliveries/{id}/attempts`); the process
     # log carries the failures, and the successes only at debug, checked before the event is
     # built (ops/bench/NOTES.md#successful-attempts-logged-at-debug).
@@ -149,6 +157,7 @@ def report_attempt(
         return
     (attempt_log.debug if outcome.success else attempt_log.info)(
         "delivery_attempted",
+        test=test,
         delivery_id=claimed.delivery.id,
         event_id=claimed.event.id,
         endpoint_id=claimed.endpoint.id,

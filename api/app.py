@@ -126,6 +126,7 @@ def create_app(
     route("/v1/endpoints", endpoints)
     route("/v1/endpoints/{endpoint_id}", endpoints, suffix="item")
     route("/v1/endpoints/{endpoint_id}/verify", endpoints, suffix="verify")
+    route("/v1/endpoints/{endpoint_id}/test", endpoints, suffix="test")
     secrets = EndpointSecrets(settings, box)
     route("/v1/endpoints/{endpoint_id}/secret", secrets)
     route("/v1/endpoints/{endpoint_id}/secret/rotate", secrets, suffix="rotate")

@@ -106,6 +106,7 @@ def event(row: Event) -> dict[str, Any]:
         "idempotency_key": row.idempotency_key,
         "schema_version": row.schema_version,
         "created_at": timestamp(row.created_at),
+        "test": bool(row.test),
     }
 
 
@@ -150,6 +151,7 @@ def delivery(row: Delivery) -> dict[str, Any]:
         "quarantined_at": timestamp(row.quarantined_at),
         "created_at": timestamp(row.created_at),
         "updated_at": timestamp(row.updated_at),
+        "test": bool(row.test),
     }
 
 

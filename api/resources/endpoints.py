@@ -15,6 +15,7 @@ from engine.breakers import store as health
 from engine.breakers.state import Policy
 from engine.db.models import ENDPOINT_UNVERIFIED
 from engine.deliveries import quarantine
+from engine.deliveries.test_events import send_test
 from engine.endpoints import crud as endpoints
 from engine.secretbox import SecretBox
 from engine.settings import Settings
@@ -100,6 +101,20 @@ class Endpoints:
         _publish_or_503(self.enqueue, "verify_endpoint", row.id)
         resp.status = falcon.HTTP_202
         resp.media = views.endpoint(row)
+
+    def on_post_test(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
+        body = read_optional_json(req, "endpoint_test", self.settings.max_body_bytes)
+        sent = send_test(
+            principal(req).tenant_id,
+            endpoint_id,
+            body.get("event_type"),
+            body.get("data"),
+            lease_s=self.settings.fan_out_lease_s,
+        )
+        # Once committed; if this fails, the delivery's lease has the scheduler publish it.
+        publish_quietly(self.enqueue, "deliver", sent.delivery.id)
+        resp.status = falcon.HTTP_202
+        resp.media = {"event_id": sent.event.id, "delivery_id": sent.delivery.id}
 
 
 def _publish_or_503(enqueue: Enqueue, kind: str, ident: str) -> None:

@@ -129,6 +129,8 @@ class Event(BaseModel):
     fan_out_lease_until = DateTimeField(null=True)
     # The version of its type's schema the payload passed; None when its type had none.
     schema_version = IntegerField(null=True)
+    # Sent by `POST /v1/endpoints/{id}/test` to one endpoint: never fanned out (migration 10).
+    test = BooleanField(default=False)
 
 
 class EventFanOut(BaseModel):
@@ -178,6 +180,8 @@ class Delivery(BaseModel):
     event_created_at = DateTimeField()
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+    # A test event's delivery: left out of the breaker and of the metrics of real traffic.
+    test = BooleanField(default=False)
 
 
 class Attempt(BaseModel):

@@ -273,14 +273,14 @@ class EndpointMemo:
         if known is not None and known[0] == values:
             return known[1], known[2]
         endpoint = _endpoint_model(values)
-        accepts = _compiled_filter(endpoint)
+        accepts = compiled_filter(endpoint)
         if len(self._models) >= self.max_entries:
             self._models.clear()
         self._models[values[_ID]] = (values, endpoint, accepts)
         return endpoint, accepts
 
 
-def _compiled_filter(endpoint: Endpoint) -> Matcher | None:
+def compiled_filter(endpoint: Endpoint) -> Matcher | None:
     """The endpoint's payload filter as a predicate; None when it has none.
 
     A stored filter the API would refuse (written by hand, or by a later

@@ -85,6 +85,20 @@ def get_event_type(tenant_id: str, name: str) -> EventType:
     return row
 
 
+def first_example(tenant_id: str, name: str) -> Any | None:
+    """The first example of the tenant's live type `name`; None without one."""
+    examples = (
+        EventType.select(EventType.examples)
+        .where(
+            (EventType.tenant_id == tenant_id)
+            & (EventType.name == name)
+            & (EventType.archived == False)  # noqa: E712 - peewee builds SQL from ==
+        )
+        .scalar()
+    )
+    return examples[0] if examples else None
+
+
 def list_event_types(
     tenant_id: str, *, limit: int, cursor: str | None, archived: bool | None = None
 ) -> Page:

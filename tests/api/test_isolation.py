@@ -27,6 +27,7 @@ BODIES: dict[str, Any] = {
     "EndpointCreate": endpoint_body(url="https://stranger.example.com/hook"),
     "EndpointUpdate": {"description": "changed by a stranger"},
     "EndpointEnable": {"replay": True},
+    "EndpointTest": {"event_type": "stranger.test", "data": {"n": 1}},
     "EventCreate": event_body("stranger.event"),
     "EventBatch": {"events": [event_body("stranger.event")]},
     "EventTypeDefinitionCreate": {"name": "stranger.event"},
