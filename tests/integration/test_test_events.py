@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.integration.conftest import Api
 from tests.integration.test_delivery import create_endpoint, wait_for_status
+from tests.integration.test_embedded import cli, hookline_up
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -60,3 +62,22 @@ def test_a_failing_test_event_is_retried_as_any_delivery(
     status, attempts = api.call("GET", f"/v1/deliveries/{sent['delivery_id']}/attempts", key=key)
     assert status == 200, attempts
     assert sorted(a["status_code"] for a in attempts["data"]) == [200, 500]
+
+
+def test_hookline_up_sends_a_test_event_to_its_endpoint_alone(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    with hookline_up(tmp_path) as (api, env, cwd):
+        key = cli(env, cwd, "tenants", "create", "acme")["api_key"]
+        target = create_endpoint(api, key, receiver.url("/tested"))
+        create_endpoint(api, key, receiver.url("/bystander"))
+
+        sent = send_test(api, key, target["id"], None)
+
+        [request] = receiver.wait_for("/tested", 1)
+        verified = Webhook(target["secret"]).verify(request.body, request.headers)
+        assert (verified["type"], verified["data"]) == ("webhook.test", {})
+        [delivery] = wait_for_status(api, key, sent["event_id"], {"succeeded"}, 1)
+        assert delivery["test"] is True
+        time.sleep(1.0)
+        assert receiver.received("/bystander") == []
