@@ -12,8 +12,6 @@ import contextlib
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ import pytest
 from tests.factories import eventually
 from tests.integration.conftest import Api, free_port
 from tests.integration.faults import isolated_stack
-from tests.integration.test_embedded import cli
+from tests.integration.test_embedded import cli, running_up, up_env
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -107,25 +105,9 @@ def test_a_sigterm_to_hookline_ups_process_group_drains_the_attempts_in_flight(
 ) -> None:
     receiver.script("/slow", default=200, delay_s=ANSWER_AFTER_S)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
-    env.update(
-        HOOKLINE_BIND=f"127.0.0.1:{port}",
-        HOOKLINE_DANGEROUS_ALLOW_PRIVATE_NETWORKS="true",
-        HOOKLINE_REQUEST_TIMEOUT_S=str(REQUEST_TIMEOUT_S),
-        HOOKLINE_LOG_FORMAT="json",
-        PYTHONUNBUFFERED="1",
-    )
+    env = up_env(port, HOOKLINE_REQUEST_TIMEOUT_S=str(REQUEST_TIMEOUT_S))
     log = tmp_path / "up.log"
-    with open(log, "wb") as out:
-        up = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "up"],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    with running_up(tmp_path, env, log) as up:
         api = Api(f"http://127.0.0.1:{port}")
         api.wait_healthy()
         key = cli(env, tmp_path, "tenants", "create", "acme")["api_key"]
@@ -140,10 +122,6 @@ def test_a_sigterm_to_hookline_ups_process_group_drains_the_attempts_in_flight(
         os.killpg(up.pid, signal.SIGTERM)
         code = up.wait(timeout=REQUEST_TIMEOUT_S + 15)
         took = time.monotonic() - started
-    finally:
-        if up.poll() is None:
-            os.killpg(up.pid, signal.SIGKILL)
-            up.wait()
 
     assert code == 0, log.read_text()[-3000:]
     assert took <= REQUEST_TIMEOUT_S + 5, took

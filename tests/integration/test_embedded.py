@@ -26,10 +26,8 @@ def embedded(tmp_path: Path) -> Iterator[tuple[Api, dict[str, str], Path]]:
         yield running
 
 
-@contextlib.contextmanager
-def hookline_up(tmp_path: Path, **extra: str) -> Iterator[tuple[Api, dict[str, str], Path]]:
-    """`hookline up` with nothing configured but `extra`, in `tmp_path`; stopped cleanly."""
-    port = free_port()
+def up_env(port: int, **extra: str) -> dict[str, str]:
+    """The environment of a `hookline up` on `port` with nothing configured but `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
     env.update(
         HOOKLINE_BIND=f"127.0.0.1:{port}",
@@ -38,22 +36,43 @@ def hookline_up(tmp_path: Path, **extra: str) -> Iterator[tuple[Api, dict[str, s
         PYTHONUNBUFFERED="1",
         **extra,
     )
-    log = tmp_path / "up.log"
-    with open(log, "wb") as out:
-        child = subprocess.Popen(
+    return env
+
+
+@contextlib.contextmanager
+def running_up(cwd: Path, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`hookline up` in `cwd`, the leader of a process group of its own, logging to `log`;
+    killed (the group) if the test left it running."""
+    with open(log, "ab") as out:
+        up = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "up"],
-            cwd=tmp_path,
+            cwd=cwd,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-    api = Api(f"http://127.0.0.1:{port}")
     try:
-        api.wait_healthy()
-        yield api, env, tmp_path
+        yield up
     finally:
-        child.send_signal(signal.SIGTERM)
-        code = child.wait(timeout=30)
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+            up.wait()
+
+
+@contextlib.contextmanager
+def hookline_up(tmp_path: Path, **extra: str) -> Iterator[tuple[Api, dict[str, str], Path]]:
+    """`hookline up` with nothing configured but `extra`, in `tmp_path`; stopped cleanly."""
+    port = free_port()
+    env, log = up_env(port, **extra), tmp_path / "up.log"
+    with running_up(tmp_path, env, log) as child:
+        api = Api(f"http://127.0.0.1:{port}")
+        try:
+            api.wait_healthy()
+            yield api, env, tmp_path
+        finally:
+            child.send_signal(signal.SIGTERM)
+            code = child.wait(timeout=30)
     assert code == 0, log.read_text()
     assert "running embedded" in log.read_text()
 

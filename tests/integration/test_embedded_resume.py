@@ -3,21 +3,17 @@ at once, not when the leases of its lost in-process messages run out."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.factories import eventually
 from tests.integration.conftest import Api, free_port
-from tests.integration.test_embedded import cli
+from tests.integration.test_embedded import cli, running_up, up_env
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -25,25 +21,6 @@ pytestmark = pytest.mark.integration
 EVENTS = 60
 # Far below every lease a lost message leaves behind (fan-out 30 s, claims 60 s, queue 300 s).
 RESUME_BOUND_S = 20.0
-
-
-@contextlib.contextmanager
-def running_up(cwd: Path, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with open(log, "ab") as out:
-        up = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "up"],
-            cwd=cwd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield up
-    finally:
-        if up.poll() is None:
-            os.killpg(up.pid, signal.SIGKILL)
-            up.wait()
 
 
 def delivered(receiver: Receiver) -> set[int]:
@@ -55,14 +32,7 @@ def test_after_a_kill_9_every_accepted_event_is_delivered_soon_after_the_restart
 ) -> None:
     receiver.script("/hook", default=200, delay_s=0.3)  # keeps attempts in flight
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
-    env.update(
-        HOOKLINE_BIND=f"127.0.0.1:{port}",
-        HOOKLINE_DANGEROUS_ALLOW_PRIVATE_NETWORKS="true",
-        HOOKLINE_LOG_FORMAT="json",
-        HOOKLINE_WORKER_THREADS="4",
-        PYTHONUNBUFFERED="1",
-    )
+    env = up_env(port, HOOKLINE_WORKER_THREADS="4")
     api, log = Api(f"http://127.0.0.1:{port}"), tmp_path / "up.log"
     accepted: set[int] = set()
     with running_up(tmp_path, env, log) as up:

@@ -10,7 +10,7 @@ import pytest
 
 from actors import outcomes
 from engine import retry
-from engine.db.models import Endpoint, Event
+from engine.db.models import Delivery, Endpoint, Event
 from engine.deliveries import record as deliveries
 from engine.deliveries.client import Outcome
 from engine.endpoints import transforms
@@ -186,7 +186,7 @@ def test_a_transform_error_is_kept_from_the_endpoints_breaker() -> None:
             reported.append(record)
 
     event = Event(id="evt_1", created_at=dt.datetime(2026, 12, 2, 12, 0, 0))
-    delivery: Any = type("D", (), {"id": "dlv_1", "attempts": 1})()
+    delivery = Delivery(id="dlv_1", attempts=1)  # a real delivery, not a test event's
     claimed = deliveries.Claim(delivery, Endpoint(id="ep_1"), event)
     failed = Outcome(dt.datetime(2026, 12, 2, 12, 0, 1), 0.0, error_class="transform_error")
     http_failure = Outcome(dt.datetime(2026, 12, 2, 12, 0, 1), 3.0, status_code=500)
