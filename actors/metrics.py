@@ -25,6 +25,7 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as multiprocess_collector
 
+from actors.signals import absorb_repeated_stops
 from engine.deliveries.client import Outcome
 from engine.retry import Decision
 from engine.settings import Settings
@@ -154,8 +155,6 @@ def serve_supervisor_metrics() -> int:
 
 
 def _serve_forked(bind: str) -> int:
-    from actors.signals import absorb_repeated_stops
-
     absorb_repeated_stops()  # dramatiq's fork handlers are installed by now
     try:
         _server(bind).serve_forever()

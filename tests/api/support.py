@@ -7,9 +7,11 @@ against what `schemas.openapi()` documents for that method, path and status.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
@@ -20,9 +22,12 @@ from referencing.jsonschema import DRAFT202012
 
 import schemas
 from actors.middleware import DeliveryPolicy
+from actors.pipeline import Pipeline
+from actors.runtime import Runtime
 from engine.db.models import utcnow
 from engine.deliveries import record as deliveries
 from engine.deliveries.client import Outcome
+from engine.settings import Settings
 
 OPENAPI_URI = "urn:hookline:openapi"
 PROBLEM_JSON = "application/problem+json"
@@ -135,6 +140,31 @@ def attempt(delivery_id: str, result: Outcome, *, max_age_s: float = 86400) -> N
     assert claimed is not None
     policy = DeliveryPolicy.of([60, 300], max_age_s, rand=lambda: 0.5)
     deliveries.record(claimed, result, decide=policy.decide)
+
+
+def worker_runtime(
+    settings: Settings, database: Any, client: Any, loop: asyncio.AbstractEventLoop
+) -> tuple[Pipeline, Runtime]:
+    """A worker's runtime in this process: a real attempt pipeline on `loop`, recording on
+    `database`, sending through `client` (a fake with `send`), publishing nothing."""
+    pipeline = Pipeline(
+        record=functools.partial(
+            deliveries.record_many, decide=DeliveryPolicy.of([5.0], 3600.0).decide
+        ),
+        after_record=lambda *_args: None,
+        connection=database.connection_context,
+        handoff_s=5.0,
+        max_in_flight=100,
+    )
+    runtime = Runtime(
+        settings=settings,
+        database=database,
+        publisher=SimpleNamespace(enqueue_many=lambda kind, ids: len(ids)),  # type: ignore[arg-type]
+        client=client,
+        pipeline=pipeline,
+        loop=loop,
+    )
+    return pipeline, runtime
 
 
 class Recorder:

@@ -6,24 +6,21 @@ Unless `HOOKLINE_EARLY_FIRST_ATTEMPTS` is off: then it commits, then sends.
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from actors import fan_out
-from actors.middleware import DeliveryPolicy
 from actors.pipeline import Pipeline
 from actors.runtime import Runtime
 from engine.db.models import Attempt, Delivery, EventFanOut, utcnow
 from engine.db.models import Endpoint as EndpointRow
-from engine.deliveries import record as deliveries
 from engine.deliveries.client import Outcome, Request
 from engine.settings import Settings
+from tests.api.support import worker_runtime
 
 Publish = Callable[..., dict[str, Any]]
 CreateEndpoint = Callable[..., dict[str, Any]]
@@ -69,23 +66,7 @@ def worker(
 ) -> Iterator[tuple[Endpoint, Pipeline, Runtime]]:
     """The actor's runtime in this process: a real pipeline, its loop, a fake endpoint."""
     endpoint = Endpoint()
-    pipeline = Pipeline(
-        record=functools.partial(
-            deliveries.record_many, decide=DeliveryPolicy.of([5.0], 3600.0).decide
-        ),
-        after_record=lambda *_args: None,
-        connection=sqlite_db.connection_context,
-        handoff_s=5.0,
-        max_in_flight=100,
-    )
-    rt = Runtime(
-        settings=sqlite_settings,
-        database=sqlite_db,
-        publisher=SimpleNamespace(enqueue_many=lambda kind, ids: len(ids)),  # type: ignore[arg-type]
-        client=endpoint,  # type: ignore[arg-type]
-        pipeline=pipeline,
-        loop=loop,
-    )
+    pipeline, rt = worker_runtime(sqlite_settings, sqlite_db, endpoint, loop)
     yield endpoint, pipeline, rt
     pipeline.drain(5.0)
 

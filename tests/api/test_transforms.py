@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import threading
 from collections.abc import Callable, Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
 from actors import fan_out
-from actors.middleware import DeliveryPolicy
-from actors.pipeline import Pipeline
 from actors.runtime import Runtime
 from engine.db.models import Delivery, utcnow
-from engine.deliveries import record as deliveries
 from engine.deliveries.client import Outcome, Request
 from engine.settings import Settings
-from tests.api.support import Api, assert_problem
+from tests.api.support import Api, assert_problem, worker_runtime
 
 ENDPOINTS = "/v1/endpoints"
 ENDPOINT = "/v1/endpoints/{endpoint_id}"
@@ -186,23 +181,7 @@ def worker(sqlite_settings: Settings, sqlite_db: Any) -> Iterator[tuple[Receiver
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     receiver = Receiver()
-    pipeline = Pipeline(
-        record=functools.partial(
-            deliveries.record_many, decide=DeliveryPolicy.of([5.0], 3600.0).decide
-        ),
-        after_record=lambda *_args: None,
-        connection=sqlite_db.connection_context,
-        handoff_s=5.0,
-        max_in_flight=100,
-    )
-    rt = Runtime(
-        settings=sqlite_settings,
-        database=sqlite_db,
-        publisher=SimpleNamespace(enqueue_many=lambda kind, ids: len(ids)),  # type: ignore[arg-type]
-        client=receiver,  # type: ignore[arg-type]
-        pipeline=pipeline,
-        loop=loop,
-    )
+    pipeline, rt = worker_runtime(sqlite_settings, sqlite_db, receiver, loop)
     yield receiver, rt
     pipeline.drain(5.0)
     loop.call_soon_threadsafe(loop.stop)
