@@ -36,6 +36,7 @@ SUCCEEDED = "succeeded"
 QUARANTINED = "quarantined"
 CANCELLED = "cancelled"
 PARKED = "parked"
+THROTTLED = "throttled"
 DELIVERY_STATES = (
     PENDING,
     QUEUED,
@@ -45,8 +46,13 @@ DELIVERY_STATES = (
     QUARANTINED,
     CANCELLED,
     PARKED,
+    THROTTLED,
 )
-OPEN_STATES = (PENDING, QUEUED, DELIVERING, SCHEDULED, PARKED)
+OPEN_STATES = (PENDING, QUEUED, DELIVERING, SCHEDULED, PARKED, THROTTLED)
+
+UNORDERED = "unordered"
+FIFO = "fifo"
+ORDERINGS = (UNORDERED, FIFO)
 
 ENDPOINT_ACTIVE = "active"
 ENDPOINT_DISABLED = "disabled"
@@ -112,6 +118,10 @@ class Endpoint(BaseModel):
     breaker = JSONField(null=True)  # per-endpoint overrides of the breaker settings
     payload_filter = JSONField(null=True)  # `filter` in the API (engine.endpoints.payload_filter)
     transform = JSONField(null=True)  # {"jmespath": ...}: shapes the body it receives
+    # Flow control (`engine.deliveries.flow`): null, no limit; `fifo`: one at a time, in order.
+    rate_limit_per_s = IntegerField(null=True)
+    max_in_flight = IntegerField(null=True)
+    ordering = CharField(default=UNORDERED)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
     deleted_at = DateTimeField(null=True)
@@ -248,6 +258,29 @@ class EndpointHealth(BaseModel):
         table_name = "endpoint_health"
 
 
+class EndpointFlow(BaseModel):
+    """What every worker shares about one endpoint's flow (`engine.deliveries.flow`).
+
+    Its token bucket, the concurrency adaptive control learnt (None: not limited by
+    it), a pause a `Retry-After` asked for, and whether deliveries wait as `throttled`.
+    """
+
+    endpoint_id = CharField(primary_key=True)
+    tokens = FloatField(default=0.0)
+    tokens_at = DateTimeField(null=True)
+    concurrency = IntegerField(null=True)
+    concurrency_reason = TextField(null=True)
+    concurrency_changed_at = DateTimeField(null=True)
+    fast_streak = IntegerField(default=0)
+    paused_until = DateTimeField(null=True)
+    pause_reason = TextField(null=True)
+    waiting = BooleanField(default=False)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "endpoint_flow"
+
+
 class HealthBucket(BaseModel):
     """Successes and failures of one endpoint in one 10-second bucket (Unix seconds)."""
 
@@ -296,6 +329,7 @@ MODELS = (
     Attempt,
     RateLimitWindow,
     EndpointHealth,
+    EndpointFlow,
     HealthBucket,
     AlertRecord,
     SchemaVersion,

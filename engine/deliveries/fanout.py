@@ -33,6 +33,7 @@ log = structlog.get_logger(__name__)
 # The states new rows are inserted in, checked against the table once, not per row.
 CREATED_CLAIMED = states.initial(states.DELIVERING)
 CREATED_PENDING = states.initial(PENDING)
+CREATED_THROTTLED = states.initial(states.THROTTLED)
 
 
 def fan_out(event_id: str, *, lease_s: float = 30.0, now: dt.datetime | None = None) -> list[str]:

@@ -10,6 +10,9 @@
                  without replay
     parked       held back, spending no attempt, while its endpoint's breaker is open
                  or the endpoint is disabled; released to `scheduled` when that ends
+    throttled    waiting, spending no attempt, for its endpoint's flow control: a rate,
+                 an in-flight limit, its turn (FIFO) or a `Retry-After` pause;
+                 released to `queued`, in order, as budget frees (`flow`)
 
 The usual path is pending -> queued -> delivering -> succeeded; a failed attempt
 goes to scheduled (queued again when due) or to quarantined. `TRANSITIONS` is the
@@ -34,6 +37,7 @@ from engine.db.models import (
     QUEUED,
     SCHEDULED,
     SUCCEEDED,
+    THROTTLED,
     Delivery,
 )
 
@@ -51,6 +55,7 @@ __all__ = [
     "QUEUED",
     "SCHEDULED",
     "SUCCEEDED",
+    "THROTTLED",
     "TRANSITIONS",
     "check",
     "initial",
@@ -58,14 +63,16 @@ __all__ = [
     "update",
 ]
 
-# Fan-out inserts a delivery `pending` for a message, or `delivering` when it claims it.
-INITIAL = (PENDING, DELIVERING)
+# Fan-out inserts a delivery `pending` for a message, `delivering` when it claims it, or
+# `throttled` when its endpoint's flow control decides when it goes.
+INITIAL = (PENDING, DELIVERING, THROTTLED)
 # What a claim may take (a `delivering` one only once its lease ran out).
 CLAIMABLE = (PENDING, QUEUED, DELIVERING)
 
 _CLAIM_CANCELS = "claim: the endpoint is deleted or awaits verification"
 _CLAIM_PARKS = "claim: the endpoint is disabled or its breaker open"
 _DELETE_CANCELS = "endpoints.crud.delete_endpoint"
+_CLAIM_HOLDS = "flow.hold: the claim found no budget (rate, in flight, FIFO turn, pause)"
 
 TRANSITIONS: dict[str, dict[str, str]] = {
     PENDING: {
@@ -73,12 +80,14 @@ TRANSITIONS: dict[str, dict[str, str]] = {
         DELIVERING: "record.claim_many",
         PARKED: _CLAIM_PARKS,
         CANCELLED: f"{_CLAIM_CANCELS}; {_DELETE_CANCELS}",
+        THROTTLED: _CLAIM_HOLDS,
     },
     QUEUED: {
         QUEUED: "schedule.take_expired: published but never claimed, published again",
         DELIVERING: "record.claim_many",
         PARKED: _CLAIM_PARKS,
         CANCELLED: f"{_CLAIM_CANCELS}; {_DELETE_CANCELS}",
+        THROTTLED: _CLAIM_HOLDS,
     },
     DELIVERING: {
         DELIVERING: "record.claim_many, once the lease of a crashed worker ran out",
@@ -89,6 +98,7 @@ TRANSITIONS: dict[str, dict[str, str]] = {
         QUARANTINED: "record.record_many: a failure for good (schedule spent, too old, 410)",
         PARKED: f"{_CLAIM_PARKS}, once the lease ran out",
         CANCELLED: f"{_CLAIM_CANCELS}, once the lease ran out; {_DELETE_CANCELS}",
+        THROTTLED: f"{_CLAIM_HOLDS}, once the lease ran out",
     },
     SCHEDULED: {
         QUEUED: "schedule.take_due; quarantine.retry_now",
@@ -106,6 +116,10 @@ TRANSITIONS: dict[str, dict[str, str]] = {
     PARKED: {
         SCHEDULED: "breakers.parking.release, paced; release_one, as a half-open probe",
         CANCELLED: f"breakers.parking.enable without replay; {_DELETE_CANCELS}",
+    },
+    THROTTLED: {
+        QUEUED: "flow.release: budget freed, the oldest first",
+        CANCELLED: _DELETE_CANCELS,
     },
 }
 

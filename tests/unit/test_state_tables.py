@@ -69,9 +69,10 @@ def test_every_open_delivery_can_come_to_rest() -> None:
         assert reachable(machine) & resting, state
 
 
-def test_a_delivery_is_created_pending_or_already_claimed_and_fan_out_uses_those() -> None:
-    assert states.INITIAL == (states.PENDING, states.DELIVERING)
-    assert (fanout.CREATED_PENDING, fanout.CREATED_CLAIMED) == states.INITIAL
+def test_a_delivery_is_created_pending_claimed_or_throttled_and_fan_out_uses_those() -> None:
+    assert states.INITIAL == (states.PENDING, states.DELIVERING, states.THROTTLED)
+    created = (fanout.CREATED_PENDING, fanout.CREATED_CLAIMED, fanout.CREATED_THROTTLED)
+    assert created == states.INITIAL
     with pytest.raises(TransitionError, match="'succeeded' is not an initial state"):
         states.initial(states.SUCCEEDED)
 
