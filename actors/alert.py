@@ -12,7 +12,7 @@ connection made), its claim is given back; once every channel was tried the
 message raises, so Dramatiq retries it a few times, and a retry skips the
 channels that already received the alert. A send cut short (a timeout after
 the request went out, a supervisor killed mid-send) is never repeated to Slack
-or email (`result="unconfirmed"`): at most once. PagerDuty and the webhook drop
+or email (logged `alert_unconfirmed`): at most once. PagerDuty and the webhook drop
 duplicates by their key, so they are tried again once the claim is stale.
 """
 
@@ -116,13 +116,14 @@ def _failed(
     """Log and count a failed send; give the claim back unless the channel may have it."""
     error = f"{type(exc).__name__}: {exc}"[:300]
     unsure = not isinstance(exc, AlertSendError) or exc.unsure
+    # Counted as failed either way: a channel that only times out still trips the
+    # HooklineAlertChannelFailing rule (ops/prometheus/alerts.yml).
+    metrics.ALERTS.labels(name, "failed").inc()
     if unsure and name not in DEDUPLICATING:
-        metrics.ALERTS.labels(name, "unconfirmed").inc()
         log.warning("alert_unconfirmed", channel=name, error=error, **context)
         return True
     with rt.database.connection_context():
         sends.give_back(taken)
-    metrics.ALERTS.labels(name, "failed").inc()
     log.warning("alert_failed", channel=name, error=error, **context)
     return False
 

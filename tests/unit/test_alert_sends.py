@@ -14,6 +14,7 @@ from actors.runtime import Runtime
 from engine.alerts import outbox as alert_records
 from engine.alerts import sends
 from engine.db.models import AlertRecord, AlertSend, Endpoint, utcnow
+from engine.deliveries.client import Outcome
 from tests.factories import make_endpoint, make_settings
 
 ALERT_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -158,3 +159,28 @@ def test_a_deduplicating_channel_another_supervisor_is_sending_is_retried_later(
     with pytest.raises(alert_actor.AlertSendError, match="webhook"):
         alert_actor.alert(rt, alert_id)
     assert channels.calls == {"slack": 1}
+
+
+@pytest.mark.parametrize(
+    ("status_code", "error_class", "detail", "maybe_taken"),
+    [
+        (500, "http_status", "HTTP 500 Internal Server Error", False),
+        (None, "dns", "ClientConnectorDNSError: Cannot connect to host slack.invalid", False),
+        (None, "refused_address", "loopback address refused", False),
+        (None, "connection", "ClientConnectorError: Cannot connect to host 127.0.0.1:9", False),
+        (None, "timeout", "ConnectionTimeoutError: Connection timeout to host x", False),
+        (None, "timeout", "no answer within 5 s", True),
+        (None, "connection", "ServerDisconnectedError: Server disconnected", True),
+    ],
+)
+def test_a_post_may_have_reached_the_channel_only_once_a_connection_was_made(
+    status_code: int | None, error_class: str, detail: str, maybe_taken: bool
+) -> None:
+    outcome = Outcome(
+        started_at=utcnow(),
+        duration_ms=1.0,
+        status_code=status_code,
+        error_class=error_class,
+        error_detail=detail,
+    )
+    assert alert_actor._maybe_taken(outcome) is maybe_taken
