@@ -3,8 +3,9 @@
 The supervisor folds batches of attempt outcomes in (`fold`, once per message:
 `engine.breakers.folds`): 10-second buckets of successes and failures per
 endpoint, the run of consecutive failures, the last success and failure, then
-the breaker's judgement (`engine.breakers.state`). Breaker rows are locked while they change, so the
-supervisor, the scheduler's tick and the API never overwrite each other.
+the breaker's judgement (`engine.breakers.state`). Breaker rows are locked
+while they change, so the supervisors, the scheduler's tick and the API never
+overwrite each other.
 `admit` is the claim's gate: closed lets every delivery through, open none,
 half-open exactly one probe (a conditional update).
 """
