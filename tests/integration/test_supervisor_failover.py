@@ -10,6 +10,8 @@ made, and never exceed them while the test runs.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import json
 import os
 import re
 import signal
@@ -32,11 +34,13 @@ ALERT_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ENV = {
     "HOOKLINE_BREAKER_WINDOW_S": "3600",  # nothing leaves the window during a test
     "HOOKLINE_BREAKER_MIN_ATTEMPTS": "10",
-    "HOOKLINE_BREAKER_COOLDOWN_S": "2",
-    "HOOKLINE_BREAKER_MAX_COOLDOWN_S": "4",
+    # Once open, a failing endpoint stays quiet (no probe) for the rest of the test, so the
+    # attempts stop changing and the window can be compared with them.
+    "HOOKLINE_BREAKER_COOLDOWN_S": "120",
+    "HOOKLINE_BREAKER_MAX_COOLDOWN_S": "120",
     "HOOKLINE_RETRY_SCHEDULE_S": ",".join(["2"] * 40),
     "HOOKLINE_PUBLIC_URL": "http://hookline.invalid",  # only written into links
-    "HOOKLINE_DB_MAX_CONNECTIONS": "6",
+    "HOOKLINE_DB_MAX_CONNECTIONS": "4",  # PostgreSQL is shared with other runs
 }
 SUPERVISORS = ("supervisor-a", "supervisor-b")
 
@@ -103,6 +107,17 @@ def counted_once(pg_url: str) -> bool:
 def folds_logged(processes: Processes, name: str) -> int:
     text = (processes.logs / f"{name}.log").read_text(errors="replace")
     return text.count('"outcomes_supervised"')
+
+
+def first_fold_after(processes: Processes, name: str, since: float) -> float | None:
+    """Seconds from `since` (Unix time) to the first batch the process folded or skipped."""
+    for line in (processes.logs / f"{name}.log").read_text(errors="replace").splitlines():
+        if '"outcomes_supervised"' not in line and '"outcomes_redelivered"' not in line:
+            continue
+        at = dt.datetime.fromisoformat(json.loads(line)["timestamp"]).timestamp()
+        if at >= since:
+            return at - since
+    return None
 
 
 def test_two_supervisors_count_every_outcome_once_and_send_every_alert_once(
@@ -222,9 +237,9 @@ def test_after_a_kill_9_between_fold_and_ack_the_other_supervisor_carries_on_cou
         victim = holder_of(port, processes, SUPERVISORS)
         [survivor] = [name for name in SUPERVISORS if name != victim]
         processes.stop(victim, signal.SIGKILL)
-        killed_at = time.monotonic()
+        killed_at = time.time()
 
-        # The survivor carries on: a fresh endpoint's outcomes reach its breaker.
+        # The survivor carries on: the dead one's batch, then a fresh endpoint's outcomes.
         fresh = new_endpoint(api, key, receiver.url("/fresh"))
         send_events(api, key, 5)
 
@@ -233,16 +248,19 @@ def test_after_a_kill_9_between_fold_and_ack_the_other_supervisor_carries_on_cou
             return fresh in made and counted.get(fresh) == made[fresh]
 
         eventually(fresh_counted, 30)
-        carried_on_s = time.monotonic() - killed_at
+        fresh_s = time.time() - killed_at
+        carried_on_s = first_fold_after(processes, survivor, killed_at)
+        carried_on_s = round(carried_on_s, 1) if carried_on_s is not None else None
         eventually(lambda: counted_once(pg_url), 30)
         made, _ = attempts_and_counts(pg_url)
         state = query(pg_url, "SELECT state FROM endpoint_health WHERE endpoint_id = %s", down)
         survivor_log = (processes.logs / f"{survivor}.log").read_text(errors="replace")
         redelivered = survivor_log.count('"outcomes_redelivered"')
     print(
-        f"\nkill -9 of {victim} mid-commit: {survivor} counted the next outcomes "
-        f"{carried_on_s:.1f} s after; redelivered batches skipped {redelivered}; attempts {made}"
+        f"\nkill -9 of {victim} mid-commit: {survivor} folded its next batch {carried_on_s} s"
+        f" after, a fresh endpoint's outcomes counted {fresh_s:.1f} s after; redelivered"
+        f" batches skipped {redelivered}; attempts {made}"
     )
-    assert carried_on_s <= 10.0
+    assert carried_on_s is not None and carried_on_s <= 10.0
     assert redelivered >= 1, "the killed supervisor's batch came back and was skipped"
-    assert state == [("open",)] or state == [("half_open",)]
+    assert state == [("open",)]
