@@ -1,8 +1,11 @@
 """The `supervise(outcomes)` actor on `hookline.supervise`: outcomes into the breakers.
 
-Runs in `hookline supervisor` alone, one thread, and folds each batch of
+Runs in `hookline supervisor`, one thread per process, and folds each batch of
 attempt outcomes (`actors.messages.OutcomeRecord`, reported by
-`actors.outcomes`) into PostgreSQL.
+`actors.outcomes`) into PostgreSQL, once per message: two or more supervisors
+may consume the queue, and a message redelivered after its supervisor died
+between the fold's commit and the ack is recognised by its dramatiq message id
+(the same on every delivery of it) and skipped.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from dramatiq.middleware import CurrentMessage
 
 from actors.messages import OutcomeRecord, UnknownVersionError
 from actors.runtime import Runtime
@@ -26,7 +30,7 @@ def supervise(rt: Runtime, outcomes: list[Any]) -> None:
 
     Records it cannot read (an unknown version, a malformed one) are refused
     with one log line for the batch and the message is acked: retrying would
-    not make them readable.
+    not make them readable. A message folded before is skipped whole.
     """
     records = _read(outcomes)
     observations = [
@@ -40,8 +44,15 @@ def supervise(rt: Runtime, outcomes: list[Any]) -> None:
         )
         for record in records
     ]
+    message = CurrentMessage.get_current_message()
+    message_id = message.message_id if message is not None else None
     with rt.database.connection_context():
-        emitted = health.fold(observations, policy=Policy.from_settings(rt.settings))
+        emitted = health.fold(
+            observations, policy=Policy.from_settings(rt.settings), message_id=message_id
+        )
+    if emitted is None:
+        log.info("outcomes_redelivered", message_id=message_id, outcomes=len(observations))
+        return
     log.debug("outcomes_supervised", outcomes=len(observations), alerts=len(emitted))
 
 

@@ -1,7 +1,8 @@
 """The supervisor process's composition root: `dramatiq actors.supervisor:setup`.
 
 `hookline supervisor` runs dramatiq's CLI with this callable, one process and
-one thread, consuming `hookline.supervise` and `hookline.alert` alone. Its
+one thread, consuming `hookline.supervise` and `hookline.alert`; two or more
+supervisors share them (`actors.supervise`, `actors.alert` say why that is safe). Its
 actors need the database and, for the alerts, the SSRF-guarded HTTP client;
 no attempt pipeline and no outcome reporter.
 """

@@ -83,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
         handler=_scheduler
     )
     commands.add_parser(
-        "supervisor", help="fold outcomes into circuit breakers and send alerts (run one)"
+        "supervisor",
+        help="fold outcomes into circuit breakers and send alerts (run two or more, for failover)",
     ).set_defaults(handler=_supervisor)
     commands.add_parser("up", help="run everything on this host").set_defaults(handler=_up)
     return parser
@@ -181,7 +182,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _supervisor(settings: Settings, args: argparse.Namespace) -> int:
-    """One dramatiq process, one thread: the single consumer of outcomes, and the alerts."""
+    """One dramatiq process, one thread, consuming outcomes and alerts beside its peers."""
     from actors.registry import SUPERVISOR_QUEUES
 
     return _run_dramatiq(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
+from engine.endpoints.crud import create_endpoint
+from engine.secretbox import SecretBox
 from engine.settings import Settings
+from engine.ssrf import AddressPolicy
+from engine.tenancy.tenants import create_tenant
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 # Base64 of 32 fixed bytes: the endpoint-secret encryption key every test process shares.
@@ -43,6 +48,13 @@ def eventually(probe: Any, timeout_s: float = 20.0, interval_s: float = 0.1) -> 
 def endpoint_body(**fields: Any) -> dict[str, Any]:
     """A valid `POST /v1/endpoints` body; keyword arguments replace or add fields."""
     return {"url": "https://receiver.example.com/hooks", **fields}
+
+
+def make_endpoint(url: str = "https://example.com/hook", tenant: str = "acme") -> Any:
+    """A new tenant and an endpoint of it, on the bound database; answer the endpoint row."""
+    tenant_id = create_tenant(tenant)[0].id
+    row, _ = create_endpoint(tenant_id, {"url": url}, AddressPolicy(), SecretBox(os.urandom(32)))
+    return row
 
 
 def event_body(event_type: str = "order.paid", **fields: Any) -> dict[str, Any]:

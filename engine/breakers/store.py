@@ -1,10 +1,11 @@
 """Endpoint health in the database: the sliding window, the breaker row, the probe gate.
 
-The supervisor folds batches of attempt outcomes in (`fold`): 10-second
-buckets of successes and failures per endpoint, the run of consecutive
-failures, the last success and failure, then the breaker's judgement
-(`engine.breakers.state`). Breaker rows are locked while they change, so the
-supervisor, the scheduler's tick and the API never overwrite each other.
+The supervisor folds batches of attempt outcomes in (`fold`, once per message:
+`engine.breakers.folds`): 10-second buckets of successes and failures per
+endpoint, the run of consecutive failures, the last success and failure, then
+the breaker's judgement (`engine.breakers.state`). Breaker rows are locked
+while they change, so the supervisors, the scheduler's tick and the API never
+overwrite each other.
 `admit` is the claim's gate: closed lets every delivery through, open none,
 half-open exactly one probe (a conditional update).
 """
@@ -20,6 +21,7 @@ import structlog
 from peewee import EXCLUDED
 
 from engine.alerts import messages as alerts
+from engine.breakers import folds
 from engine.breakers import state as breaker
 from engine.breakers.alerting import about
 from engine.breakers.state import CLOSED, HALF_OPEN, OPEN, Breaker, BreakerEvent, Policy, Window
@@ -122,15 +124,25 @@ def windows(policies: Mapping[str, Policy], now: dt.datetime) -> dict[str, Windo
 
 
 def fold(
-    observations: Iterable[Observation], *, policy: Policy, now: dt.datetime | None = None
-) -> list[str]:
-    """Fold outcomes into each endpoint's window and breaker; answer the alerts emitted."""
+    observations: Iterable[Observation],
+    *,
+    policy: Policy,
+    now: dt.datetime | None = None,
+    message_id: str | None = None,
+) -> list[str] | None:
+    """Fold outcomes into each endpoint's window and breaker; answer the alerts emitted.
+
+    With the `message_id` that carried them, a message folded before (redelivered
+    after its supervisor died unacked) is skipped: answers None.
+    """
     now = now or utcnow()
     grouped: dict[str, list[Observation]] = {}
     for seen in sorted(observations, key=lambda o: o.at):
         grouped.setdefault(seen.endpoint_id, []).append(seen)
     emitted: list[str] = []
     with db.atomic():
+        if message_id is not None and not folds.first_time(message_id, now):
+            return None
         endpoints = {e.id: e for e in Endpoint.select().where(Endpoint.id.in_(list(grouped)))}
         ids = sorted(i for i in grouped if i in endpoints)
         if not ids:

@@ -4,7 +4,8 @@ Each step is cheap when nothing is due (a partial index each) and bounded
 by `batch` when much is: half-open breakers whose cool-down ended, warn and
 disable endpoints open too long, free lost probes, release parked
 deliveries of closed breakers at their pace, send quarantine digests, and
-prune old window buckets. Alerts are recorded here; the caller publishes them.
+prune old window buckets and the ids of outcome messages folded long ago.
+Alerts are recorded here; the caller publishes them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from peewee import fn
 
 from engine.alerts import messages as alerts
 from engine.alerts import outbox as alert_records
-from engine.breakers import alerting, parking
+from engine.breakers import alerting, folds, parking
 from engine.breakers import state as breaker
 from engine.breakers import store as health
 from engine.breakers.state import CLOSED, HALF_OPEN, OPEN, BreakerEvent, OutageWarning, Policy
@@ -228,9 +229,11 @@ def digest(policy: Policy, *, digest_s: float, now: dt.datetime, batch: int) -> 
 
 
 def prune(now: dt.datetime) -> int:
-    """Drop window buckets older than the longest window any endpoint may have."""
+    """Drop window buckets older than the longest window any endpoint may have, and the
+    ids of outcome messages folded long ago (a batch of them); answer the rows dropped."""
     cutoff = health.epoch_s(now) - health.MAX_WINDOW_S - health.BUCKET_S
-    return int(HealthBucket.delete().where(HealthBucket.bucket_start < cutoff).execute())
+    buckets = int(HealthBucket.delete().where(HealthBucket.bucket_start < cutoff).execute())
+    return buckets + folds.prune(now)
 
 
 def breaker_counts() -> dict[str, int]:

@@ -311,6 +311,30 @@ class AlertRecord(BaseModel):
         table_name = "alert"
 
 
+class AlertSend(BaseModel):
+    """One channel's claim on an alert, taken before it is dialled; `sent_at` once it took it."""
+
+    alert_id = CharField()
+    channel = CharField(max_length=16)
+    claim = CharField()  # the claimant's token: who may mark it sent or give it back
+    claimed_at = DateTimeField()
+    sent_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "alert_send"
+        primary_key = CompositeKey("alert_id", "channel")
+
+
+class SupervisedMessage(BaseModel):
+    """An outcome message already folded into the breakers, so a redelivery is skipped."""
+
+    message_id = CharField(primary_key=True)
+    folded_at = DateTimeField()
+
+    class Meta:
+        table_name = "supervised_message"
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at = DateTimeField(default=utcnow)
@@ -332,5 +356,7 @@ MODELS = (
     EndpointFlow,
     HealthBucket,
     AlertRecord,
+    AlertSend,
+    SupervisedMessage,
     SchemaVersion,
 )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,22 +22,15 @@ from engine.db.models import AlertRecord, Delivery, Endpoint, EndpointHealth, ut
 from engine.deliveries import fanout
 from engine.deliveries import record as deliveries
 from engine.deliveries.client import Outcome
-from engine.endpoints.crud import create_endpoint
 from engine.events.ingest import EventStore
-from engine.secretbox import SecretBox
-from engine.ssrf import AddressPolicy
-from engine.tenancy.tenants import create_tenant
+from tests.factories import make_endpoint
 
 POLICY = Policy(cooldown_s=30, max_cooldown_s=120, disable_after_s=1000, release_per_s=2)
 
 
 @pytest.fixture
 def endpoint(sqlite_db: Any) -> Endpoint:
-    tenant = create_tenant("acme")[0]
-    row, _ = create_endpoint(
-        tenant.id, {"url": "https://example.com/hook"}, AddressPolicy(), SecretBox(os.urandom(32))
-    )
-    return row
+    return make_endpoint()
 
 
 @pytest.fixture
