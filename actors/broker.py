@@ -25,6 +25,7 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from actors import queues
 from actors.messages import OutcomeRecord
 from actors.middleware.policy import Quarantine, require
 from engine.settings import Settings
@@ -56,7 +57,8 @@ def build_broker(settings: Settings, middleware: list[Middleware]) -> dramatiq.B
     """
     if settings.broker_url is None:
         return StubBroker(middleware=middleware)
-    return RabbitmqBroker(
+    return queues.Broker(
+        settings,
         url=connection_url(settings, publisher=False),
         confirm_delivery=True,
         middleware=middleware,
@@ -124,6 +126,7 @@ class Publisher:
 
         Raises:
             LookupError: the broker has no `Quarantine` middleware.
+            actors.queues.QueueMismatchError: RabbitMQ holds that queue of another type.
         """
         if not isinstance(self.broker, RabbitmqBroker):
             return len(documents)
@@ -135,7 +138,7 @@ class Publisher:
         try:
             channel = self.broker.channel
             if not self._quarantine_declared:
-                quarantine.declare(channel)
+                quarantine.declare(channel, self.settings)
                 self._quarantine_declared = True
             for body in documents:
                 channel.basic_publish(
@@ -145,6 +148,10 @@ class Publisher:
         except pika.exceptions.AMQPError:
             del self.broker.connection  # the next call opens a fresh connection
             self._quarantine_declared = False
+        except queues.QueueMismatchError:
+            del self.broker.connection
+            self._quarantine_declared = False
+            raise
         return count
 
     def ping(self) -> None:
