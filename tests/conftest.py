@@ -40,6 +40,12 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"RabbitMQ queue type: {queue_type()}"
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # `tox -e py -- tests/unit/...`: tox's quorum pass finds no integration test there.
+    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and queue_type() == "quorum":
+        session.exitstatus = pytest.ExitCode.OK
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
