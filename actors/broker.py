@@ -26,6 +26,7 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from actors import queues
 from actors.messages import OutcomeRecord
 from actors.middleware.policy import Quarantine, require
 from engine.settings import Settings
@@ -57,7 +58,8 @@ def build_broker(settings: Settings, middleware: list[Middleware]) -> dramatiq.B
     """
     if settings.broker_url is None:
         return StubBroker(middleware=middleware)
-    return RabbitmqBroker(
+    return queues.Broker(
+        settings,
         url=connection_url(settings, publisher=False),
         confirm_delivery=True,
         middleware=middleware,
@@ -126,6 +128,7 @@ class Publisher:
 
         Raises:
             LookupError: the broker has no `Quarantine` middleware.
+            actors.queues.QueueMismatchError: RabbitMQ holds that queue of another type.
         """
         if not isinstance(self.broker, RabbitmqBroker):
             return len(documents)
@@ -137,7 +140,7 @@ class Publisher:
         try:
             channel = self.broker.channel
             if not self._quarantine_declared:
-                quarantine.declare(channel)
+                quarantine.declare(channel, self.settings)
                 self._quarantine_declared = True
             for body in documents:
                 channel.basic_publish(
@@ -147,6 +150,10 @@ class Publisher:
         except pika.exceptions.AMQPError:
             del self.broker.connection  # the next call opens a fresh connection
             self._quarantine_declared = False
+        except queues.QueueMismatchError:
+            del self.broker.connection
+            self._quarantine_declared = False
+            raise
         return count
 
     def ping(self) -> None:

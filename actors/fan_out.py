@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 
 import structlog
+from dramatiq.middleware import CurrentMessage
 
 from actors import flow, requests
 from actors.early_attempts import EarlyAttempts
@@ -35,7 +36,11 @@ def fan_out(rt: Runtime, event_ids: str | list[str]) -> None:
     (`actors.early_attempts`). The rest go out `deliver_batch` ids per message.
     """
     ids = [event_ids] if isinstance(event_ids, str) else list(event_ids)
-    early = EarlyAttempts(rt) if rt.settings.early_first_attempts else None
+    # A message RabbitMQ gives again lost its last worker, maybe inside the transaction, to
+    # an early attempt: commit first this time, so a poison delivery dies in `deliver`,
+    # where its lost claims are counted (`engine.deliveries.lost`), not here, uncounted.
+    redelivered = getattr(CurrentMessage.get_current_message(), "redelivered", False)
+    early = EarlyAttempts(rt) if rt.settings.early_first_attempts and not redelivered else None
     plan = _create(rt, ids, early)
     started = early.batch if early is not None else None
     if started is None:

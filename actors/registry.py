@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
+import pika.exceptions
+from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import Middleware
 
-from actors import alert, deliver, fan_out, supervise, verify
+from actors import alert, deliver, fan_out, queues, supervise, verify
 from actors.broker import Publisher, connection_url
+from actors.middleware import Quarantine
 from actors.runtime import Runtime
 from engine.settings import Settings
 
@@ -69,13 +71,37 @@ def publisher(settings: Settings, middleware: Sequence[Middleware] = ()) -> Publ
     """
     if settings.broker_url is None:
         raise RuntimeError("the API needs HOOKLINE_BROKER_URL; `hookline up` runs embedded")
-    broker = RabbitmqBroker(
+    broker = queues.Broker(
+        settings,
         url=connection_url(settings, publisher=True),
         confirm_delivery=True,
         middleware=list(middleware),
     )
     declare_actors(broker, None)
     return Publisher(broker, settings)
+
+
+def check_queues(settings: Settings) -> None:
+    """Declare every queue Hookline uses, of the configured type, before a process starts.
+
+    A process started against queues of another type would fail on every publish or
+    consume; this fails once, with what to do. RabbitMQ being down is not this check's
+    business: the processes wait for it themselves.
+
+    Raises:
+        actors.queues.QueueMismatchError: RabbitMQ holds one of them of another type.
+    """
+    if settings.broker_url is None:
+        return
+    broker = queues.Broker(settings, url=connection_url(settings, publisher=True), middleware=[])
+    try:
+        for queue_name in (*WORKER_QUEUES, *SUPERVISOR_QUEUES):
+            broker.declare_queue(queue_name, ensure=True)
+        Quarantine().declare(broker.channel, settings)
+    except (ConnectionClosed, pika.exceptions.AMQPError):
+        return
+    finally:
+        broker.close()
 
 
 def _bind(fn: Callable[..., None], runtime: Runtime | None) -> Callable[..., None]:

@@ -20,6 +20,7 @@ from actors.broker import Publisher
 from actors.middleware import Quarantine
 from engine.db.connect import UNAVAILABLE_ERRORS, bind
 from engine.deliveries import flow_view, quarantine
+from engine.deliveries import lost as lost_attempts
 from engine.deliveries import schedule as scheduling
 from engine.settings import Settings
 
@@ -88,6 +89,9 @@ class Scheduler:
             log.info("scheduler_leading")
         batch, lease = self.settings.scheduler_batch, self.settings.queue_lease_s
         due = scheduling.take_due(batch=batch, lease_s=lease)
+        poisoned = lost_attempts.quarantine_lost(limit=self.settings.max_lost_attempts, batch=batch)
+        if poisoned:
+            log.warning("deliveries_quarantined_lost", deliveries=poisoned)
         lost = scheduling.take_expired(batch=batch, lease_s=lease)
         unfanned = scheduling.take_unfanned(batch=batch, lease_s=self.settings.fan_out_lease_s)
         self._publish("deliver", due, "due")
@@ -98,7 +102,7 @@ class Scheduler:
             log.info("scheduler_recovered", deliveries=len(lost), events=len(unfanned))
         copied = self._copy_quarantined(batch)
         ticked = self._tick()
-        return ticked or max(len(due), len(lost), len(unfanned), copied) >= batch
+        return ticked or max(len(due), len(poisoned), len(lost), len(unfanned), copied) >= batch
 
     def _tick(self) -> bool:
         """The breakers' time-driven work; its failure never costs the scheduler its lead."""

@@ -158,6 +158,7 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
             "`hookline api` needs PostgreSQL and RabbitMQ; `hookline up` runs embedded",
         )
     _check_secret_key(settings)
+    _check_queues(settings)
     _multiprocess_metrics(settings, "api")
     command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF)]
     os.execv(sys.executable, command)
@@ -210,6 +211,7 @@ def _run_dramatiq(
     if settings.broker_url is None:
         raise SettingsError("HOOKLINE_BROKER_URL", f"`hookline {role}` needs RabbitMQ")
     _check_secret_key(settings)
+    _check_queues(settings)
     _multiprocess_metrics(settings, role)
     command = [
         sys.executable,
@@ -239,12 +241,20 @@ def _check_secret_key(settings: Settings) -> None:
     secretbox.from_settings(settings)
 
 
+def _check_queues(settings: Settings) -> None:
+    """Fail before starting when RabbitMQ holds Hookline's queues of another type."""
+    from actors.registry import check_queues
+
+    check_queues(settings)
+
+
 def _scheduler(settings: Settings, args: argparse.Namespace) -> int:
     from actors import scheduler as scheduling
     from actors.metrics import serve
 
     if settings.broker_url is None:
         raise SettingsError("HOOKLINE_BROKER_URL", "`hookline scheduler` needs RabbitMQ")
+    _check_queues(settings)
     scheduler = scheduling.build(settings)
     try:
         serve(settings.scheduler_metrics_bind)

@@ -2,6 +2,7 @@
 
     EngineError
     ├── SettingsError           a setting is missing or malformed (names the variable)
+    │   └── QueueMismatchError      RabbitMQ holds a queue of another type (actors.queues)
     ├── NotFoundError           no such row for this tenant
     ├── ConflictError           the request clashes with the stored state
     ├── InvalidInputError       a value the schema admits but the domain refuses (names the field)

@@ -89,6 +89,12 @@ class Settings:
     lease_grace_s: float = 30.0
     # Seconds an unacknowledged event waits before the scheduler fans it out again.
     fan_out_lease_s: int = 30
+    # RabbitMQ queue type: classic, or quorum (with a delivery limit); README "Queue types".
+    queue_type: str = "classic"
+    # Quorum queues: deliveries of one message before RabbitMQ dead-letters it as poison.
+    queue_delivery_limit: int = 20
+    # Claims of one delivery that ended without an outcome (its worker died) before quarantine.
+    max_lost_attempts: int = 5
     # RabbitMQ heartbeat in seconds.
     broker_heartbeat_s: int = 30
     # Seconds a publish may wait while RabbitMQ blocks publishers before it fails.
@@ -250,6 +256,8 @@ class Settings:
             raise SettingsError(PREFIX + "LOG_FORMAT", "must be json, console or auto")
         if self.event_loop not in ("uvloop", "asyncio"):
             raise SettingsError(PREFIX + "EVENT_LOOP", "must be uvloop or asyncio")
+        if self.queue_type not in ("classic", "quorum"):
+            raise SettingsError(PREFIX + "QUEUE_TYPE", "must be classic or quorum")
         self._validate_jwt()
         self._validate_alerts()
 
@@ -316,6 +324,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "queue_lease_s": parse.integer(5, 86400),
     "fan_out_lease_s": parse.integer(1, 86400),
     "lease_grace_s": parse.number(0.5, 3600),
+    "queue_type": parse.choice("classic", "quorum"),
+    "queue_delivery_limit": parse.integer(1, 1_000_000),
+    "max_lost_attempts": parse.integer(1, 1000),
     "broker_heartbeat_s": parse.integer(0, 3600),
     "broker_blocked_timeout_s": parse.number(0.1, 600),
     "dangerous_allow_private_networks": parse.boolean,

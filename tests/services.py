@@ -19,6 +19,11 @@ AMQP_HOST = os.environ.get("HOOKLINE_TEST_AMQP_HOST", "127.0.0.1:5672")
 RUN_ID = uuid.uuid4().hex[:10]
 
 
+def queue_type() -> str:
+    """The RabbitMQ queue type this run's stacks declare (`--queue-type`, tests/conftest.py)."""
+    return os.environ.get("HOOKLINE_TEST_QUEUE_TYPE", "classic")
+
+
 def unavailable(what: str, why: str) -> NoReturn:
     """Skip locally, fail under CI."""
     message = f"{what} unavailable: {why}"

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import dramatiq
 from dramatiq.middleware import Middleware
 
+from actors import queues
 from engine import retry
 from engine.deliveries.client import Outcome
 from engine.deliveries.record import Claim
@@ -66,9 +67,14 @@ class Quarantine(Middleware):
     def __init__(self, queue_name: str = QUARANTINE_QUEUE) -> None:
         self.queue_name = queue_name
 
-    def declare(self, channel: Any) -> None:
-        """Declare the queue on an AMQP channel: durable, without dead-lettering."""
-        channel.queue_declare(self.queue_name, durable=True)
+    def declare(self, channel: Any, settings: Settings) -> None:
+        """Declare the queue on an AMQP channel: durable, of the configured type, without
+        dead-lettering.
+
+        Raises:
+            actors.queues.QueueMismatchError: it exists with another type or arguments.
+        """
+        queues.declare(channel, self.queue_name, settings)
 
     def __repr__(self) -> str:
         return f"Quarantine(queue_name={self.queue_name!r})"

@@ -99,7 +99,8 @@ TRANSITIONS: dict[str, dict[str, str]] = {
         SUCCEEDED: "record.record_many: a 2xx answer; fanout.fan_out_and_claim: a first"
         " attempt's 2xx answer in before its delivery is written, written with it",
         SCHEDULED: "record.record_many: a failure with retries left",
-        QUARANTINED: "record.record_many: a failure for good (schedule spent, too old, 410)",
+        QUARANTINED: "record.record_many: a failure for good (schedule spent, too old, 410);"
+        " lost.quarantine_lost: its claims kept dying with their worker",
         PARKED: f"{_CLAIM_PARKS}, once the lease ran out",
         CANCELLED: f"{_CLAIM_CANCELS}, once the lease ran out; {_DELETE_CANCELS}",
         THROTTLED: f"{_CLAIM_HOLDS}, once the lease ran out",

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from dramatiq.middleware import CurrentMessage
 
 from actors import fan_out
 from actors.pipeline import Pipeline
@@ -143,15 +144,26 @@ def test_a_failed_commit_records_none_of_the_attempts_it_sent(
     assert reported == [], "nothing reported for attempts whose rows were never committed"
 
 
-def test_with_early_first_attempts_off_nothing_is_sent_before_the_commit(
+class Redelivered:
+    """A message RabbitMQ gives again: its last worker took it and never acknowledged it."""
+
+    redelivered = True
+
+
+@pytest.mark.parametrize("why", ["setting_off", "redelivered"])
+def test_with_early_first_attempts_off_or_redelivered_nothing_is_sent_before_the_commit(
     worker: tuple[Endpoint, Pipeline, Runtime],
     sqlite_db: Any,
     create_endpoint: CreateEndpoint,
     publish: Publish,
     monkeypatch: pytest.MonkeyPatch,
+    why: str,
 ) -> None:
     endpoint, pipeline, rt = worker
-    rt.settings = rt.settings.with_overrides(early_first_attempts=False)
+    if why == "setting_off":
+        rt.settings = rt.settings.with_overrides(early_first_attempts=False)
+    else:  # its last worker may have died in an early attempt: none this time
+        monkeypatch.setattr(CurrentMessage, "get_current_message", lambda: Redelivered())
     event_id = an_event(create_endpoint, publish, 3)
     # An attempt sent early would arrive meanwhile.
     note_the_commit(endpoint, sqlite_db, monkeypatch, wait_s=0.5)

@@ -22,6 +22,7 @@ import pytest
 from engine.db.connect import bind
 from tests.factories import ADMIN_TOKEN, SECRET_KEY, make_settings
 from tests.receiver import Receiver
+from tests.services import queue_type
 
 pytestmark = pytest.mark.integration
 
@@ -167,6 +168,7 @@ def stack_env(pg_url: str, amqp_url: str, **extra: str) -> dict[str, str]:
         HOOKLINE_CONNECT_TIMEOUT_S="2",
         HOOKLINE_SCHEDULER_INTERVAL_S="0.2",
         HOOKLINE_LOG_FORMAT="json",
+        HOOKLINE_QUEUE_TYPE=queue_type(),
         HOOKLINE_WORKER_METRICS_BIND=f"127.0.0.1:{free_port()}",
         HOOKLINE_SCHEDULER_METRICS_BIND=f"127.0.0.1:{free_port()}",
         HOOKLINE_SUPERVISOR_METRICS_BIND=f"127.0.0.1:{free_port()}",

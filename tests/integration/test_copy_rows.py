@@ -16,7 +16,7 @@ from engine.deliveries import record as deliveries
 from engine.deliveries.client import Outcome
 from engine.ids import new_id
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.without_rabbitmq]
 
 TEXTS = [
     "plain",

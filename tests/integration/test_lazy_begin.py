@@ -13,7 +13,7 @@ from engine.db.models import Tenant, db
 from engine.ids import new_id
 from tests.factories import make_settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.without_rabbitmq]
 
 IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 INTRANS = psycopg2.extensions.TRANSACTION_STATUS_INTRANS

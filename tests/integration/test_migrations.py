@@ -13,7 +13,7 @@ import pytest
 from engine.db.migrations import latest_version
 from tests.services import new_database
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.without_rabbitmq]
 
 
 def test_two_migrators_at_once_then_a_third_apply_every_step_exactly_once() -> None:

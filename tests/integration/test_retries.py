@@ -11,10 +11,12 @@ import pika
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.factories import eventually
+from actors.middleware import Quarantine
+from tests.factories import eventually, make_settings
 from tests.integration.conftest import Api
 from tests.integration.test_delivery import create_endpoint, wait_for_status
 from tests.receiver import Receiver
+from tests.services import queue_type
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +40,7 @@ def quarantine_copies(amqp_url: str) -> list[dict[str, Any]]:
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     try:
         channel = connection.channel()
-        channel.queue_declare("hookline.quarantine", durable=True)
+        Quarantine().declare(channel, make_settings(HOOKLINE_QUEUE_TYPE=queue_type()))
         documents = []
         while True:
             method, properties, body = channel.basic_get("hookline.quarantine", auto_ack=True)

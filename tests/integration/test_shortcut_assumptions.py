@@ -26,7 +26,7 @@ from engine.shortcuts import ShortcutPool
 from engine.shortcuts import copy_rows as copy_by_shortcut
 from tests.factories import make_settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.without_rabbitmq]
 
 
 def parameters(function: Any) -> list[tuple[str, Any]]:

@@ -16,7 +16,7 @@ from engine.endpoints import states as endpoint_states
 from engine.errors import TransitionError
 from engine.ids import new_id
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.without_rabbitmq]
 
 BEFORE = dt.datetime(2026, 1, 1)
 MOVED_AT = dt.datetime(2026, 1, 2)

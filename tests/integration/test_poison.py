@@ -1,0 +1,64 @@
+"""A poison delivery on the real processes: it kills every worker that attempts it."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from tests.factories import eventually
+from tests.integration.faults import delivery_states, isolated_stack, send_events
+from tests.receiver import Receiver
+
+pytestmark = pytest.mark.integration
+
+# The claim's lease is the request timeout plus the grace: 8.5 s between lost attempts. The
+# kill must land before the request times out (the timeout would be recorded, not lost),
+# which a loaded machine can take seconds to do.
+POISON = {
+    "HOOKLINE_REQUEST_TIMEOUT_S": "8",
+    "HOOKLINE_CONNECT_TIMEOUT_S": "1",
+    "HOOKLINE_LEASE_GRACE_S": "0.5",
+    "HOOKLINE_MAX_LOST_ATTEMPTS": "2",
+}
+
+
+def test_a_delivery_that_kills_every_worker_ends_quarantined_instead_of_going_round(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    receiver.script("/poison", default=200, delay_s=30)  # the worker dies while it waits
+    with isolated_stack(tmp_path, **POISON) as (api, processes, pg_url, _vhost):
+        key = api.tenant()
+        status, body = api.call("POST", "/v1/endpoints", {"url": receiver.url("/poison")}, key=key)
+        assert status == 201, body
+        send_events(api, key, 1, threads=1)
+        # The fan-out commits its delivery claimed, then waits for the answer: each kill
+        # loses one claim, and the scheduler publishes the delivery again after its lease.
+        for n in (1, 2):
+            receiver.wait_for("/poison", n, timeout_s=40)
+            processes.stop("worker", signal.SIGKILL)
+            processes.start("worker")
+
+        eventually(lambda: delivery_states(pg_url) == {"quarantined": 1}, timeout_s=60)
+        time.sleep(9.0)  # a lease more: nothing publishes it again
+        reason, attempts, recorded, last_error = _the_delivery(pg_url)
+
+    assert len(receiver.received("/poison")) == 2
+    assert (reason, attempts, recorded) == ("lost_attempts", 2, 0)
+    assert "2 attempts ended without an outcome" in last_error
+
+
+def _the_delivery(pg_url: str) -> tuple[str, int, int, str]:
+    """The one delivery's quarantine reason, claims, attempts recorded and last error."""
+    with contextlib.closing(psycopg2.connect(pg_url)) as connection:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT quarantine_reason, attempts, last_error,"
+                " (SELECT count(*) FROM attempt) FROM delivery"
+            )
+            reason, attempts, last_error, recorded = cursor.fetchone()
+    return reason, attempts, recorded, last_error
