@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from ops.bench import backlog, baseline, drain, options, report, scenarios
+from ops.bench import backlog, baseline, drain, noisy, options, report, scenarios
 from ops.bench.context import Context
 from ops.bench.options import PRIVATE
 from ops.bench.services import postgres_version, purge_queues, rabbitmq_version
@@ -80,6 +80,26 @@ def run_all(ctx: Context) -> dict[str, Any]:
                 "to_fan_out_p50_ms",
                 "fan_out_to_attempt_p50_ms",
                 "offered_deliveries_per_s",
+            ),
+        }
+    if "noisy" not in skip:
+        _say(
+            f"noisy neighbour: A floods {args.noisy_deliveries:,} to a 200 ms endpoint,"
+            f" B sends {args.noisy_rate:g}/s for {args.noisy_window_s:g} s"
+        )
+        runs = [noisy.one_run(ctx) for _ in range(args.runs)]
+        found["noisy_neighbour"] = {
+            "runs": runs,
+            "summary": report.summarise(
+                runs,
+                "b_p50_ms",
+                "b_p99_ms",
+                "b_max_ms",
+                "b_without_first_attempt",
+                "a_requests_per_s",
+                "a_timed_out_attempts",
+                "a_open_at_window_start",
+                "a_open_at_window_end",
             ),
         }
     if not {"isolation", "e2e"} & skip and args.hanging:

@@ -6,6 +6,7 @@ delivery client's per-host pool), prints `{"ports": [...]}` on one line, and
 serves until SIGTERM, its parent's exit, or `--max-lifetime-s`:
 
     /hang/...   waits until `/_release` or `--hang-max-s`, then answers 200
+    /slow/MS/...  answers 200 after MS milliseconds (asyncio.sleep: any number at once)
     /_release   releases every waiting `/hang` request, and answers later ones at
                 once until `/_arm` (attempts still queued in a worker when a run
                 ends must not hang into the next run)
@@ -67,6 +68,9 @@ class Receiver:
         if path == "/_stats":
             return 200, self.stats(), "application/json"
         self.count(path)
+        if path.startswith("/slow/"):
+            await asyncio.sleep(slow_ms(path) / 1000.0)
+            return 200, b"ok", "text/plain"
         if path.startswith("/hang/") and self.armed:
             self.hanging += 1
             try:
@@ -76,6 +80,14 @@ class Receiver:
             finally:
                 self.hanging -= 1
         return 200, b"ok", "text/plain"
+
+
+def slow_ms(path: str) -> float:
+    """The delay a `/slow/MS/...` path asks for, in milliseconds (0 when unreadable)."""
+    try:
+        return max(0.0, min(float(path.split("/", 3)[2]), 60_000.0))
+    except (IndexError, ValueError):
+        return 0.0
 
 
 class Connection(asyncio.Protocol):
@@ -103,7 +115,7 @@ class Connection(asyncio.Protocol):
             if request is None:
                 return
             path, keep_alive = request
-            if path.startswith("/hang/") or path in ("/_release", "/_arm"):
+            if path.startswith(("/hang/", "/slow/")) or path in ("/_release", "/_arm"):
                 self.busy = True
                 task = asyncio.get_running_loop().create_task(self.receiver.answer(path))
                 task.add_done_callback(lambda done, k=keep_alive: self._answered(done, k))

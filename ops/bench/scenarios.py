@@ -280,7 +280,7 @@ def isolation(ctx: Context) -> dict[str, Any]:
             [tenant],
         )
     )
-    _cancel(ctx, tenant)
+    cancel(ctx, tenant)
     return {
         "healthy_deliveries": count,
         "healthy_expected": expected,
@@ -291,7 +291,7 @@ def isolation(ctx: Context) -> dict[str, Any]:
     }
 
 
-def _cancel(ctx: Context, tenant: str) -> None:
+def cancel(ctx: Context, tenant: str) -> None:
     """End a run: cancel its open deliveries, release the hanging requests, drain the queue."""
     # In id order and skipping rows a worker holds: the workers update rows in id order
     # too, and a plain UPDATE of the tenant's rows could deadlock with them. Rows a worker
