@@ -32,4 +32,6 @@ def deliver(rt: Runtime, delivery_ids: str | list[str]) -> None:
         pipeline.release(len(ids))
         raise
     pipeline.release(len(ids) - len(claimed))
-    requests.attempt(rt, claimed)
+    kept = requests.keep_fair(rt, claimed)  # a host crowding the pipeline waits in PostgreSQL
+    pipeline.release(len(claimed) - len(kept))
+    requests.attempt(rt, kept)
