@@ -5,15 +5,16 @@ A worker process holds up to `worker_max_in_flight` attempts, but sends at most
 gate, in memory. One tenant's flood to a slow endpoint (200 ms a request, 16
 at once: 80 a second) filled every slot that way; every other tenant's
 attempts waited behind it for room, and so did the fan-outs behind them in
-RabbitMQ (ops/bench/NOTES.md#noisy-neighbour). So once the pipeline is
-crowded (`crowded_at` attempts started, half of `worker_max_in_flight`), a host
-that holds more than half of them, and more than `share`, holds no more: its
-claims over that go back to PostgreSQL, `scheduled` at the pace the host has
-been answering in this process, and the scheduler hands them out again,
-round-robin over tenants (`engine.deliveries.schedule.take_due`). Until the
-pipeline is crowded nothing is held back, and many hosts sharing a crowded
-pipeline evenly (one tenant's fan-out to ten endpoints) are not held back
-either.
+RabbitMQ; the flood's own attempts waited in the gate so long (12.8 s of the
+15 s timeout) that a loaded machine timed them out
+(ops/bench/NOTES.md#noisy-neighbour). So once the pipeline is crowded
+(`crowded_at` attempts started, a quarter of `worker_max_in_flight`), a host
+holds at most `HOLD_S` seconds of its own answers (at the pace it answered in
+this process lately), and never fewer than `share`: its claims over that go
+back to PostgreSQL, `scheduled` at that pace, and the scheduler hands them out
+again, round-robin over tenants (`engine.deliveries.schedule.take_due`). A
+fast host's limit is far above what it ever holds; until the pipeline is
+crowded nothing is held back at all.
 
 Pure: the clock is passed in, the caller counts attempts in (`started`) and
 out (`finished`).
@@ -24,6 +25,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Hashable, Sequence
 
+HOLD_S = 2.0  # a crowding host holds at most this many seconds of its answers in memory
 RATE_WINDOW_S = 5.0  # a host's pace: the attempts it finished over (at most) this window
 MIN_SPAN_S = 0.5  # ... and over at least this, so that a few quick answers are no pace
 
@@ -79,17 +81,20 @@ class HostShare:
         Answers the indexes kept, and (index, delay in seconds) for each held back.
         Nothing is held back while fewer than `crowded_at` attempts are in the pipeline
         (started, not finished: room reserved by threads still claiming does not count),
-        nor to a host that holds at most `share` or half of them. A host over that has
-        its claims spaced at its own pace, after those it holds: each comes back about
-        when the host could take it.
+        nor to a host holding fewer than `share` or `HOLD_S` seconds of its answers. A
+        host over that has its claims spaced at its own pace, after those it holds:
+        each comes back about when the host could take it.
         """
         if self.total < self.crowded_at:
             return list(range(len(keys))), []
         kept: list[int] = []
         later: list[tuple[int, float]] = []
         taking: Counter[Hashable] = Counter()
-        limit = max(self.share, self.total // 2)
+        limits: dict[Hashable, float] = {}
         for index, key in enumerate(keys):
+            limit = limits.get(key)
+            if limit is None:
+                limit = limits[key] = max(self.share, HOLD_S * self.rate(key, now))
             if self.held[key] + taking[key] < limit:
                 taking[key] += 1
                 kept.append(index)

@@ -18,83 +18,90 @@ def test_nothing_is_held_back_until_the_pipeline_is_crowded() -> None:
     assert kept == list(range(40)) and later == []
 
 
-def test_a_crowding_host_keeps_its_share_and_another_host_is_not_held_back() -> None:
+def slow_host(shares: HostShare, per_s: float, held: int, now: float = 5.0) -> None:
+    """Make SLOW a host that answered `per_s` a second over the last 5 s and holds `held`."""
+    answered = int(per_s * 5)
+    shares.started([SLOW] * (answered + held))
+    for n in range(answered):
+        shares.finished([SLOW], now=now - 5 + n / per_s)
+
+
+def test_a_slow_host_keeps_two_seconds_of_its_answers_and_another_host_is_not_held_back() -> None:
     shares = HostShare(share=4, crowded_at=2)
-    shares.started([SLOW] * 2)
+    slow_host(shares, per_s=4, held=6)  # 2 s at 4 a second: 8
 
-    kept, later = shares.split([SLOW, FAST, SLOW, SLOW, FAST, SLOW], now=0.0)
+    kept, later = shares.split([SLOW, FAST, SLOW, SLOW, FAST, SLOW], now=5.0)
 
-    # The slow host held 2: two more of its claims fit its share of 4.
     assert kept == [0, 1, 2, 4]
     assert [index for index, _delay in later] == [3, 5]
 
 
-def test_hosts_sharing_a_crowded_pipeline_evenly_are_not_held_back() -> None:
-    hosts = [("http", f"h{n}.example", 80) for n in range(10)]
-    shares = HostShare(share=4, crowded_at=100)
-    shares.started(hosts * 20)  # 200 in the pipeline, 20 each: over the share of 4
+def test_a_host_never_keeps_fewer_than_its_share() -> None:
+    shares = HostShare(share=4, crowded_at=0)
+    slow_host(shares, per_s=1, held=0)  # 2 s at 1 a second: 2, below the share
 
-    kept, later = shares.split(hosts * 5, now=0.0)
+    kept, later = shares.split([SLOW] * 5, now=5.0)
+
+    assert kept == [0, 1, 2, 3] and len(later) == 1
+
+
+def test_a_fast_host_in_a_crowded_pipeline_is_not_held_back() -> None:
+    shares = HostShare(share=4, crowded_at=100)
+    shares.started([FAST] * 1000)
+    for n in range(900):  # 900 in the last second
+        shares.finished([FAST], now=4.0 + n / 900)
+
+    kept, later = shares.split([FAST] * 50, now=5.0)
 
     assert len(kept) == 50 and later == []
 
 
-def test_a_host_holding_half_of_a_crowded_pipeline_is_held_back_past_its_share() -> None:
-    shares = HostShare(share=4, crowded_at=100)
-    shares.started([SLOW] * 150 + [FAST] * 50)
-
-    kept, later = shares.split([SLOW, FAST], now=0.0)
-
-    assert kept == [1] and [index for index, _ in later] == [0]
-
-
 def test_claims_held_back_come_back_at_the_host_s_pace_after_what_it_holds() -> None:
     shares = HostShare(share=4, crowded_at=0)
-    shares.started([SLOW] * 54)
-    # The host finished 40 attempts over the last 5 s, 8 a second; it holds 14.
+    shares.started([SLOW] * 58)
+    # The host finished 40 attempts over the last 5 s, 8 a second; it holds 18, over 2 s.
     for n in range(40):
         shares.finished([SLOW], now=n * 0.125)
     now = 5.0
 
     _kept, later = shares.split([SLOW] * 3, now=now)
 
-    # The first held back comes after 14 / 8 s, then one every 1/8 s.
-    assert [delay for _index, delay in later] == pytest.approx([14 / 8, 15 / 8, 16 / 8])
+    # The first held back comes after 18 / 8 s, then one every 1/8 s.
+    assert [delay for _index, delay in later] == pytest.approx([18 / 8, 19 / 8, 20 / 8])
     # The next split goes on from there, rather than starting over.
     _kept, again = shares.split([SLOW], now=now)
-    assert again[0][1] == pytest.approx(17 / 8)
+    assert again[0][1] == pytest.approx(21 / 8)
 
 
-def test_a_host_that_has_answered_nothing_yet_comes_back_in_about_a_second() -> None:
+def test_a_host_that_has_answered_nothing_yet_is_paced_at_its_share_a_second() -> None:
     shares = HostShare(share=4, crowded_at=0)
-    shares.started([SLOW] * 4)
+    shares.started([SLOW] * 8)  # 2 s at 4 a second
 
     _kept, later = shares.split([SLOW, SLOW], now=10.0)
 
-    # Paced at its share a second, behind the 4 it holds.
-    assert [delay for _index, delay in later] == pytest.approx([4 / 4, 5 / 4])
+    assert [delay for _index, delay in later] == pytest.approx([8 / 4, 9 / 4])
 
 
 def test_a_few_quick_answers_do_not_make_a_pace_of_thousands() -> None:
     shares = HostShare(share=1, crowded_at=0)
-    shares.started([FAST] * 3)
+    shares.started([FAST] * 10)
     shares.finished([FAST, FAST], now=1.0)  # two answers within a millisecond
 
     _kept, later = shares.split([FAST], now=1.001)
 
-    # Two over at least half a second: 4 a second, behind the one it holds.
-    assert later[0][1] == pytest.approx(1 / 4)
+    # Two over at least half a second: 4 a second (not 2,000), behind the 8 it holds.
+    assert later[0][1] == pytest.approx(8 / 4)
 
 
-def test_finished_attempts_free_the_share() -> None:
+def test_finished_attempts_free_room() -> None:
     shares = HostShare(share=2, crowded_at=0)
-    shares.started([SLOW, SLOW])
+    shares.started([SLOW] * 4)  # no answers yet: 2 s at 2 a second
     assert shares.split([SLOW], now=0.0)[0] == []
 
     shares.finished([SLOW], now=0.1)
 
     assert shares.split([SLOW], now=0.2)[0] == [0]
-    assert shares.held[SLOW] == 1 and shares.total == 1
+    assert shares.held[SLOW] == 3 and shares.total == 3
 
 
 def test_a_share_below_one_is_refused() -> None:
