@@ -9,12 +9,16 @@ RabbitMQ; the flood's own attempts waited in the gate so long (12.8 s of the
 15 s timeout) that a loaded machine timed them out
 (ops/bench/NOTES.md#noisy-neighbour). So once the pipeline is crowded
 (`crowded_at` attempts started, a quarter of `worker_max_in_flight`), a host
-holds at most `HOLD_S` seconds of its own answers (at the pace it answered in
-this process lately), and never fewer than `share`: its claims over that go
+that holds more than half of them holds at most `HOLD_S` seconds of its own
+answers (at the pace it answered in this process lately), and never fewer
+than `share`: its claims over that go
 back to PostgreSQL, `scheduled` at that pace, and the scheduler hands them out
-again, round-robin over tenants (`engine.deliveries.schedule.take_due`). A
-fast host's limit is far above what it ever holds; until the pipeline is
-crowded nothing is held back at all.
+again, round-robin over tenants (`engine.deliveries.schedule.take_due`).
+Hosts sharing a crowded pipeline (one tenant's fan-out to ten endpoints, on a
+machine whose CPU is the limit) are never held back: their pace then says
+little about the host, and holding them back took the end-to-end scenario
+from hundreds of deliveries a second to tens. Until the pipeline is crowded
+nothing is held back at all.
 
 Pure: the clock is passed in, the caller counts attempts in (`started`) and
 out (`finished`).
@@ -81,9 +85,9 @@ class HostShare:
         Answers the indexes kept, and (index, delay in seconds) for each held back.
         Nothing is held back while fewer than `crowded_at` attempts are in the pipeline
         (started, not finished: room reserved by threads still claiming does not count),
-        nor to a host holding fewer than `share` or `HOLD_S` seconds of its answers. A
-        host over that has its claims spaced at its own pace, after those it holds:
-        each comes back about when the host could take it.
+        nor to a host holding at most half of them, or fewer than `share` or `HOLD_S`
+        seconds of its answers. A host over that has its claims spaced at its own pace,
+        after those it holds: each comes back about when the host could take it.
         """
         if self.total < self.crowded_at:
             return list(range(len(keys))), []
@@ -95,7 +99,8 @@ class HostShare:
             limit = limits.get(key)
             if limit is None:
                 limit = limits[key] = max(self.share, HOLD_S * self.rate(key, now))
-            if self.held[key] + taking[key] < limit:
+            holds = self.held[key] + taking[key]
+            if holds < limit or holds * 2 <= self.total:
                 taking[key] += 1
                 kept.append(index)
                 continue

@@ -29,6 +29,7 @@ def slow_host(shares: HostShare, per_s: float, held: int, now: float = 5.0) -> N
 def test_a_slow_host_keeps_two_seconds_of_its_answers_and_another_host_is_not_held_back() -> None:
     shares = HostShare(share=4, crowded_at=2)
     slow_host(shares, per_s=4, held=6)  # 2 s at 4 a second: 8
+    shares.started([FAST] * 2)  # the slow host holds 6 of 8 in the pipeline
 
     kept, later = shares.split([SLOW, FAST, SLOW, SLOW, FAST, SLOW], now=5.0)
 
@@ -52,6 +53,16 @@ def test_a_fast_host_in_a_crowded_pipeline_is_not_held_back() -> None:
         shares.finished([FAST], now=4.0 + n / 900)
 
     kept, later = shares.split([FAST] * 50, now=5.0)
+
+    assert len(kept) == 50 and later == []
+
+
+def test_hosts_sharing_a_crowded_pipeline_are_not_held_back_however_slow() -> None:
+    hosts = [("http", f"h{n}.example", 80) for n in range(10)]
+    shares = HostShare(share=4, crowded_at=100)
+    shares.started(hosts * 20)  # 200 in the pipeline, 20 each, none answered yet
+
+    kept, later = shares.split(hosts * 5, now=0.0)
 
     assert len(kept) == 50 and later == []
 
