@@ -30,6 +30,12 @@ from collections import Counter, deque
 from collections.abc import Hashable, Sequence
 
 HOLD_S = 2.0  # a crowding host holds at most this many seconds of its answers in memory
+# Held-back claims come back this much faster than the host's recent pace: the pace is
+# measured from answers, and answers only come as fast as claims are let through, so at
+# exactly the pace a host fed less than it can take would be fed ever less (a flood's
+# endpoint fell from 80 to 2 answers a second). A little faster, its share refills, and
+# the few over it are held back again.
+PACE_MARGIN = 1.5
 RATE_WINDOW_S = 5.0  # a host's pace: the attempts it finished over (at most) this window
 MIN_SPAN_S = 0.5  # ... and over at least this, so that a few quick answers are no pace
 
@@ -106,7 +112,7 @@ class HostShare:
                 continue
             rate = self.rate(key, now)
             at = max(self._next_at.get(key, 0.0), now + (self.held[key] + taking[key]) / rate)
-            self._next_at[key] = at + 1.0 / rate
+            self._next_at[key] = at + 1.0 / (rate * PACE_MARGIN)
             later.append((index, at - now))
         if len(self._done) > 1024 or not self.held:
             self._forget(now)
