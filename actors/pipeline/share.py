@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Hashable, Sequence
 
-HOLD_S = 2.0  # a crowding host holds at most this many seconds of its answers in memory
+HOLD_S = 5.0  # a crowding host holds at most this many seconds of its answers in memory
 # Held-back claims come back this much faster than the host's recent pace: the pace is
 # measured from answers, and answers only come as fast as claims are let through, so at
 # exactly the pace a host fed less than it can take would be fed ever less (a flood's
