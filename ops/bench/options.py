@@ -33,6 +33,8 @@ SKIPPABLE = (
     "isolation",
     "backlog",
     "noisy",
+    "fifo",
+    "throttled",
 )
 
 # Sizes per mode: (full, smoke, what). A given option overrides both.
@@ -56,6 +58,7 @@ SIZES: dict[str, tuple[float, float, str]] = {
     "noisy_deliveries": (50_000, 2_000, "noisy-neighbour: tenant A's flood, deliveries"),
     "noisy_window_s": (30, 5, "noisy-neighbour: seconds tenant B sends (and longest wait after)"),
     "noisy_rate": (50, 50, "noisy-neighbour: tenant B's events/s"),
+    "flow_events": (2_000, 200, "fifo and throttled: events per run"),
     "scenario_cap_s": (180, 60, "longest wait for one run's deliveries, seconds"),
     "max_minutes": (40, 8, "the whole benchmark's deadline"),
 }

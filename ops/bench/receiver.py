@@ -7,6 +7,7 @@ serves until SIGTERM, its parent's exit, or `--max-lifetime-s`:
 
     /hang/...   waits until `/_release` or `--hang-max-s`, then answers 200
     /slow/MS/...  answers 200 after MS milliseconds (asyncio.sleep: any number at once)
+    /tick/NAME/...  answers 200 at once, counted per NAME and per second (`ticks` in /_stats)
     /_release   releases every waiting `/hang` request, and answers later ones at
                 once until `/_arm` (attempts still queued in a worker when a run
                 ends must not hang into the next run)
@@ -44,16 +45,23 @@ class Receiver:
         self.hang_max_s = hang_max_s
         self.release = asyncio.Event()
         self.counts: Counter[str] = Counter()
+        self.ticks: dict[str, Counter[int]] = {}  # /tick/NAME/...: requests per whole second
         self.hanging = 0
         self.armed = True  # `/hang` requests wait; after `/_release`, not until `/_arm`
 
     def count(self, path: str) -> None:
-        """Count a request under its first path segment (`/ok/3` under `ok`)."""
+        """Count a request under its first path segment (`/ok/3` under `ok`); ticks per second."""
         self.counts[path.split("/", 2)[1] if path.count("/") > 1 else path] += 1
+        if path.startswith("/tick/"):
+            name = path.split("/", 3)[2]
+            self.ticks.setdefault(name, Counter())[int(time.time())] += 1
 
     def stats(self) -> bytes:
         """The counts and how many requests hang now, as JSON."""
-        return json.dumps({"counts": dict(self.counts), "hanging": self.hanging}).encode()
+        ticks = {name: dict(seconds) for name, seconds in self.ticks.items()}
+        return json.dumps(
+            {"counts": dict(self.counts), "hanging": self.hanging, "ticks": ticks}
+        ).encode()
 
     async def answer(self, path: str) -> tuple[int, bytes, str]:
         """Status, body and content type for one request to `path`."""
