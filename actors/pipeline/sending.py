@@ -55,7 +55,7 @@ class Pipeline:
     ) -> None:
         self.handoff_s = handoff_s
         # Each host's share of a crowded pipeline (`actors.pipeline.share`); 0: no shares.
-        self.shares = HostShare(host_share, max_in_flight // 4) if host_share else None
+        self.shares = HostShare(host_share, max_in_flight // 2) if host_share else None
         self.after_record = after_record
         self.admission = Admission(max_in_flight, max_in_flight_bytes)
         self.recorder = Recorder(

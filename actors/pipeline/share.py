@@ -5,20 +5,14 @@ A worker process holds up to `worker_max_in_flight` attempts, but sends at most
 gate, in memory. One tenant's flood to a slow endpoint (200 ms a request, 16
 at once: 80 a second) filled every slot that way; every other tenant's
 attempts waited behind it for room, and so did the fan-outs behind them in
-RabbitMQ; the flood's own attempts waited in the gate so long (12.8 s of the
-15 s timeout) that a loaded machine timed them out
-(ops/bench/NOTES.md#noisy-neighbour). So once the pipeline is crowded
-(`crowded_at` attempts started, a quarter of `worker_max_in_flight`), a host
-that holds more than half of them holds at most `HOLD_S` seconds of its own
-answers (at the pace it answered in this process lately), and never fewer
-than `share`: its claims over that go
-back to PostgreSQL, `scheduled` at that pace, and the scheduler hands them out
-again, round-robin over tenants (`engine.deliveries.schedule.take_due`).
-Hosts sharing a crowded pipeline (one tenant's fan-out to ten endpoints, on a
-machine whose CPU is the limit) are never held back: their pace then says
-little about the host, and holding them back took the end-to-end scenario
-from hundreds of deliveries a second to tens. Until the pipeline is crowded
-nothing is held back at all.
+RabbitMQ (ops/bench/NOTES.md#noisy-neighbour). So once the pipeline is
+crowded (`crowded_at` attempts started, half of `worker_max_in_flight`), a host
+that holds more than half of them, and more than `share`, holds no more: its
+claims over that go back to PostgreSQL, `scheduled` at a little more than the
+pace the host has been answering in this process, and the scheduler hands them
+out again, round-robin over tenants (`engine.deliveries.schedule.take_due`).
+Many hosts sharing a crowded pipeline (one tenant's fan-out to ten endpoints)
+are never held back, and until the pipeline is crowded nothing is.
 
 Pure: the clock is passed in, the caller counts attempts in (`started`) and
 out (`finished`).
@@ -29,7 +23,6 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Hashable, Sequence
 
-HOLD_S = 5.0  # a crowding host holds at most this many seconds of its answers in memory
 # Held-back claims come back this much faster than the host's recent pace: the pace is
 # measured from answers, and answers only come as fast as claims are let through, so at
 # exactly the pace a host fed less than it can take would be fed ever less (a flood's
@@ -91,22 +84,18 @@ class HostShare:
         Answers the indexes kept, and (index, delay in seconds) for each held back.
         Nothing is held back while fewer than `crowded_at` attempts are in the pipeline
         (started, not finished: room reserved by threads still claiming does not count),
-        nor to a host holding at most half of them, or fewer than `share` or `HOLD_S`
-        seconds of its answers. A host over that has its claims spaced at its own pace,
-        after those it holds: each comes back about when the host could take it.
+        nor to a host holding at most half of them or `share`. A host over that has its
+        claims spaced at (a little more than) its own pace, after those it holds: each
+        comes back about when the host could take it.
         """
         if self.total < self.crowded_at:
             return list(range(len(keys))), []
         kept: list[int] = []
         later: list[tuple[int, float]] = []
         taking: Counter[Hashable] = Counter()
-        limits: dict[Hashable, float] = {}
+        limit = max(self.share, self.total // 2)
         for index, key in enumerate(keys):
-            limit = limits.get(key)
-            if limit is None:
-                limit = limits[key] = max(self.share, HOLD_S * self.rate(key, now))
-            holds = self.held[key] + taking[key]
-            if holds < limit or holds * 2 <= self.total:
+            if self.held[key] + taking[key] < limit:
                 taking[key] += 1
                 kept.append(index)
                 continue
