@@ -8,6 +8,7 @@ RabbitMQ when `HOOKLINE_BROKER_URL` is set; otherwise dramatiq's in-process
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import dramatiq
@@ -97,11 +98,12 @@ class Publisher:
         """Publish one batch of attempt outcomes to the supervisor; raise if it fails."""
         self.broker.get_actor("supervise").send([record.to_json() for record in outcomes])
 
-    def enqueue_many(self, kind: str, idents: list[str]) -> int:
+    def enqueue_many(self, kind: str, idents: list[str], **options: Any) -> int:
         """Publish several; stop at the first failure and answer how many were confirmed.
 
         `deliver` and `fan_out` messages carry up to `deliver_batch` ids each;
-        the other actors take one id per message.
+        the other actors take one id per message. `options` are the actor's keyword
+        arguments, the same for every message.
         """
         actor = self.broker.get_actor(kind)
         batched = kind in BATCHED_KINDS
@@ -110,7 +112,7 @@ class Publisher:
         for start in range(0, len(idents), size):
             chunk = idents[start : start + size]
             try:
-                actor.send(chunk if batched else chunk[0])
+                actor.send(chunk if batched else chunk[0], **options)
             except Exception:  # noqa: BLE001 - the caller's lease covers the rest
                 return confirmed
             confirmed += len(chunk)

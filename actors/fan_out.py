@@ -10,7 +10,7 @@ import contextlib
 
 import structlog
 
-from actors import requests
+from actors import flow, requests
 from actors.early_attempts import EarlyAttempts
 from actors.runtime import Runtime
 from engine.deliveries import fanout
@@ -47,6 +47,9 @@ def fan_out(rt: Runtime, event_ids: str | list[str]) -> None:
         # lease, since room frees as attempts end.
         requests.pipeline_of(rt).reserve(len(claimed))
     published = _publish(rt, plan.pending)
+    if plan.throttled:  # their flow decides when; offer what it allows now
+        with rt.database.connection_context():
+            published += flow.release(rt.settings, rt.publisher, plan.throttled, by="fan_out")
     if plan.claimed or plan.pending:
         log.info(
             "event_fanned_out",

@@ -20,11 +20,11 @@ import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 
+from actors.flow import FlowRecorder
 from actors.middleware import DeliveryPolicy
 from actors.outcomes import OutcomeReporter, report_attempt
 from actors.pipeline import Pipeline
 from actors.runtime import Runtime, client_options
-from engine.deliveries import record as deliveries
 from engine.deliveries.client import DeliveryClient, open_session
 
 # Seconds a stopping worker gives its attempts in flight beyond the request timeout.
@@ -102,7 +102,7 @@ class Attempts(Middleware):
         settings = self.runtime.settings
         policy = DeliveryPolicy.on(broker)
         self.runtime.pipeline = Pipeline(
-            record=functools.partial(deliveries.record_many, decide=policy.decide),
+            record=FlowRecorder(settings, self.runtime.publisher, policy.decide),
             after_record=functools.partial(report_attempt, self.runtime.outcomes),
             connection=self.runtime.database.connection_context,
             handoff_s=settings.deliver_handoff_s,

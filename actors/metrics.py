@@ -3,7 +3,9 @@
 Workers run as several dramatiq processes, so they write multiprocess files
 (`PROMETHEUS_MULTIPROC_DIR`, set by `hookline worker` before the processes
 start) and one forked server (`serve_worker_metrics`) sums them. The scheduler
-is one process and serves its own registry. No label carries an id or a URL.
+is one process and serves its own registry. No label carries a URL, and only one an
+id: `hookline_endpoint_concurrency_limit`, for the few endpoints adaptive control
+limits now (at most `FLOW_GAUGE_ENDPOINTS`).
 """
 
 from __future__ import annotations
@@ -65,6 +67,29 @@ SCHEDULER_LEADER = Gauge(
 ALERTS = Counter(
     "hookline_alerts_total", "Alerts sent, by channel and result.", ["channel", "result"]
 )
+CONCURRENCY_CHANGES = Counter(
+    "hookline_concurrency_changes_total",
+    "Changes of endpoints' learnt concurrency (adaptive control), by change.",
+    ["change"],
+)
+FLOW_RELEASED = Counter(
+    "hookline_flow_released_total",
+    "Throttled deliveries released to be sent, by who released.",
+    ["by"],
+)
+THROTTLED = Gauge(
+    "hookline_throttled_deliveries",
+    "Deliveries waiting for their endpoint's flow control.",
+    multiprocess_mode="max",
+)
+CONCURRENCY_LIMIT = Gauge(
+    "hookline_endpoint_concurrency_limit",
+    "The concurrency adaptive control allows an endpoint now; only endpoints it limits.",
+    ["endpoint_id"],
+    multiprocess_mode="max",
+)
+# Most endpoints `hookline_endpoint_concurrency_limit` shows (the most limited first).
+FLOW_GAUGE_ENDPOINTS = 100
 TEST_ATTEMPTS = Counter(
     "hookline_test_attempts_total",
     "Attempts of test events (POST /v1/endpoints/{id}/test), by result; in no other metric.",

@@ -14,12 +14,12 @@ from typing import Any
 
 import structlog
 
-from actors import metrics, registry
+from actors import flow, metrics, registry
 from actors.breaker_tick import Tick
 from actors.broker import Publisher
 from actors.middleware import Quarantine
 from engine.db.connect import UNAVAILABLE_ERRORS, bind
-from engine.deliveries import quarantine
+from engine.deliveries import flow_view, quarantine
 from engine.deliveries import schedule as scheduling
 from engine.settings import Settings
 
@@ -42,24 +42,40 @@ class Scheduler:
         self.tick = Tick(settings, publisher)
 
     def run(self) -> None:
-        """Pass after pass until stopped; database outages are waited out."""
-        log.info("scheduler_started", interval_s=self.settings.scheduler_interval_s)
+        """Pass after pass until stopped; database outages are waited out.
+
+        Between passes, every `flow_interval_s`, the flow pass releases deliveries
+        waiting for their endpoints' flow control (`release_once`).
+        """
+        interval = self.settings.scheduler_interval_s
+        log.info("scheduler_started", interval_s=interval)
+        next_pass = 0.0
         while not self.stop.is_set():
-            started = time.monotonic()
-            try:
-                busy = self.run_once()
-            except UNAVAILABLE_ERRORS as exc:
-                self._lose_connection(exc)
-                busy = False
-            except Exception:
-                log.exception("scheduler_pass_failed")
-                self._lose_connection(None)
-                busy = False
-            if not busy:
-                elapsed = time.monotonic() - started
-                self.stop.wait(max(0.0, self.settings.scheduler_interval_s - elapsed))
+            if time.monotonic() >= next_pass:
+                busy = self._guarded(self.run_once, "scheduler_pass_failed")
+                next_pass = time.monotonic() + (0.0 if busy else interval)
+            self._guarded(self.release_once, "flow_release_failed")
+            flow_next = time.monotonic() + self.settings.flow_interval_s
+            self.stop.wait(max(0.0, min(next_pass, flow_next) - time.monotonic()))
         self._resign()
         log.info("scheduler_stopped")
+
+    def _guarded(self, step: Any, failure: str) -> bool:
+        """Run one step; a database outage or a failure drops the lead and answers False."""
+        try:
+            return bool(step())
+        except UNAVAILABLE_ERRORS as exc:
+            self._lose_connection(exc)
+        except Exception:
+            log.exception(failure)
+            self._lose_connection(None)
+        return False
+
+    def release_once(self) -> int:
+        """Release what the endpoints' flow control allows now; answer how many were published."""
+        if not self.leading:
+            return 0
+        return flow.release(self.settings, self.publisher, None, by="scheduler")
 
     def run_once(self) -> bool:
         """One pass; True when a batch was full and another pass should follow at once."""
@@ -102,6 +118,11 @@ class Scheduler:
         metrics.SCHEDULED_BACKLOG.set(counts["scheduled"])
         metrics.DUE_BACKLOG.set(counts["due"])
         metrics.QUARANTINE_SIZE.set(counts["quarantined"])
+        metrics.THROTTLED.set(counts["throttled"])
+        limited = flow_view.limited(metrics.FLOW_GAUGE_ENDPOINTS)
+        metrics.CONCURRENCY_LIMIT.clear()
+        for endpoint_id, concurrency in limited:
+            metrics.CONCURRENCY_LIMIT.labels(endpoint_id).set(concurrency)
 
     def _copy_quarantined(self, batch: int) -> int:
         rows = quarantine.take_unpublished(batch)

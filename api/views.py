@@ -9,6 +9,7 @@ from typing import Any
 from engine.breakers.store import HealthView
 from engine.db.models import ApiKey, Attempt, Delivery, Endpoint, Event, EventType, Tenant
 from engine.db.pages import Page
+from engine.deliveries.flow_view import FlowView
 from engine.endpoints.secrets import SecretView
 
 
@@ -61,6 +62,9 @@ def endpoint(row: Endpoint) -> dict[str, Any]:
         "breaker": row.breaker,
         "filter": row.payload_filter,
         "transform": row.transform,
+        "rate_limit_per_s": row.rate_limit_per_s,
+        "max_in_flight": row.max_in_flight,
+        "ordering": row.ordering,
         "status": row.status,
         "disabled_reason": row.disabled_reason,
         "verified_at": timestamp(row.verified_at),
@@ -71,8 +75,8 @@ def endpoint(row: Endpoint) -> dict[str, Any]:
     }
 
 
-def endpoint_health(view: HealthView) -> dict[str, Any]:
-    """An endpoint's breaker, window and parked deliveries."""
+def endpoint_health(view: HealthView, flow: FlowView) -> dict[str, Any]:
+    """An endpoint's breaker, window and parked deliveries, and its flow control."""
     return {
         "endpoint_id": view.endpoint_id,
         "status": view.status,
@@ -86,6 +90,18 @@ def endpoint_health(view: HealthView) -> dict[str, Any]:
         "next_probe_at": timestamp(view.next_probe_at),
         "disables_at": timestamp(view.disables_at),
         "parked": view.parked,
+        "flow": {
+            "rate_limit_per_s": flow.rate_limit_per_s,
+            "max_in_flight": flow.max_in_flight,
+            "ordering": flow.ordering,
+            "concurrency_limit": flow.concurrency_limit,
+            "concurrency_reason": flow.concurrency_reason,
+            "concurrency_changed_at": timestamp(flow.concurrency_changed_at),
+            "paused_until": timestamp(flow.paused_until),
+            "pause_reason": flow.pause_reason,
+            "in_flight": flow.in_flight,
+            "throttled": flow.throttled,
+        },
     }
 
 

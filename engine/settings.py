@@ -75,6 +75,12 @@ class Settings:
     max_age_s: int = 4 * 24 * 3600
     # Seconds between scheduler passes.
     scheduler_interval_s: float = 1.0
+    # Seconds between the scheduler's releases of deliveries waiting for their endpoint's flow.
+    flow_interval_s: float = 0.05
+    # Highest concurrency adaptive control raises an endpoint to before it lifts its limit.
+    adaptive_ceiling: int = 100
+    # A success within this many seconds counts toward raising an endpoint's learnt concurrency.
+    adaptive_fast_s: float = 1.0
     # Most due deliveries the scheduler publishes per pass.
     scheduler_batch: int = 500
     # Seconds a published delivery may wait unclaimed before the scheduler publishes it again.
@@ -303,6 +309,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "retry_schedule_s": parse.schedule,
     "max_age_s": parse.integer(60, 90 * 86400),
     "scheduler_interval_s": parse.number(0.05, 60),
+    "flow_interval_s": parse.number(0.01, 10),
+    "adaptive_ceiling": parse.integer(2, 10_000),
+    "adaptive_fast_s": parse.number(0.001, 600),
     "scheduler_batch": parse.integer(1, 100_000),
     "queue_lease_s": parse.integer(5, 86400),
     "fan_out_lease_s": parse.integer(1, 86400),

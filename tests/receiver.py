@@ -24,6 +24,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    done_at: float = 0.0  # when the answer was ready
 
 
 @dataclass
@@ -34,6 +35,8 @@ class Behaviour:
     body: bytes = b"ok"
     headers: dict[str, str] = field(default_factory=dict)
     reply: Callable[[bytes], bytes] | None = None  # computes the body from the request's
+    # Over this many requests in flight on the path, answer 429 at once (None: no bound).
+    capacity: int | None = None
 
 
 class Receiver:
@@ -42,6 +45,9 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[Received] = []
         self.behaviours: dict[str, Behaviour] = defaultdict(Behaviour)
+        self.in_flight: dict[str, int] = defaultdict(int)
+        self.peak: dict[str, int] = defaultdict(int)  # most requests in flight at once, per path
+        self.refused: dict[str, int] = defaultdict(int)  # 429s for being over `capacity`
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -74,16 +80,30 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        path = request.path
+        received = Received(path, dict(request.headers), body, time.time())
         with self._lock:
-            self.requests.append(Received(request.path, dict(request.headers), body, time.time()))
-            behaviour = self.behaviours[request.path]
-            status = (
-                behaviour.statuses.popleft() if behaviour.statuses else behaviour.default_status
-            )
-        if behaviour.delay_s:
-            await asyncio.sleep(behaviour.delay_s)
-        answer = behaviour.body if behaviour.reply is None else behaviour.reply(body)
-        return web.Response(status=status, body=answer, headers=behaviour.headers)
+            self.requests.append(received)
+            behaviour = self.behaviours[path]
+            self.in_flight[path] += 1
+            self.peak[path] = max(self.peak[path], self.in_flight[path])
+            over = behaviour.capacity is not None and self.in_flight[path] > behaviour.capacity
+            if over:
+                self.refused[path] += 1
+                status = 429
+            else:
+                status = (
+                    behaviour.statuses.popleft() if behaviour.statuses else behaviour.default_status
+                )
+        try:
+            if behaviour.delay_s and not over:
+                await asyncio.sleep(behaviour.delay_s)
+            answer = behaviour.body if behaviour.reply is None else behaviour.reply(body)
+            return web.Response(status=status, body=answer, headers=behaviour.headers)
+        finally:
+            with self._lock:
+                self.in_flight[path] -= 1
+                received.done_at = time.time()
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -91,6 +111,10 @@ class Receiver:
     def script(self, path: str, *statuses: int, default: int = 200, delay_s: float = 0.0) -> None:
         """Answer `statuses` in turn on `path`, then `default`."""
         self.behaviours[path] = Behaviour(deque(statuses), default, delay_s)
+
+    def limit(self, path: str, capacity: int, *, delay_s: float) -> None:
+        """Take `capacity` requests at once on `path`, each `delay_s`; answer 429 above it."""
+        self.behaviours[path] = Behaviour(delay_s=delay_s, capacity=capacity)
 
     def echo_challenge(self, path: str) -> None:
         """Answer a `webhook.verification` request on `path` with its challenge, as JSON."""

@@ -14,7 +14,7 @@ from engine.breakers import parking
 from engine.breakers import store as health
 from engine.breakers.state import Policy
 from engine.db.models import ENDPOINT_UNVERIFIED
-from engine.deliveries import quarantine
+from engine.deliveries import flow_view, quarantine
 from engine.deliveries.test_events import send_test
 from engine.endpoints import crud as endpoints
 from engine.secretbox import SecretBox
@@ -87,7 +87,8 @@ class Endpoints:
 
     def on_get_health(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
         row = endpoints.get_endpoint(principal(req).tenant_id, endpoint_id)
-        resp.media = views.endpoint_health(health.view(row, Policy.from_settings(self.settings)))
+        breaker = health.view(row, Policy.from_settings(self.settings))
+        resp.media = views.endpoint_health(breaker, flow_view.view(row))
 
     def on_post_enable(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
         body = read_optional_json(req, "endpoint_enable", self.settings.max_body_bytes)

@@ -10,14 +10,14 @@ import datetime as dt
 import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from engine.db.connect import copy_rows, is_postgres
-from engine.db.models import Attempt, Delivery, Endpoint, Event, db, utcnow
-from engine.deliveries import states
+from engine.db.models import Attempt, Delivery, Endpoint, EndpointFlow, Event, db, utcnow
+from engine.deliveries import flow, states
 from engine.deliveries.client import Outcome
 from engine.deliveries.record import Claim, attempt_row
 from engine.deliveries.states import PENDING, QUEUED, SUCCEEDED
@@ -47,10 +47,15 @@ def fan_out(event_id: str, *, lease_s: float = 30.0, now: dt.datetime | None = N
 
 @dataclass(frozen=True)
 class FanOut:
-    """What one fan-out created: deliveries already claimed, and ids still to publish."""
+    """What one fan-out created: deliveries already claimed, and ids still to publish.
+
+    `throttled`: the endpoints whose flow control holds some of the new deliveries
+    (`engine.deliveries.flow`); the caller releases them once the fan-out committed.
+    """
 
     claimed: list[Claim]
     pending: list[str]
+    throttled: list[str] = field(default_factory=list)
 
 
 def fan_out_and_claim(
@@ -108,6 +113,7 @@ def fan_out_and_claim(
     pending_until = now + dt.timedelta(seconds=lease_s)
     rows: list[dict[str, Any]] = []
     claimed: list[Claim] = []
+    waiting: set[str] = set()  # endpoints whose flow holds some of the new deliveries
     with db.atomic():
         opened = _open_gate(gate_sql, ids, param)
         tenants: dict[str, list[Subscriber]] = {}
@@ -115,8 +121,11 @@ def fan_out_and_claim(
             endpoints = tenants.get(event.tenant_id)
             if endpoints is None:
                 endpoints = tenants[event.tenant_id] = memo.active(endpoints_sql, event.tenant_id)
-            for endpoint, breaker_state in _receivers(event, endpoints):
-                if len(claimed) < claim and breaker_state in (None, "closed"):
+            for endpoint, breaker_state, adaptive in _receivers(event, endpoints):
+                if flow.controlled(endpoint, adaptive, now):  # its flow decides when
+                    row = _new_delivery(event, endpoint.id, now, None, CREATED_THROTTLED, 0)
+                    waiting.add(endpoint.id)
+                elif len(claimed) < claim and breaker_state in (None, "closed"):
                     row = _new_delivery(event, endpoint.id, now, claim_until, CREATED_CLAIMED, 1)
                     # Every column is given: peewee need not compute the defaults first.
                     claimed.append(Claim(Delivery(__no_default__=1, **row), endpoint, event))
@@ -132,7 +141,9 @@ def fan_out_and_claim(
         else:
             pending = []
         plan = FanOut(
-            claimed, [str(row["id"]) for row in rows if row["status"] == PENDING] + pending
+            claimed,
+            [str(row["id"]) for row in rows if row["status"] == PENDING] + pending,
+            sorted(waiting),
         )
         if before_writing is not None:
             before_writing(plan)
@@ -143,18 +154,20 @@ def fan_out_and_claim(
             copy_rows(Attempt, attempts)
         else:
             copy_rows(Delivery, rows)
+        flow.mark_waiting(waiting, now)
     return plan
 
 
 def _receivers(
     event: Event, endpoints: Sequence[Subscriber]
-) -> Iterator[tuple[Endpoint, str | None]]:
-    """The endpoints an event goes to, with their breakers' states: its type, then its content.
+) -> Iterator[tuple[Endpoint, str | None, EndpointFlow | None]]:
+    """The endpoints an event goes to, with their breakers' states and flows: its type, then
+    its content.
 
     The payload is parsed once, and only when an endpoint of the event's type has a filter.
     """
     document = None
-    for endpoint, accepts, breaker_state in endpoints:
+    for endpoint, accepts, breaker_state, adaptive in endpoints:
         if not matches(event.event_type, endpoint.event_types):
             continue
         if accepts is not None:
@@ -162,7 +175,7 @@ def _receivers(
                 document = payload_filter.document(event.event_type, json.loads(event.payload))
             if not accepts(document):
                 continue
-        yield endpoint, breaker_state
+        yield endpoint, breaker_state, adaptive
 
 
 def _settled_rows(
@@ -213,7 +226,7 @@ def _fan_out_sql(param: str) -> tuple[str, str]:
     The gate (its `{}` filled with one placeholder per event) deletes the
     events' `event_fan_out` rows and answers the events whose rows it took; the second reads a
     tenant's active endpoints, every column in `_ENDPOINT_FIELDS`' order, then
-    the state of each one's breaker.
+    the state of each one's breaker and what adaptive control holds of its flow.
     """
     if param == "%s":  # PostgreSQL: the DELETE and the read in one statement
         gate = (
@@ -225,9 +238,12 @@ def _fan_out_sql(param: str) -> tuple[str, str]:
         gate = 'DELETE FROM "event_fan_out" WHERE "event_id" IN ({}) RETURNING "event_id"'
     columns = ", ".join(f'"endpoint"."{field.column_name}"' for field in _ENDPOINT_FIELDS)
     endpoints = (
-        f'SELECT {columns}, "endpoint_health"."state" FROM "endpoint"'
+        f'SELECT {columns}, "endpoint_health"."state",'
+        ' "endpoint_flow"."concurrency", "endpoint_flow"."paused_until" FROM "endpoint"'
         ' LEFT OUTER JOIN "endpoint_health"'
         ' ON "endpoint_health"."endpoint_id" = "endpoint"."id"'
+        ' LEFT OUTER JOIN "endpoint_flow"'
+        ' ON "endpoint_flow"."endpoint_id" = "endpoint"."id"'
         f' WHERE "endpoint"."tenant_id" = {param} AND "endpoint"."status" = {param}'
         ' AND "endpoint"."deleted_at" IS NULL ORDER BY "endpoint"."id"'
     )
@@ -240,8 +256,9 @@ _ID = _ENDPOINT_FIELDS.index(Endpoint._meta.primary_key)
 ENDPOINT_MEMO_MAX = 10_000
 
 
-# An active endpoint, its payload filter compiled (None: it has none), its breaker's state.
-Subscriber = tuple[Endpoint, Matcher | None, str | None]
+# An active endpoint, its payload filter compiled (None: it has none), its breaker's state,
+# and its flow row's adaptive part (None: it has none, `engine.deliveries.flow`).
+Subscriber = tuple[Endpoint, Matcher | None, str | None, EndpointFlow | None]
 
 
 class EndpointMemo:
@@ -258,12 +275,15 @@ class EndpointMemo:
         self._models: dict[str, tuple[tuple[Any, ...], Endpoint, Matcher | None]] = {}
 
     def active(self, sql: str, tenant_id: str) -> list[Subscriber]:
-        """The tenant's active endpoints, each with its filter and its breaker's state.
+        """The tenant's active endpoints, each with its filter, its breaker's state and flow.
 
         The state is None when the endpoint has no breaker yet.
         """
         cursor = db.execute_sql(sql, (tenant_id, endpoint_states.ACTIVE))
-        return [(*self.built(tuple(row)), state) for *row, state in cursor.fetchall()]
+        return [
+            (*self.built(tuple(row)), state, _adaptive(row[_ID], concurrency, paused))
+            for *row, state, concurrency, paused in cursor.fetchall()
+        ]
 
     def built(self, values: tuple[Any, ...]) -> tuple[Endpoint, Matcher | None]:
         """The model of a row of `_ENDPOINT_FIELDS` and its compiled filter.
@@ -279,6 +299,17 @@ class EndpointMemo:
             self._models.clear()
         self._models[values[_ID]] = (values, endpoint, accepts)
         return endpoint, accepts
+
+
+def _adaptive(endpoint_id: str, concurrency: Any, paused_until: Any) -> EndpointFlow | None:
+    """The part of an endpoint's flow row that bears on a fan-out; None when it bears nothing."""
+    if concurrency is None and paused_until is None:
+        return None
+    return EndpointFlow(
+        endpoint_id=endpoint_id,
+        concurrency=concurrency,
+        paused_until=EndpointFlow.paused_until.python_value(paused_until),
+    )
 
 
 def compiled_filter(endpoint: Endpoint) -> Matcher | None:
@@ -315,7 +346,7 @@ def _new_delivery(
     event: Event,
     endpoint_id: str,
     now: dt.datetime,
-    lease_until: dt.datetime,
+    lease_until: dt.datetime | None,
     status: str,
     attempts: int,
 ) -> dict[str, Any]:

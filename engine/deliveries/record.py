@@ -18,17 +18,24 @@ from peewee import JOIN, IntegrityError
 from engine import signing
 from engine.breakers import store as health
 from engine.db.connect import copy_rows, insert_rows
-from engine.db.models import Attempt, Delivery, Endpoint, EndpointHealth, Event, db, utcnow
-from engine.deliveries import states
+from engine.db.models import (
+    Attempt,
+    Delivery,
+    Endpoint,
+    EndpointFlow,
+    EndpointHealth,
+    Event,
+    db,
+    utcnow,
+)
+from engine.deliveries import flow, states
 from engine.deliveries.client import Outcome, Request
 from engine.deliveries.states import (
     CANCELLED,
     CLAIMABLE,
     DELIVERING,
     PARKED,
-    PENDING,
     QUARANTINED,
-    QUEUED,
     SCHEDULED,
     SUCCEEDED,
 )
@@ -49,12 +56,8 @@ class Claim:
     event: Event
     # The body a transform made for this attempt (`with_body`); None: the standard envelope.
     body: bytes | None = None
-
-
-def _claimable(now: dt.datetime) -> Any:
-    return Delivery.status.in_((PENDING, QUEUED)) | (
-        (Delivery.status == DELIVERING) & (Delivery.lease_until < now)
-    )
+    # The endpoint's flow row as the claim read it, when its flow is controlled (`flow`).
+    flow: EndpointFlow | None = None
 
 
 def claim(delivery_id: str, *, lease_s: float) -> Claim | None:
@@ -63,7 +66,9 @@ def claim(delivery_id: str, *, lease_s: float) -> Claim | None:
     return claimed[0] if claimed else None
 
 
-def claim_many(delivery_ids: Sequence[str], *, lease_s: float) -> list[Claim]:
+def claim_many(
+    delivery_ids: Sequence[str], *, lease_s: float, released: bool = False
+) -> list[Claim]:
     """Take deliveries for one attempt each; answer those that are ours to attempt now.
 
     `lease_s` must outlive the attempt: once it passes, the scheduler hands the
@@ -71,19 +76,22 @@ def claim_many(delivery_ids: Sequence[str], *, lease_s: float) -> list[Claim]:
     awaits verification) is cancelled. One whose endpoint is disabled, or
     whose breaker is open, is parked without spending an attempt, so that the
     breaker closing or `enable` with replay can release it (cancelling would
-    lose it); a half-open breaker lets exactly one probe through.
+    lose it); a half-open breaker lets exactly one probe through. One whose
+    endpoint's flow is controlled (`engine.deliveries.flow`) waits as `throttled`,
+    unless `released`: its flow's release paid for it, and it is taken.
 
-    Two round trips whatever the count: one SELECT joins each delivery to its
-    endpoint, event and breaker; one conditional UPDATE takes the admitted ones
+    Two round trips whatever the count (two more to hold what waits for its flow):
+    one SELECT joins each delivery to its endpoint, event, breaker and flow; one
+    conditional UPDATE takes the admitted ones
     and answers (RETURNING) which it took. A delivery another worker took in
     between is simply not returned.
     """
     if not delivery_ids:
         return []
     now = utcnow()
-    claimable = _claimable(now)
+    claimable = states.claimable(now)
     rows: Any = (
-        Delivery.select(Delivery, Endpoint, Event, EndpointHealth.state)
+        Delivery.select(Delivery, Endpoint, Event, EndpointHealth.state, EndpointFlow)
         .join(Endpoint, on=(Endpoint.id == Delivery.endpoint_id), attr="endpoint_row")
         .switch(Delivery)
         .join(Event, on=(Event.id == Delivery.event_id), attr="event_row")
@@ -93,6 +101,13 @@ def claim_many(delivery_ids: Sequence[str], *, lease_s: float) -> list[Claim]:
             JOIN.LEFT_OUTER,
             on=(EndpointHealth.endpoint_id == Delivery.endpoint_id),
             attr="health_row",
+        )
+        .switch(Delivery)
+        .join(
+            EndpointFlow,
+            JOIN.LEFT_OUTER,
+            on=(EndpointFlow.endpoint_id == Delivery.endpoint_id),
+            attr="flow_row",
         )
         .where(Delivery.id.in_(list(dict.fromkeys(delivery_ids))) & claimable)
     )
@@ -135,6 +150,41 @@ def claim_many(delivery_ids: Sequence[str], *, lease_s: float) -> list[Claim]:
         )
     if not admitted:
         return []
+    flows = {
+        d.id: _flow(d) or EndpointFlow(endpoint_id=d.endpoint_id)
+        for d in admitted.values()
+        if flow.controlled(d.endpoint_row, _flow(d), now)
+    }
+    if flows and not released:  # their flow decides when: they wait for its release
+        held = list(flows)
+        flow.hold(held, now)
+        flow.mark_waiting({admitted[i].endpoint_id for i in held}, now)
+        for delivery_id in held:
+            admitted.pop(delivery_id)
+            if delivery_id in probes:
+                health.give_back_probe(probes.pop(delivery_id), delivery_id)
+        flows = {}
+    if not admitted:
+        return []
+    return _take(admitted, probes, delivery_ids, claimable, now, lease_s, flows)
+
+
+def _flow(delivery: Any) -> EndpointFlow | None:
+    """The delivery's endpoint's flow row from the claim's outer join; None if it has none."""
+    row = getattr(delivery, "flow_row", None)
+    return row if row is not None and row.endpoint_id is not None else None
+
+
+def _take(
+    admitted: dict[str, Any],
+    probes: dict[str, str],
+    delivery_ids: Sequence[str],
+    claimable: Any,
+    now: dt.datetime,
+    lease_s: float,
+    flows: dict[str, EndpointFlow],
+) -> list[Claim]:
+    """Take the admitted deliveries in one conditional UPDATE; their claims, in the order asked."""
     lease_until = now + dt.timedelta(seconds=lease_s)
     taken = (
         states.update(
@@ -156,7 +206,14 @@ def claim_many(delivery_ids: Sequence[str], *, lease_s: float) -> list[Claim]:
             row.attempts,
             lease_until,
         )
-        claims.append(Claim(delivery, delivery.endpoint_row, delivery.event_row))
+        claims.append(
+            Claim(
+                delivery,
+                delivery.endpoint_row,
+                delivery.event_row,
+                flow=flows.get(delivery.id),
+            )
+        )
     for delivery_id in admitted:  # taken by another worker in between
         if delivery_id in probes:
             health.give_back_probe(probes[delivery_id], delivery_id)
@@ -229,6 +286,9 @@ def build_request(
 # What follows an attempt, decided at the recording transaction's time: the caller's
 # delivery policy, over the pure `engine.retry.decide`.
 Decide = Callable[[Claim, Outcome, dt.datetime], Decision]
+# What the endpoints' answers teach their flow (`engine.deliveries.adaptive`), run first in
+# the recording transaction.
+Learn = Callable[[Sequence[tuple[Claim, Outcome]], dt.datetime], object]
 
 
 def record(claimed: Claim, outcome: Outcome, *, decide: Decide) -> Decision:
@@ -236,7 +296,9 @@ def record(claimed: Claim, outcome: Outcome, *, decide: Decide) -> Decision:
     return record_many([(claimed, outcome)], decide=decide)[0]
 
 
-def record_many(attempts: Sequence[tuple[Claim, Outcome]], *, decide: Decide) -> list[Decision]:
+def record_many(
+    attempts: Sequence[tuple[Claim, Outcome]], *, decide: Decide, learn: Learn | None = None
+) -> list[Decision]:
     """Store attempts and their deliveries' next states in one transaction.
 
     Answers each attempt's decision, in order. A delivery moves only if it is
@@ -244,7 +306,8 @@ def record_many(attempts: Sequence[tuple[Claim, Outcome]], *, decide: Decide) ->
     lease passed to another worker keeps its attempt row but moves nothing.
     Successes (the common case) move in one UPDATE whose `last_*` columns are
     read from the attempt rows just inserted; retries and quarantines, whose
-    times and reasons differ row by row, move one UPDATE each.
+    times and reasons differ row by row, move one UPDATE each. `learn`, if given, runs
+    first in the same transaction.
     """
     now = utcnow()
     decisions = [decide(claimed, outcome, now) for claimed, outcome in attempts]
@@ -259,6 +322,8 @@ def record_many(attempts: Sequence[tuple[Claim, Outcome]], *, decide: Decide) ->
 
     def store(*, again: bool) -> None:
         with db.atomic():
+            if learn is not None:
+                learn(attempts, now)
             if again:
                 insert_rows(Attempt, rows, skip_conflicts=True)
             else:

@@ -17,7 +17,14 @@ from peewee import Case
 from engine.db.connect import is_postgres
 from engine.db.models import Delivery, EventFanOut, db, utcnow
 from engine.deliveries import states
-from engine.deliveries.states import DELIVERING, PENDING, QUARANTINED, QUEUED, SCHEDULED
+from engine.deliveries.states import (
+    DELIVERING,
+    PENDING,
+    QUARANTINED,
+    QUEUED,
+    SCHEDULED,
+    THROTTLED,
+)
 
 LEADER_LOCK_KEY = 0x486F6F6C  # advisory lock the active scheduler holds
 _LEASED = (PENDING, QUEUED, DELIVERING)  # what a lease that ran out leaves lost
@@ -215,13 +222,15 @@ def expire_leases(*, now: dt.datetime | None = None) -> tuple[int, int]:
 
 
 def backlog_counts() -> dict[str, int]:
-    """Deliveries waiting for a retry, those already due, and those quarantined."""
+    """Deliveries waiting for a retry, those already due, those quarantined, and those
+    waiting for their endpoint's flow control."""
     now = utcnow()
     scheduled = Delivery.select().where(Delivery.status == SCHEDULED)
     return {
         "scheduled": scheduled.count(),
         "due": scheduled.where(Delivery.next_attempt_at <= now).count(),
         "quarantined": Delivery.select().where(Delivery.status == QUARANTINED).count(),
+        "throttled": Delivery.select().where(Delivery.status == THROTTLED).count(),
     }
 
 

@@ -25,6 +25,9 @@ vocabulary, defined in `engine.db.models` beside the column; use them from here.
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 from engine.db.machine import StateMachine
 from engine.db.models import (
     CANCELLED,
@@ -58,6 +61,7 @@ __all__ = [
     "THROTTLED",
     "TRANSITIONS",
     "check",
+    "claimable",
     "initial",
     "move",
     "update",
@@ -122,6 +126,14 @@ TRANSITIONS: dict[str, dict[str, str]] = {
         CANCELLED: _DELETE_CANCELS,
     },
 }
+
+
+def claimable(now: dt.datetime) -> Any:
+    """What a claim takes: `CLAIMABLE` rows, a `delivering` one once its lease ran out."""
+    return Delivery.status.in_((PENDING, QUEUED)) | (
+        (Delivery.status == DELIVERING) & (Delivery.lease_until < now)
+    )
+
 
 MACHINE = StateMachine("delivery", Delivery.status, INITIAL, TRANSITIONS)
 # Module-level verbs: `states.move(where, to=QUEUED, from_=(PENDING,), lease_until=...)`.

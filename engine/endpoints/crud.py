@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from engine.db.models import Delivery, Endpoint, db, utcnow
+from engine.db.models import UNORDERED, Delivery, Endpoint, db, utcnow
 from engine.db.pages import Page, paginate
 from engine.deliveries import states as delivery_states
 from engine.endpoints import payload_filter, states, transforms
@@ -46,6 +46,9 @@ EDITABLE = (
     "breaker",
     "filter",
     "transform",
+    "rate_limit_per_s",
+    "max_in_flight",
+    "ordering",
 )
 # API field names whose column is named otherwise.
 _COLUMNS = {"filter": "payload_filter"}
@@ -112,6 +115,9 @@ def create_endpoint(
         breaker=fields.get("breaker"),
         payload_filter=fields.get("filter"),
         transform=fields.get("transform"),
+        rate_limit_per_s=fields.get("rate_limit_per_s"),
+        max_in_flight=fields.get("max_in_flight"),
+        ordering=fields.get("ordering") or UNORDERED,
         secret=sealed,
         status=states.initial(states.UNVERIFIED if verify else states.ACTIVE),
         created_at=now,

@@ -51,6 +51,18 @@ def test_a_new_endpoint_is_healthy_with_a_closed_breaker(
         "next_probe_at": None,
         "disables_at": None,
         "parked": 0,
+        "flow": {
+            "rate_limit_per_s": None,
+            "max_in_flight": None,
+            "ordering": "unordered",
+            "concurrency_limit": None,
+            "concurrency_reason": None,
+            "concurrency_changed_at": None,
+            "paused_until": None,
+            "pause_reason": None,
+            "in_flight": 0,
+            "throttled": 0,
+        },
     }
 
 

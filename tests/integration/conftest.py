@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -184,14 +185,15 @@ def pg(pg_migrated: str) -> Iterator[Any]:
     database.close_all()
 
 
-@pytest.fixture(scope="session")
-def stack(
-    pg_migrated: str, amqp_url: str, tmp_path_factory: Any
+@contextlib.contextmanager
+def running_stack(
+    pg_url: str, amqp_url: str, logs: Path, **extra: str
 ) -> Iterator[tuple[Api, Processes]]:
-    """`hookline api`, `hookline worker` and `hookline scheduler`, shared by the tests."""
+    """`hookline api`, `hookline worker` and `hookline scheduler` with `stack_env(**extra)`,
+    running until the block ends."""
     port = free_port()
-    env = stack_env(pg_migrated, amqp_url, HOOKLINE_BIND=f"127.0.0.1:{port}")
-    processes = Processes(env, tmp_path_factory.mktemp("stack-logs"))
+    env = stack_env(pg_url, amqp_url, HOOKLINE_BIND=f"127.0.0.1:{port}", **extra)
+    processes = Processes(env, logs)
     for role in ("api", "worker", "scheduler"):
         processes.start(role)
     api = Api(f"http://127.0.0.1:{port}")
@@ -200,6 +202,15 @@ def stack(
         yield api, processes
     finally:
         processes.stop_all()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    pg_migrated: str, amqp_url: str, tmp_path_factory: Any
+) -> Iterator[tuple[Api, Processes]]:
+    """`hookline api`, `hookline worker` and `hookline scheduler`, shared by the tests."""
+    with running_stack(pg_migrated, amqp_url, tmp_path_factory.mktemp("stack-logs")) as running:
+        yield running
 
 
 @pytest.fixture

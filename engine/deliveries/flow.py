@@ -1,0 +1,361 @@
+"""Flow control: how fast, how many at once and in what order an endpoint receives.
+
+An endpoint is *controlled* when it has a `rate_limit_per_s`, a `max_in_flight`,
+`ordering: "fifo"`, a concurrency adaptive control learnt (`engine.deliveries.adaptive`),
+or a `Retry-After` pause running. Everything else takes the claim's fast path and
+costs nothing here.
+
+A controlled endpoint's attempts start in one place only: `release`. Its new
+deliveries are created `throttled` (fan-out), and a claim that meets one of its
+deliveries in any other way (a retry come due, a lease run out) moves it to
+`throttled` too (`hold`). There it waits in PostgreSQL, spending no attempt; its
+message is acknowledged, so nothing waits in a worker's memory or as an unacked
+message. `release` locks the endpoint's one `endpoint_flow` row (shared by every
+worker on every host), counts its live `delivering` rows, refills its token bucket
+by the time passed, and claims what the rate, the in-flight limit and (FIFO) the
+turn allow, oldest event first, for the caller to publish as already claimed
+(`deliver(ids, leased=True)`). That is a few statements per release, never one per
+attempt, and exact across processes. The scheduler releases every
+`flow_interval_s` (what time frees: tokens, the end of a pause); a worker releases
+an endpoint as soon as it recorded one of its attempts (an in-flight slot or a FIFO
+turn just freed).
+
+The bucket holds a tenth of a second's tokens (one at the least), so over any
+one-second window an endpoint receives at most its rate plus a tenth; the release
+interval is shorter, so a pass that runs late loses no tokens.
+
+FIFO: only the endpoint's oldest open delivery (ingest order: the event's
+`created_at`, then its time-sorted id) may start, only while nothing else of it is
+open, and only once no older event of its tenant still awaits fan-out. A head that
+fails waits for its retry, and everything behind it waits too, until it succeeds or
+is quarantined (or cancelled).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from peewee import fn
+
+from engine.db.connect import is_postgres
+from engine.db.models import (
+    FIFO,
+    Delivery,
+    Endpoint,
+    EndpointFlow,
+    db,
+    utcnow,
+)
+from engine.deliveries import fifo, states
+from engine.deliveries.states import CLAIMABLE, DELIVERING, QUEUED, THROTTLED, claimable
+
+# Most waiting endpoints one release pass looks at (the least recently released first).
+RELEASE_ENDPOINTS = 100
+# Seconds of tokens an endpoint's bucket holds: its burst, above its rate, in any second.
+BURST_S = 0.1
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What bounds one endpoint's flow now; None: that bound is absent."""
+
+    rate_per_s: float | None
+    in_flight: int | None
+    fifo: bool
+    paused_until: dt.datetime | None
+
+    @property
+    def any(self) -> bool:
+        return (
+            self.rate_per_s is not None
+            or self.in_flight is not None
+            or self.fifo
+            or self.paused_until is not None
+        )
+
+
+def limits(endpoint: Endpoint, flow: EndpointFlow | None, now: dt.datetime) -> Limits:
+    """The bounds in force: the subscriber's settings, then what adaptive control learnt.
+
+    The tightest in-flight bound wins: `max_in_flight`, the learnt concurrency, and one
+    for FIFO.
+    """
+    bounds = [endpoint.max_in_flight]
+    paused = None
+    if flow is not None:
+        bounds.append(flow.concurrency)
+        if flow.paused_until is not None and flow.paused_until > now:
+            paused = flow.paused_until
+    fifo = endpoint.ordering == FIFO
+    if fifo:
+        bounds.append(1)
+    present = [b for b in bounds if b is not None]
+    return Limits(
+        rate_per_s=float(endpoint.rate_limit_per_s) if endpoint.rate_limit_per_s else None,
+        in_flight=min(present) if present else None,
+        fifo=fifo,
+        paused_until=paused,
+    )
+
+
+def controlled(endpoint: Endpoint, flow: EndpointFlow | None, now: dt.datetime) -> bool:
+    """True when the endpoint's deliveries wait for `release` (`limits(...).any`, cheaper:
+    every fan-out and claim asks it of every delivery)."""
+    if (
+        endpoint.rate_limit_per_s is not None
+        or endpoint.max_in_flight is not None
+        or endpoint.ordering == FIFO
+    ):
+        return True
+    if flow is None:
+        return False
+    return flow.concurrency is not None or (
+        flow.paused_until is not None and flow.paused_until > now
+    )
+
+
+def capacity(rate_per_s: float) -> float:
+    """Most tokens an endpoint's bucket holds: a tenth of a second's, or one."""
+    return max(1.0, rate_per_s * BURST_S)
+
+
+def refilled(flow: EndpointFlow, rate_per_s: float, now: dt.datetime) -> float:
+    """The tokens the bucket holds at `now`: what it held, plus the time since at the rate.
+
+    A bucket never used before starts full.
+    """
+    cap = capacity(rate_per_s)
+    if flow.tokens_at is None:
+        return cap
+    elapsed = max(0.0, (now - flow.tokens_at).total_seconds())
+    return min(cap, flow.tokens + elapsed * rate_per_s)
+
+
+def room(bounds: Limits, in_flight: int, tokens: float | None) -> int | None:
+    """How many more may start now; None: no bound."""
+    if bounds.paused_until is not None:
+        return 0
+    free: int | None = None
+    if bounds.in_flight is not None:
+        free = max(0, bounds.in_flight - in_flight)
+    if tokens is not None:
+        whole = max(0, math.floor(tokens + 1e-9))
+        free = whole if free is None else min(free, whole)
+    return free
+
+
+def hold(delivery_ids: Sequence[str], now: dt.datetime | None = None) -> int:
+    """Move claimable deliveries to `throttled`, spending no attempt; answer how many moved.
+
+    The caller marks their endpoints `waiting` (`mark_waiting`), so a release finds them.
+    """
+    if not delivery_ids:
+        return 0
+    now = now or utcnow()
+    return states.move(
+        Delivery.id.in_(list(delivery_ids)) & claimable(now),
+        to=THROTTLED,
+        from_=CLAIMABLE,
+        lease_until=None,
+        next_attempt_at=None,
+        updated_at=now,
+    )
+
+
+def mark_waiting(endpoint_ids: Iterable[str], now: dt.datetime | None = None) -> None:
+    """Record that these endpoints have deliveries waiting as `throttled`."""
+    ids = sorted(set(endpoint_ids))
+    if not ids:
+        return
+    now = now or utcnow()
+    _ensure(ids, now)
+    EndpointFlow.update(waiting=True, updated_at=now).where(
+        EndpointFlow.endpoint_id.in_(ids) & ~EndpointFlow.waiting
+    ).execute()
+
+
+def release(
+    endpoint_ids: Sequence[str] | None = None,
+    *,
+    lease_s: float,
+    batch: int = 500,
+    now: dt.datetime | None = None,
+) -> list[str]:
+    """Release waiting deliveries as their endpoints' flow allows; answer the ids released.
+
+    Looks at the given endpoints, or at up to `RELEASE_ENDPOINTS` waiting ones, the least
+    recently released first, so every waiting endpoint gets its turn. Each gives what
+    its bounds leave room for now, at most `batch`, oldest event first, and pays for it:
+    a token each, and a place among its attempts in flight (those released and not yet
+    claimed count). A FIFO endpoint gives its head when its turn has come. The released
+    rows move to `queued` under a `lease_s` lease; the caller publishes them as released
+    (`deliver(ids, released=True)`), which the claim lets through without holding them
+    again. An endpoint with nothing left waiting stops waiting. A row another release
+    holds is skipped: that one does the work.
+    """
+    now = now or utcnow()
+    with _locking():
+        query = (
+            EndpointFlow.select(EndpointFlow, Endpoint)
+            .join(Endpoint, on=(Endpoint.id == EndpointFlow.endpoint_id), attr="endpoint_row")
+            .where(EndpointFlow.waiting)
+        )
+        if endpoint_ids is not None:
+            if not endpoint_ids:
+                return []
+            query = query.where(EndpointFlow.endpoint_id.in_(sorted(set(endpoint_ids))))
+        query = query.order_by(EndpointFlow.updated_at, EndpointFlow.endpoint_id).limit(
+            RELEASE_ENDPOINTS
+        )
+        if is_postgres(db.obj):
+            query = query.for_update(of=EndpointFlow, skip_locked=True)
+        flows = list(query)
+        if not flows:
+            return []
+        busy = _in_flight([f.endpoint_id for f in flows], now, include_queued=True)
+        released: list[str] = []
+        for flow in flows:
+            released.extend(_release_one(flow, busy.get(flow.endpoint_id, 0), lease_s, batch, now))
+    return released
+
+
+def _locking() -> Any:
+    """A transaction that takes its write lock at once on SQLite (where rows are not locked)."""
+    if is_postgres(db.obj):
+        return db.atomic()
+    return db.atomic(lock_type="IMMEDIATE")
+
+
+def _release_one(flow: Any, busy: int, lease_s: float, batch: int, now: dt.datetime) -> list[str]:
+    """What one waiting endpoint gives now: as many as its room allows, or its FIFO head."""
+    endpoint = flow.endpoint_row
+    bounds = limits(endpoint, flow, now)
+    tokens = None
+    if endpoint.deleted_at is not None:
+        want = batch  # the claim cancels them
+    elif bounds.fifo:
+        picked, exhausted = _head_if_its_turn(endpoint.id, bounds, busy)
+        return _offer(flow, picked, exhausted=exhausted, tokens=None, lease_s=lease_s, now=now)
+    else:
+        if bounds.rate_per_s:
+            tokens = refilled(flow, bounds.rate_per_s, now)
+        free = room(bounds, busy, tokens)
+        want = batch if free is None else min(batch, free)
+    if want <= 0:
+        return []
+    picked = [
+        row.id
+        for row in Delivery.select(Delivery.id)
+        .where((Delivery.endpoint_id == endpoint.id) & (Delivery.status == THROTTLED))
+        .order_by(Delivery.event_created_at, Delivery.event_id)
+        .limit(want)
+    ]
+    return _offer(
+        flow, picked, exhausted=len(picked) < want, tokens=tokens, lease_s=lease_s, now=now
+    )
+
+
+def _head_if_its_turn(endpoint_id: str, bounds: Limits, busy: int) -> tuple[list[str], bool]:
+    """A FIFO endpoint's head, when it waits and its turn has come; and whether none is open.
+
+    Its turn comes once nothing else of the endpoint is in flight or released, no pause
+    runs and no older event of its tenant awaits fan-out.
+    """
+    head, blocked = fifo.turn(endpoint_id)
+    if head is None:  # nothing open: nothing waits any more
+        return [], True
+    waits = head.status == THROTTLED
+    if not waits or blocked or busy or bounds.paused_until is not None:
+        return [], False
+    return [head.id], False
+
+
+def _offer(
+    flow: Any,
+    picked: list[str],
+    *,
+    exhausted: bool,
+    tokens: float | None,
+    lease_s: float,
+    now: dt.datetime,
+) -> list[str]:
+    """Move the picked waiting deliveries to `queued`, paying a token each; answer those moved.
+
+    `exhausted`: nothing more waits, so the endpoint stops waiting.
+    """
+    moved: list[str] = []
+    if picked:
+        taken: Any = (
+            states.update(
+                Delivery.id.in_(picked),
+                to=QUEUED,
+                from_=(THROTTLED,),
+                lease_until=now + dt.timedelta(seconds=lease_s),
+                updated_at=now,
+            )
+            .returning(Delivery.id)
+            .execute()
+        )
+        done = {row.id for row in taken}
+        moved = [i for i in picked if i in done]
+    changes: dict[str, Any] = {"updated_at": now}
+    if exhausted:
+        changes["waiting"] = False
+    if tokens is not None:
+        changes.update(tokens=tokens - len(moved), tokens_at=now)
+    EndpointFlow.update(**changes).where(EndpointFlow.endpoint_id == flow.endpoint_id).execute()
+    return moved
+
+
+def _ensure(endpoint_ids: Sequence[str], now: dt.datetime) -> None:
+    """Create the endpoints' flow rows that do not exist yet.
+
+    On SQLite this write also takes the database's write lock for the transaction.
+    """
+    EndpointFlow.insert_many(
+        [{"endpoint_id": i, "updated_at": now} for i in endpoint_ids]
+    ).on_conflict_ignore().execute()
+
+
+def lock(endpoint_ids: list[str], now: dt.datetime) -> dict[str, EndpointFlow]:
+    """The endpoints' flow rows, created if missing and locked until the transaction ends.
+
+    Every transaction locks them in one order (by id), and before any delivery row.
+    """
+    _ensure(endpoint_ids, now)
+    query = EndpointFlow.select().where(EndpointFlow.endpoint_id.in_(endpoint_ids))
+    if is_postgres(db.obj):
+        query = query.order_by(EndpointFlow.endpoint_id).for_update()
+    return {row.endpoint_id: row for row in query}
+
+
+def _in_flight(
+    endpoint_ids: list[str], now: dt.datetime, *, include_queued: bool
+) -> dict[str, int]:
+    """Each endpoint's attempts under a live lease: `delivering`, and `queued` if asked.
+
+    A lease that ran out is a worker that died: its attempt no longer counts.
+    """
+    if not endpoint_ids:
+        return {}
+    statuses = (DELIVERING, QUEUED) if include_queued else (DELIVERING,)
+    rows: Any = (
+        Delivery.select(Delivery.endpoint_id, fn.COUNT(Delivery.id).alias("n"))
+        .where(
+            Delivery.endpoint_id.in_(endpoint_ids)
+            & Delivery.status.in_(statuses)
+            & (Delivery.lease_until >= now)
+        )
+        .group_by(Delivery.endpoint_id)
+        .tuples()
+    )
+    return {endpoint_id: int(n) for endpoint_id, n in rows}
+
+
+def in_flight(endpoint_id: str, now: dt.datetime | None = None) -> int:
+    """The endpoint's attempts in flight now (live `delivering` rows)."""
+    return _in_flight([endpoint_id], now or utcnow(), include_queued=False).get(endpoint_id, 0)

@@ -1,0 +1,205 @@
+"""Flow control through the API and the engine on SQLite: fields, health, hold and release."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from actors.middleware import DeliveryPolicy
+from engine.db.models import Delivery, EndpointFlow, utcnow
+from engine.deliveries import adaptive, fanout, flow, schedule
+from engine.deliveries import record as deliveries
+from tests.api.support import Api, assert_problem, outcome
+
+CreateEndpoint = Callable[..., dict[str, Any]]
+Publish = Callable[..., dict[str, Any]]
+HEALTH = "/v1/endpoints/{endpoint_id}/health"
+ENDPOINT = "/v1/endpoints/{endpoint_id}"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("rate_limit_per_s", 0),
+        ("rate_limit_per_s", 10_001),
+        ("rate_limit_per_s", 1.5),
+        ("max_in_flight", 0),
+        ("max_in_flight", 1001),
+        ("ordering", "lifo"),
+        ("ordering", None),
+    ],
+)
+def test_flow_fields_out_of_range_are_refused_naming_the_field(
+    tenant: Api, field: str, value: Any
+) -> None:
+    body = {"url": "https://example.com/hook", field: value}
+    assert_problem(tenant.post("/v1/endpoints", body), 422, field)
+
+
+def test_flow_fields_are_stored_shown_changed_and_cleared(
+    tenant: Api, create_endpoint: CreateEndpoint
+) -> None:
+    created = create_endpoint(rate_limit_per_s=50, max_in_flight=4, ordering="fifo")
+    assert (created["rate_limit_per_s"], created["max_in_flight"], created["ordering"]) == (
+        50,
+        4,
+        "fifo",
+    )
+    changed = tenant.patch(
+        ENDPOINT, {"rate_limit_per_s": None, "ordering": "unordered"}, endpoint_id=created["id"]
+    ).json
+    assert (changed["rate_limit_per_s"], changed["max_in_flight"], changed["ordering"]) == (
+        None,
+        4,
+        "unordered",
+    )
+    health = tenant.get(HEALTH, endpoint_id=created["id"]).json["flow"]
+    assert (health["max_in_flight"], health["ordering"], health["throttled"]) == (4, "unordered", 0)
+    plain = create_endpoint()
+    assert (plain["rate_limit_per_s"], plain["max_in_flight"], plain["ordering"]) == (
+        None,
+        None,
+        "unordered",
+    )
+
+
+def statuses(ids: list[str]) -> list[str]:
+    by_id = {d.id: d.status for d in Delivery.select().where(Delivery.id.in_(ids))}
+    return [by_id[i] for i in ids]
+
+
+def deliveries_of(endpoint_id: str) -> list[Delivery]:
+    return list(
+        Delivery.select()
+        .where(Delivery.endpoint_id == endpoint_id)
+        .order_by(Delivery.event_created_at, Delivery.event_id)
+    )
+
+
+def record(claims: list[deliveries.Claim], status: int = 200) -> None:
+    """Record one answer for each claim, as a worker's recorder does."""
+    policy = DeliveryPolicy.of([60, 300], 86400, rand=lambda: 0.5)
+    deliveries.record_many([(c, outcome(status)) for c in claims], decide=policy.decide)
+
+
+def test_a_limited_endpoints_deliveries_wait_throttled_and_go_as_room_frees(
+    tenant: Api, create_endpoint: CreateEndpoint, publish: Publish
+) -> None:
+    endpoint_id = create_endpoint(max_in_flight=2)["id"]
+    for _ in range(5):
+        assert fanout.fan_out(publish()["id"]) == [], "none is published unreleased"
+    waiting = [d.id for d in deliveries_of(endpoint_id)]
+    assert statuses(waiting) == ["throttled"] * 5
+    assert tenant.get(HEALTH, endpoint_id=endpoint_id).json["flow"]["throttled"] == 5
+
+    first = flow.release(lease_s=60)
+    assert first == waiting[:2], "the oldest first, as many as there is room"
+    assert flow.release(lease_s=60) == [], "released and unclaimed count"
+    assert deliveries.claim_many(first, lease_s=30) == [], "unreleased, a claim holds them"
+    assert statuses(first) == ["throttled"] * 2
+    first = flow.release(lease_s=60)
+    claims = deliveries.claim_many(first, lease_s=30, released=True)
+    assert [c.delivery.id for c in claims] == waiting[:2]
+    assert all(c.flow is not None for c in claims)
+    assert flow.release(lease_s=60) == [], "two in flight: no room"
+
+    record(claims[:1])
+    assert flow.release(lease_s=60) == waiting[2:3]
+
+
+def test_a_rate_limited_endpoint_releases_what_its_tokens_allow(
+    create_endpoint: CreateEndpoint, publish: Publish
+) -> None:
+    endpoint_id = create_endpoint(rate_limit_per_s=100)["id"]
+    for _ in range(20):
+        fanout.fan_out(publish()["id"])
+    now = utcnow()
+
+    first = flow.release(lease_s=60, now=now)
+    assert len(first) == 10, "a full bucket: a tenth of a second's tokens"
+    assert flow.release(lease_s=60, now=now) == []
+    later = flow.release(lease_s=60, now=now + dt.timedelta(milliseconds=30))
+    assert len(later) == 3, "30 ms at 100/s"
+    row = EndpointFlow.get(EndpointFlow.endpoint_id == endpoint_id)
+    assert row.waiting and row.tokens == pytest.approx(0.0)
+
+
+def test_a_fifo_endpoint_gives_its_head_only_when_the_one_before_is_done(
+    create_endpoint: CreateEndpoint, publish: Publish
+) -> None:
+    endpoint_id = create_endpoint(ordering="fifo")["id"]
+    for _ in range(3):
+        fanout.fan_out(publish()["id"])
+    ordered = [d.id for d in deliveries_of(endpoint_id)]
+
+    head = flow.release(lease_s=60)
+    assert head == ordered[:1]
+    assert flow.release(lease_s=60) == []
+    [claimed] = deliveries.claim_many(head, lease_s=30, released=True)
+    record([claimed], status=500)  # it fails: a retry is scheduled, and it stays the head
+    assert statuses(ordered) == ["scheduled", "throttled", "throttled"]
+    assert flow.release(lease_s=60) == [], "the failing head blocks the rest"
+
+    Delivery.update(next_attempt_at=utcnow()).where(Delivery.id == ordered[0]).execute()
+    assert schedule.take_due(batch=10, lease_s=60) == ordered[:1]
+    again = deliveries.claim_many(ordered[:1], lease_s=30)
+    assert again == [], "a retry come due waits for its flow like the rest"
+    [head_again] = deliveries.claim_many(flow.release(lease_s=60), lease_s=30, released=True)
+    assert head_again.delivery.id == ordered[0]
+    record([head_again])
+    assert flow.release(lease_s=60) == ordered[1:2]
+
+
+def test_a_429_halves_and_a_retry_after_pauses_the_whole_endpoint(
+    tenant: Api, create_endpoint: CreateEndpoint, publish: Publish
+) -> None:
+    endpoint_id = create_endpoint()["id"]
+    pending = [fanout.fan_out(publish()["id"])[0] for _ in range(4)]
+    claims = deliveries.claim_many(pending, lease_s=30)
+    assert len(claims) == 4, "no flow control yet: the fast path"
+    now = utcnow()
+    refused = outcome(429, retry_after_s=30.0)
+    changes = adaptive.observe(
+        [(claims[0], refused)],
+        now=now,
+        ceiling=100,
+        fast_s=1.0,
+        in_flight=lambda e: flow.in_flight(e, now),
+    )
+
+    assert [c.concurrency for c in changes] == [2], "halved from the 4 in flight"
+    shown = tenant.get(HEALTH, endpoint_id=endpoint_id).json["flow"]
+    assert shown["concurrency_limit"] == 2
+    assert shown["concurrency_reason"] == "halved from 4 to 2: answered 429"
+    assert shown["pause_reason"] == "Retry-After 30s on a 429" and shown["paused_until"]
+    later = fanout.fan_out(publish()["id"])
+    assert later == [], "a paused endpoint's new deliveries wait"
+    assert flow.release(lease_s=60) == [], "nothing goes while it is paused"
+
+
+def test_a_learnt_limit_is_raised_only_when_the_endpoint_used_it(
+    create_endpoint: CreateEndpoint, publish: Publish
+) -> None:
+    endpoint_id = create_endpoint()["id"]
+    pending = [fanout.fan_out(publish()["id"])[0] for _ in range(3)]
+    claims = deliveries.claim_many(pending, lease_s=30)
+    now = utcnow()
+    EndpointFlow.insert(
+        endpoint_id=endpoint_id, concurrency=2, fast_streak=3, updated_at=now
+    ).execute()
+    learnt = EndpointFlow(endpoint_id=endpoint_id, concurrency=2)
+    learning = [dataclasses.replace(c, flow=learnt) for c in claims]
+
+    def observe(pairs: list[Any], in_flight: int) -> list[adaptive.Change]:
+        return adaptive.observe(
+            pairs, now=now, ceiling=100, fast_s=1.0, in_flight=lambda e: in_flight
+        )
+
+    assert observe([(learning[0], outcome(200))], in_flight=1) == [], "1 of 2 used: no raise"
+    assert EndpointFlow.get_by_id(endpoint_id).concurrency == 2
+    [raised] = observe([(learning[1], outcome(200))], in_flight=2)
+    assert (raised.concurrency, raised.reason) == (3, "raised from 2 to 3: 5 fast successes")
