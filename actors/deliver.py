@@ -36,4 +36,8 @@ def deliver(rt: Runtime, delivery_ids: str | list[str], released: bool = False) 
         pipeline.release(len(ids))
         raise
     pipeline.release(len(ids) - len(claimed))
-    requests.attempt(rt, claimed)
+    # A host crowding the pipeline waits in PostgreSQL; but what flow control released holds
+    # its tokens and in-flight places already, and giving it back would leak them.
+    kept = claimed if released else requests.keep_fair(rt, claimed)
+    pipeline.release(len(claimed) - len(kept))
+    requests.attempt(rt, kept)

@@ -37,13 +37,18 @@ class EarlyAttempts:
         self.rt = rt
         self.work: requests.Work | None = None  # signed inside the transaction
         self.batch: Batch | None = None  # started inside it; None: no room was free
+        self.kept: list[Claim] | None = None  # the claims attempted (None: not split yet)
+        self.later: list[tuple[Claim, float]] = []  # over their host's share: given back
 
     def before_writing(self, plan: fanout.FanOut) -> None:
         """Sign the claimed attempts and start them, if they fit now (the transaction is open)."""
         if not plan.claimed:
             return
-        self.work = requests.build(self.rt, plan.claimed)
         pipeline = requests.pipeline_of(self.rt)
+        self.kept, self.later = pipeline.split(plan.claimed)
+        if not self.kept:
+            return
+        self.work = requests.build(self.rt, self.kept)
         self.batch = pipeline.start_held(
             requests.event_loop(self.rt), requests.sender(self.rt), self.work
         )
@@ -69,3 +74,5 @@ class EarlyAttempts:
             raise
         if self.batch is not None:
             pipeline.release_held(self.batch)
+        if self.later:  # committed as claimed: given back now, unattempted
+            requests.give_back(self.rt, self.later)

@@ -43,10 +43,14 @@ def fan_out(rt: Runtime, event_ids: str | list[str]) -> None:
     early = EarlyAttempts(rt) if rt.settings.early_first_attempts and not redelivered else None
     plan = _create(rt, ids, early)
     started = early.batch if early is not None else None
+    if early is not None and early.kept is not None:
+        claimed = early.kept  # those over their host's share were given back at the commit
+    else:
+        claimed = requests.keep_fair(rt, plan.claimed)
     if started is None:
         # Wait for room now, as `deliver` does; a wait here is shorter than the claims'
         # lease, since room frees as attempts end.
-        requests.pipeline_of(rt).reserve(len(plan.claimed))
+        requests.pipeline_of(rt).reserve(len(claimed))
     published = _publish(rt, plan.pending)
     if plan.throttled:  # their flow decides when; offer what it allows now
         with rt.database.connection_context():
@@ -56,13 +60,14 @@ def fan_out(rt: Runtime, event_ids: str | list[str]) -> None:
             "event_fanned_out",
             event_ids=ids,
             deliveries=len(plan.claimed) + len(plan.pending),
-            sent_here=len(plan.claimed),
+            sent_here=len(claimed),
+            held_back=len(plan.claimed) - len(claimed),
             published=published,
         )
     if started is not None:
         requests.pipeline_of(rt).wait(started)
     else:
-        requests.attempt(rt, plan.claimed, early.work if early is not None else None)
+        requests.attempt(rt, claimed, early.work if early is not None else None)
 
 
 def _create(rt: Runtime, ids: list[str], early: EarlyAttempts | None) -> fanout.FanOut:

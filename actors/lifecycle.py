@@ -29,6 +29,9 @@ from engine.deliveries.client import DeliveryClient, open_session
 
 # Seconds a stopping worker gives its attempts in flight beyond the request timeout.
 DRAIN_MARGIN_S = 5.0
+# A host's share of a crowded pipeline, in connections to it (`actors.pipeline.share`):
+# four answers' time of waiting in its gate, at most.
+HOST_SHARE_PER_CONNECTION = 4
 
 
 class DatabaseConnections(Middleware):
@@ -105,6 +108,7 @@ class Attempts(Middleware):
             handoff_s=settings.deliver_handoff_s,
             max_in_flight=settings.worker_max_in_flight,
             max_in_flight_bytes=settings.worker_max_in_flight_bytes,
+            host_share=HOST_SHARE_PER_CONNECTION * settings.max_connections_per_host,
         )
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:

@@ -8,16 +8,21 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import structlog
+
 from actors.pipeline import Pipeline
 from actors.runtime import USER_AGENT, Runtime
 from engine.db.models import utcnow
 from engine.deliveries import record as deliveries
+from engine.deliveries import schedule
 from engine.deliveries.client import Outcome, Request
 from engine.endpoints import transforms
 from engine.endpoints.transforms import TransformError
 from engine.errors import CryptoError
 
 Work = list[tuple[deliveries.Claim, Request | Outcome]]
+
+log = structlog.get_logger("hookline.delivery")
 
 
 def pipeline_of(rt: Runtime) -> Pipeline:
@@ -36,6 +41,38 @@ def sender(rt: Runtime) -> Callable[[Request], Any]:
     """The process's HTTP client's `send`."""
     assert rt.client is not None, "the HttpClient middleware opens the client at boot"
     return rt.client.send
+
+
+def keep_fair(rt: Runtime, claimed: list[deliveries.Claim]) -> list[deliveries.Claim]:
+    """The claims to attempt now; those over their host's share of a crowded pipeline go back.
+
+    See `actors.pipeline.share` and `give_back`.
+    """
+    kept, later = pipeline_of(rt).split(claimed)
+    give_back(rt, later)
+    return kept
+
+
+def give_back(rt: Runtime, later: list[tuple[deliveries.Claim, float]]) -> None:
+    """Claims not attempted after all: `scheduled` again, each after its delay, attempt unspent.
+
+    `engine.deliveries.schedule.give_back`; if that fails, their leases run out and
+    the scheduler publishes them again.
+    """
+    if not later:
+        return
+    try:
+        with rt.database.connection_context():
+            moved = schedule.give_back([(one.delivery.id, delay) for one, delay in later])
+    except Exception:  # their leases run out instead
+        log.exception("held_back_not_recorded", deliveries=len(later))
+        return
+    log.info(
+        "deliveries_held_back",
+        deliveries=moved,
+        endpoint_ids=sorted({one.endpoint.id for one, _delay in later}),
+        longest_delay_s=round(max(delay for _one, delay in later), 3),
+    )
 
 
 def build(rt: Runtime, claimed: list[deliveries.Claim]) -> Work:

@@ -22,7 +22,9 @@ import structlog
 from actors.pipeline.admission import Admission, weigh
 from actors.pipeline.batch import Batch
 from actors.pipeline.recording import AfterRecord, Record, Recorder
+from actors.pipeline.share import HostShare
 from engine.deliveries.client import Outcome, Request
+from engine.deliveries.hostgate import host_key
 from engine.deliveries.record import Claim
 from engine.retry import Decision
 
@@ -49,8 +51,11 @@ class Pipeline:
         handoff_s: float,
         max_in_flight: int,
         max_in_flight_bytes: int = 0,
+        host_share: int = 0,
     ) -> None:
         self.handoff_s = handoff_s
+        # Each host's share of a crowded pipeline (`actors.pipeline.share`); 0: no shares.
+        self.shares = HostShare(host_share, max_in_flight // 2) if host_share else None
         self.after_record = after_record
         self.admission = Admission(max_in_flight, max_in_flight_bytes)
         self.recorder = Recorder(
@@ -75,6 +80,18 @@ class Pipeline:
     def release(self, count: int) -> None:
         """Give back room reserved for attempts that will not be made."""
         self.admission.release(count)
+
+    def split(self, claimed: Sequence[Claim]) -> tuple[list[Claim], list[tuple[Claim, float]]]:
+        """The claims to attempt now, and those over their host's share, each with its delay (s).
+
+        See `actors.pipeline.share`: nothing is held back until the pipeline is crowded.
+        """
+        if self.shares is None or not claimed:
+            return list(claimed), []
+        keys = [host_key(one.endpoint.url) for one in claimed]
+        with self.admission.lock:
+            kept, later = self.shares.split(keys, time.monotonic())
+        return [claimed[i] for i in kept], [(claimed[i], delay) for i, delay in later]
 
     def run(self, loop: asyncio.AbstractEventLoop, send: Send, work: Work) -> int:
         """Send (or, for a ready outcome, just record) each; answer how many were handed off.
@@ -190,6 +207,10 @@ class Pipeline:
         return left
 
     def _start(self, loop: asyncio.AbstractEventLoop, send: Send, work: Work, batch: Batch) -> None:
+        if self.shares is not None:
+            keys = [host_key(claimed.endpoint.url) for claimed, _item in work]
+            with self.admission.lock:
+                self.shares.started(keys)
         to_send: list[tuple[Claim, Request]] = []
         for claimed, item in work:
             if isinstance(item, Outcome):
@@ -241,3 +262,6 @@ class Pipeline:
         with self.admission.lock:
             freed_bytes = sum(batch.size for _claimed, batch in items if batch.finish(ok))
             self.admission.free(len(items), freed_bytes)
+            if self.shares is not None:
+                keys = [host_key(claimed.endpoint.url) for claimed, _batch in items]
+                self.shares.finished(keys, time.monotonic())

@@ -9,7 +9,10 @@ so a broker outage delays work but never drops it.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
+
+from peewee import Case
 
 from engine.db.connect import is_postgres
 from engine.db.models import Delivery, EventFanOut, db, utcnow
@@ -44,28 +47,124 @@ def _take(
         ids = [row.id for row in picked]
         if not ids:
             return []
-        taken: Any = (
-            states.update(
-                Delivery.id.in_(ids),
-                to=QUEUED,
-                from_=from_,
-                lease_until=now + dt.timedelta(seconds=lease_s),
-                updated_at=now,
-            )
-            .returning(Delivery.id)
-            .execute()
+        return _queue(ids, from_=from_, now=now, lease_s=lease_s)
+
+
+def _queue(
+    ids: list[str], *, from_: tuple[str, ...], now: dt.datetime, lease_s: float
+) -> list[str]:
+    """Move these rows (picked and locked) to `queued` with a fresh lease; answer those moved."""
+    taken: Any = (
+        states.update(
+            Delivery.id.in_(ids),
+            to=QUEUED,
+            from_=from_,
+            lease_until=now + dt.timedelta(seconds=lease_s),
+            updated_at=now,
         )
-        return [row.id for row in taken]
+        .returning(Delivery.id)
+        .execute()
+    )
+    return [row.id for row in taken]
 
 
 def take_due(*, batch: int, lease_s: float) -> list[str]:
-    """Scheduled deliveries whose time has come, earliest first."""
-    return _take(
-        lambda now: (Delivery.status == SCHEDULED) & (Delivery.next_attempt_at <= now),
-        Delivery.next_attempt_at,
-        from_=(SCHEDULED,),
-        batch=batch,
-        lease_s=lease_s,
+    """Scheduled deliveries whose time has come: round-robin over tenants, earliest first in each.
+
+    On PostgreSQL each tenant with due work gets a turn in every round (its
+    earliest due row, then every tenant's second, ...), so that a tenant with
+    50,000 due retries cannot hold another's five behind them
+    (`_fair_due_sql`). SQLite (`hookline up`, one process) keeps the plain
+    earliest-first order.
+    """
+    if not is_postgres(db.obj):
+        return _take(
+            lambda now: (Delivery.status == SCHEDULED) & (Delivery.next_attempt_at <= now),
+            Delivery.next_attempt_at,
+            from_=(SCHEDULED,),
+            batch=batch,
+            lease_s=lease_s,
+        )
+    now = utcnow()
+    with db.atomic():
+        picked = [row[0] for row in db.execute_sql(_FAIR_DUE_SQL, {"now": now, "batch": batch})]
+        if not picked:
+            return []
+        # Locked as `_take` locks, skipping rows someone else holds (a cancel, a delete).
+        locked = {
+            row.id
+            for row in Delivery.select(Delivery.id)
+            .where(Delivery.id.in_(picked) & (Delivery.status == SCHEDULED))
+            .for_update(skip_locked=True)
+        }
+        if not locked:
+            return []
+        moved = set(_queue(list(locked), from_=(SCHEDULED,), now=now, lease_s=lease_s))
+    return [delivery_id for delivery_id in picked if delivery_id in moved]
+
+
+# The tenants with scheduled deliveries, found by hopping along `delivery_due_tenant`
+# (migration 13) one index probe per tenant, whatever their rows count; then each one's
+# earliest due rows, numbered; then turn 1 of every tenant, turn 2, ... A tenant gives at
+# most `batch` rows, and with many tenants fewer (4 x its equal share, at least 50), so the
+# sort stays small. Tenants weigh the same. The row comparison keeps the planner on
+# `delivery_due_tenant` (on `delivery_due` it filtered a large tenant's rows away one by
+# one), and JIT is off for the transaction: the estimates of the recursion made PostgreSQL
+# compile it, 170 ms for a 2 ms query (ops/bench/NOTES.md#fair-due-work).
+_FAIR_DUE_SQL = """
+SET LOCAL jit = off;
+WITH RECURSIVE tenants(tenant_id) AS (
+    (SELECT tenant_id FROM delivery WHERE status = 'scheduled' ORDER BY tenant_id LIMIT 1)
+  UNION ALL
+    SELECT (SELECT d.tenant_id FROM delivery d
+            WHERE d.status = 'scheduled' AND d.tenant_id > t.tenant_id
+            ORDER BY d.tenant_id LIMIT 1)
+    FROM tenants t WHERE t.tenant_id IS NOT NULL
+), present AS (
+    SELECT tenant_id FROM tenants WHERE tenant_id IS NOT NULL
+)
+SELECT id FROM (
+    SELECT picked.id, picked.next_attempt_at,
+           row_number() OVER (PARTITION BY t.tenant_id ORDER BY picked.next_attempt_at) AS turn
+    FROM present t
+    CROSS JOIN LATERAL (
+        SELECT d.id, d.next_attempt_at FROM delivery d
+        WHERE d.status = 'scheduled' AND d.tenant_id = t.tenant_id
+          AND (d.tenant_id, d.next_attempt_at) <= (t.tenant_id, %(now)s)
+        ORDER BY d.tenant_id, d.next_attempt_at
+        LIMIT LEAST(
+            %(batch)s, GREATEST(50, CEIL(%(batch)s * 4.0 / (SELECT count(*) FROM present)))
+        )
+    ) picked
+) turns
+ORDER BY turn, next_attempt_at
+LIMIT %(batch)s
+"""
+
+
+def give_back(later: Sequence[tuple[str, float]], *, now: dt.datetime | None = None) -> int:
+    """Claimed deliveries not attempted after all: back to `scheduled`, each after its delay (s).
+
+    The claim's attempt is not spent (`attempts` goes back down), and only a claim
+    still live is given back: a row whose lease ran out may be another worker's now.
+    Answers how many moved. For a worker whose pipeline a host already crowds
+    (`actors.pipeline.share`); the scheduler's `take_due` hands them out again.
+    """
+    if not later:
+        return 0
+    now = now or utcnow()
+    due = Case(
+        Delivery.id,
+        [(delivery_id, now + dt.timedelta(seconds=delay)) for delivery_id, delay in later],
+    )
+    return states.move(
+        Delivery.id.in_([delivery_id for delivery_id, _ in later]) & (Delivery.lease_until > now),
+        to=SCHEDULED,
+        from_=(DELIVERING,),
+        attempts=Delivery.attempts - 1,
+        next_attempt_at=due,
+        lease_until=None,
+        updated_at=now,
     )
 
 

@@ -32,6 +32,9 @@ SKIPPABLE = (
     "lag",
     "isolation",
     "backlog",
+    "noisy",
+    "fifo",
+    "throttled",
 )
 
 # Sizes per mode: (full, smoke, what). A given option overrides both.
@@ -52,6 +55,10 @@ SIZES: dict[str, tuple[float, float, str]] = {
     "dispatch_due": (100_000, 5_000, "backlog rows made due per dispatch run"),
     "dispatch_cap_s": (30, 20, "longest dispatch run, seconds"),
     "baseline_messages": (5000, 300, "messages per naive baseline run"),
+    "noisy_deliveries": (50_000, 2_000, "noisy-neighbour: tenant A's flood, deliveries"),
+    "noisy_window_s": (30, 5, "noisy-neighbour: seconds tenant B sends (and longest wait after)"),
+    "noisy_rate": (50, 50, "noisy-neighbour: tenant B's events/s"),
+    "flow_events": (2_000, 200, "fifo and throttled: events per run"),
     "scenario_cap_s": (180, 60, "longest wait for one run's deliveries, seconds"),
     "max_minutes": (40, 8, "the whole benchmark's deadline"),
 }

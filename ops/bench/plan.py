@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from ops.bench import backlog, baseline, drain, options, report, scenarios
+from ops.bench import backlog, baseline, drain, flows, noisy, options, report, scenarios
 from ops.bench.context import Context
 from ops.bench.options import PRIVATE
 from ops.bench.services import postgres_version, purge_queues, rabbitmq_version
@@ -82,6 +82,7 @@ def run_all(ctx: Context) -> dict[str, Any]:
                 "offered_deliveries_per_s",
             ),
         }
+    _fairness_and_flow(ctx, found)
     if not {"isolation", "e2e"} & skip and args.hanging:
         # Each run with hanging endpoints follows an all-healthy one, its reference.
         _say(f"isolation: {args.hanging} of {args.fanout} endpoints hang, after all healthy")
@@ -105,6 +106,54 @@ def run_all(ctx: Context) -> dict[str, Any]:
     doc["targets"] = report.targets(found, args.fanouts)
     doc["phases"] = PHASES
     return doc
+
+
+def _fairness_and_flow(ctx: Context, found: dict[str, Any]) -> None:
+    """Issue 17's scenarios: noisy neighbour, one FIFO endpoint, throttled beside unthrottled."""
+    args, skip = ctx.args, ctx.args.skip
+    if "noisy" not in skip:
+        _say(
+            f"noisy neighbour: A floods {args.noisy_deliveries:,} to a 200 ms endpoint,"
+            f" B sends {args.noisy_rate:g}/s for {args.noisy_window_s:g} s"
+        )
+        runs = [noisy.one_run(ctx) for _ in range(args.runs)]
+        found["noisy_neighbour"] = {
+            "runs": runs,
+            "summary": report.summarise(
+                runs,
+                "b_p50_ms",
+                "b_p99_ms",
+                "b_max_ms",
+                "b_without_first_attempt",
+                "a_requests_per_s",
+                "a_timed_out_attempts",
+                "a_open_at_window_start",
+                "a_open_at_window_end",
+            ),
+        }
+    for name, one_run, keys in (
+        ("fifo", flows.fifo, ("deliveries_per_s", "out_of_order")),
+        (
+            "throttled",
+            flows.throttled,
+            (
+                "throttled_busiest_second",
+                "throttled_median_per_s",
+                "unthrottled_deliveries_per_s",
+                "reference_unthrottled_deliveries_per_s",
+                "unthrottled_ratio",
+            ),
+        ),
+    ):
+        if name not in skip:
+            _say(f"{name}: {args.flow_events:,} events")
+            runs = [one_run(ctx) for _ in range(args.runs)]
+            unavailable = [r["unavailable"] for r in runs if "unavailable" in r]
+            found[name] = (
+                {"unavailable": unavailable[0]}
+                if unavailable
+                else {"runs": runs, "summary": report.summarise(runs, *keys)}
+            )
 
 
 def _vacuum(ctx: Context) -> float:

@@ -214,9 +214,14 @@ class Api:
             raise RuntimeError(f"creating a tenant answered {status}: {body}")
         return str(body["id"]), str(body["api_key"])
 
-    def endpoint(self, key: str, url: str, transform: dict[str, str] | None = None) -> str:
-        """Register an endpoint (shaping its bodies with `transform`, if given); answer its id."""
-        fields: dict[str, Any] = {"url": url}
+    def endpoint(
+        self, key: str, url: str, transform: dict[str, str] | None = None, **more: Any
+    ) -> str:
+        """Register an endpoint (shaping its bodies with `transform`, if given); answer its id.
+
+        `more`: other fields of the endpoint (`rate_limit_per_s`, `ordering`, ...).
+        """
+        fields: dict[str, Any] = {"url": url, **more}
         if transform is not None:
             fields["transform"] = transform
         status, body = self.call("POST", "/v1/endpoints", fields, key=key)

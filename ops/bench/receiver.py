@@ -6,6 +6,8 @@ delivery client's per-host pool), prints `{"ports": [...]}` on one line, and
 serves until SIGTERM, its parent's exit, or `--max-lifetime-s`:
 
     /hang/...   waits until `/_release` or `--hang-max-s`, then answers 200
+    /slow/MS/...  answers 200 after MS milliseconds (asyncio.sleep: any number at once)
+    /tick/NAME/...  answers 200 at once, counted per NAME and per second (`ticks` in /_stats)
     /_release   releases every waiting `/hang` request, and answers later ones at
                 once until `/_arm` (attempts still queued in a worker when a run
                 ends must not hang into the next run)
@@ -43,16 +45,23 @@ class Receiver:
         self.hang_max_s = hang_max_s
         self.release = asyncio.Event()
         self.counts: Counter[str] = Counter()
+        self.ticks: dict[str, Counter[int]] = {}  # /tick/NAME/...: requests per whole second
         self.hanging = 0
         self.armed = True  # `/hang` requests wait; after `/_release`, not until `/_arm`
 
     def count(self, path: str) -> None:
-        """Count a request under its first path segment (`/ok/3` under `ok`)."""
+        """Count a request under its first path segment (`/ok/3` under `ok`); ticks per second."""
         self.counts[path.split("/", 2)[1] if path.count("/") > 1 else path] += 1
+        if path.startswith("/tick/"):
+            name = path.split("/", 3)[2]
+            self.ticks.setdefault(name, Counter())[int(time.time())] += 1
 
     def stats(self) -> bytes:
         """The counts and how many requests hang now, as JSON."""
-        return json.dumps({"counts": dict(self.counts), "hanging": self.hanging}).encode()
+        ticks = {name: dict(seconds) for name, seconds in self.ticks.items()}
+        return json.dumps(
+            {"counts": dict(self.counts), "hanging": self.hanging, "ticks": ticks}
+        ).encode()
 
     async def answer(self, path: str) -> tuple[int, bytes, str]:
         """Status, body and content type for one request to `path`."""
@@ -67,6 +76,9 @@ class Receiver:
         if path == "/_stats":
             return 200, self.stats(), "application/json"
         self.count(path)
+        if path.startswith("/slow/"):
+            await asyncio.sleep(slow_ms(path) / 1000.0)
+            return 200, b"ok", "text/plain"
         if path.startswith("/hang/") and self.armed:
             self.hanging += 1
             try:
@@ -76,6 +88,14 @@ class Receiver:
             finally:
                 self.hanging -= 1
         return 200, b"ok", "text/plain"
+
+
+def slow_ms(path: str) -> float:
+    """The delay a `/slow/MS/...` path asks for, in milliseconds (0 when unreadable)."""
+    try:
+        return max(0.0, min(float(path.split("/", 3)[2]), 60_000.0))
+    except (IndexError, ValueError):
+        return 0.0
 
 
 class Connection(asyncio.Protocol):
@@ -103,7 +123,7 @@ class Connection(asyncio.Protocol):
             if request is None:
                 return
             path, keep_alive = request
-            if path.startswith("/hang/") or path in ("/_release", "/_arm"):
+            if path.startswith(("/hang/", "/slow/")) or path in ("/_release", "/_arm"):
                 self.busy = True
                 task = asyncio.get_running_loop().create_task(self.receiver.answer(path))
                 task.add_done_callback(lambda done, k=keep_alive: self._answered(done, k))

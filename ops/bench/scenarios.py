@@ -141,7 +141,7 @@ def _fanned_out(ctx: Context, tenant: str) -> None:
         raise RuntimeError(f"the worker did not fan out {tenant}'s events")
 
 
-def _succeeded(ctx: Context, tenant: str, endpoints: list[str] | None = None) -> tuple[int, float]:
+def succeeded(ctx: Context, tenant: str, endpoints: list[str] | None = None) -> tuple[int, float]:
     """Succeeded deliveries of a tenant (optionally of some endpoints) and the last one's time."""
     sql = (
         "SELECT count(*), extract(epoch FROM max(updated_at)) FROM delivery"
@@ -183,9 +183,9 @@ def end_to_end(
     with RssSampler(ctx.processes.pid("worker")) as rss, worker_profile, api_profile, cpu:
         result = load(ctx, key, "--connections", str(args.connections), "--count", str(events))
         _all_accepted(label, result)
-        wait_until(lambda: _succeeded(ctx, tenant)[0] >= expected, args.scenario_cap_s, 0.25)
-    count, last = _succeeded(ctx, tenant)
-    healthy_count, healthy_last = _succeeded(ctx, tenant, healthy)
+        wait_until(lambda: succeeded(ctx, tenant)[0] >= expected, args.scenario_cap_s, 0.25)
+    count, last = succeeded(ctx, tenant)
+    healthy_count, healthy_last = succeeded(ctx, tenant, healthy)
     time.sleep(1.5)  # let the idle backends report their transactions
     transactions = ctx.pg.transactions() - transactions
     started = result["started_at"]
@@ -230,7 +230,7 @@ def lag(ctx: Context, rate_events_per_s: float) -> dict[str, Any]:
         str(args.lag_duration_s),
     )
     expected = result["accepted"] * len(endpoints)
-    wait_until(lambda: _succeeded(ctx, tenant)[0] >= expected, args.scenario_cap_s)
+    wait_until(lambda: succeeded(ctx, tenant)[0] >= expected, args.scenario_cap_s)
     # The median is also split at the fan-out: before it the API, RabbitMQ and dramatiq,
     # after it the worker.
     p50, p99, attempts, to_fan_out, to_attempt = ctx.pg.row(
@@ -268,10 +268,10 @@ def isolation(ctx: Context) -> dict[str, Any]:
     expected = events * len(healthy)
     result = load(ctx, key, "--connections", str(args.connections), "--count", str(events))
     completed = wait_until(
-        lambda: _succeeded(ctx, tenant, healthy)[0] >= expected, args.isolation_cap_s, 0.1
+        lambda: succeeded(ctx, tenant, healthy)[0] >= expected, args.isolation_cap_s, 0.1
     )
     stopped_at = time.time()
-    count, last = _succeeded(ctx, tenant, healthy)
+    count, last = succeeded(ctx, tenant, healthy)
     started = result["started_at"]
     elapsed = (last if completed else stopped_at) - started
     hanging_attempts = int(
@@ -280,7 +280,7 @@ def isolation(ctx: Context) -> dict[str, Any]:
             [tenant],
         )
     )
-    _cancel(ctx, tenant)
+    cancel(ctx, tenant)
     return {
         "healthy_deliveries": count,
         "healthy_expected": expected,
@@ -291,7 +291,7 @@ def isolation(ctx: Context) -> dict[str, Any]:
     }
 
 
-def _cancel(ctx: Context, tenant: str) -> None:
+def cancel(ctx: Context, tenant: str) -> None:
     """End a run: cancel its open deliveries, release the hanging requests, drain the queue."""
     # In id order and skipping rows a worker holds: the workers update rows in id order
     # too, and a plain UPDATE of the tenant's rows could deadlock with them. Rows a worker

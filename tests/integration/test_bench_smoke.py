@@ -77,7 +77,14 @@ def test_smoke_reports_every_scenario(tmp_path: Any) -> None:
     assert document["scenarios"]["e2e_transform"]["ratio_to_plain"] > 0
     assert "Slack transform (" in done.stdout and " x without)" in done.stdout
     assert document["scenarios"]["isolation"]["ratio"] > 0
-    assert len(document["targets"]) == 16
+    noisy = document["scenarios"]["noisy_neighbour"]["summary"]
+    assert noisy["b_p99_ms"]["median"] > 0 and noisy["a_requests_per_s"]["median"] > 0
+    # Until flow control's endpoint fields land, these two report the API's refusal.
+    for flow, metric in (("fifo", "deliveries_per_s"), ("throttled", "unthrottled_ratio")):
+        found = document["scenarios"][flow]
+        assert found.get("unavailable") or found["summary"][metric]["median"] > 0, flow
+    throttled_target = int("summary" in document["scenarios"]["throttled"])
+    assert len(document["targets"]) == 17 + throttled_target
     # Hookline runs at its defaults but for the one deviation asked for, which is reported.
     assert document["deviations"] == [
         {"setting": "HOOKLINE_DB_MAX_CONNECTIONS", "value": "6", "default": "16"}

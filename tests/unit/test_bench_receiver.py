@@ -57,7 +57,45 @@ def test_posts_are_answered_at_once_on_one_kept_connection_and_counted(ports: li
 
     assert answers == [(200, b"ok")] * 4
     assert conn.sock is sock, "the same connection throughout"
-    assert stats(ports[1]) == {"counts": {"ok": 4}, "hanging": 0}, "counts are shared by ports"
+    assert stats(ports[1]) == {"counts": {"ok": 4}, "hanging": 0, "ticks": {}}, (
+        "counts are shared by ports"
+    )
+
+
+def test_slow_paths_answer_after_their_delay_many_at_once(ports: list[int]) -> None:
+    answered: list[float] = []
+
+    def one() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", ports[0], timeout=10)
+        started = time.monotonic()
+        assert call(conn, "POST", "/slow/200/a", b"{}")[:2] == (200, b"ok")
+        answered.append(time.monotonic() - started)
+        conn.close()
+
+    threads = [threading.Thread(target=one) for _ in range(20)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(answered) == 20 and min(answered) >= 0.2
+    assert time.monotonic() - started < 2.0, "twenty 200 ms answers at once, not one by one"
+    assert stats(ports[0])["counts"] == {"slow": 20}
+
+
+def test_tick_paths_are_counted_per_name_and_second(ports: list[int]) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", ports[0], timeout=10)
+    before = int(time.time())
+    for n in range(3):
+        assert call(conn, "POST", f"/tick/rl-{n % 2}/x", b"{}")[0] == 200
+    after = int(time.time())
+
+    ticks = stats(ports[0])["ticks"]
+
+    assert isinstance(ticks, dict) and set(ticks) == {"rl-0", "rl-1"}
+    assert sum(ticks["rl-0"].values()) == 2 and sum(ticks["rl-1"].values()) == 1
+    assert all(before <= int(second) <= after for second in ticks["rl-0"])
     conn.close()
 
 
