@@ -19,6 +19,7 @@ from actors.breaker_tick import Tick
 from actors.broker import Publisher
 from actors.middleware import Quarantine
 from engine.db.connect import UNAVAILABLE_ERRORS, bind
+from engine.deliveries import flow as flow_state
 from engine.deliveries import flow_view, quarantine
 from engine.deliveries import lost as lost_attempts
 from engine.deliveries import schedule as scheduling
@@ -94,6 +95,9 @@ class Scheduler:
             log.warning("deliveries_quarantined_lost", deliveries=poisoned)
         lost = scheduling.take_expired(batch=batch, lease_s=lease)
         unfanned = scheduling.take_unfanned(batch=batch, lease_s=self.settings.fan_out_lease_s)
+        orphans = flow_state.mark_orphans()  # the next flow pass releases them
+        if orphans:
+            log.info("flow_waiting_marked", endpoints=len(orphans))
         self._publish("deliver", due, "due")
         self._publish("deliver", lost, "recovered")
         self._publish("fan_out", unfanned, "fan_out")

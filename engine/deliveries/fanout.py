@@ -49,8 +49,9 @@ def fan_out(event_id: str, *, lease_s: float = 30.0, now: dt.datetime | None = N
 class FanOut:
     """What one fan-out created: deliveries already claimed, and ids still to publish.
 
-    `throttled`: the endpoints whose flow control holds some of the new deliveries
-    (`engine.deliveries.flow`); the caller releases them once the fan-out committed.
+    `throttled`: the endpoints whose flow control now holds some of the new deliveries and
+    held none before (`engine.deliveries.flow.mark_waiting`); the caller releases them once
+    the fan-out committed. A busy endpoint's next release is coming anyway.
     """
 
     claimed: list[Claim]
@@ -141,9 +142,7 @@ def fan_out_and_claim(
         else:
             pending = []
         plan = FanOut(
-            claimed,
-            [str(row["id"]) for row in rows if row["status"] == PENDING] + pending,
-            sorted(waiting),
+            claimed, [str(row["id"]) for row in rows if row["status"] == PENDING] + pending
         )
         if before_writing is not None:
             before_writing(plan)
@@ -154,7 +153,7 @@ def fan_out_and_claim(
             copy_rows(Attempt, attempts)
         else:
             copy_rows(Delivery, rows)
-        flow.mark_waiting(waiting, now)
+        plan.throttled.extend(flow.mark_waiting(waiting, now))
     return plan
 
 

@@ -54,14 +54,14 @@ def test_the_tightest_in_flight_bound_wins(
     assert flow.controlled(endpoint(**fields), row, NOW)
 
 
-def test_the_bucket_refills_at_the_rate_up_to_a_tenth_of_a_seconds_tokens() -> None:
+def test_the_bucket_refills_at_the_rate_up_to_a_twentieth_of_a_seconds_tokens() -> None:
     row = EndpointFlow(endpoint_id="ep_1", tokens=0.0, tokens_at=NOW)
     later = NOW + dt.timedelta(milliseconds=25)
     assert flow.refilled(row, 100.0, later) == pytest.approx(2.5)
-    assert flow.refilled(row, 100.0, NOW + dt.timedelta(seconds=9)) == 10.0
+    assert flow.refilled(row, 100.0, NOW + dt.timedelta(seconds=9)) == 5.0
     assert flow.capacity(2.0) == 1.0, "one token at the least"
     fresh = EndpointFlow(endpoint_id="ep_1", tokens=0.0, tokens_at=None)
-    assert flow.refilled(fresh, 100.0, NOW) == 10.0, "a bucket never used starts full"
+    assert flow.refilled(fresh, 100.0, NOW) == 5.0, "a bucket never used starts full"
 
 
 def test_room_is_the_smaller_of_the_free_places_and_the_whole_tokens() -> None:
