@@ -36,6 +36,12 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["HOOKLINE_TEST_QUEUE_TYPE"] = config.getoption("--queue-type")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # pytest-xdist hands tests out in this order: the slow ones start first, so a parallel
+    # run does not end with every process idle but the one still in a long test.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     return f"RabbitMQ queue type: {queue_type()}"
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.services import unavailable
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.bench]
 
 ROOT = Path(__file__).resolve().parents[2]
 # The delivery scenarios that take turns with the naive baseline, each compared with it.

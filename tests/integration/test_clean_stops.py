@@ -25,7 +25,7 @@ from tests.integration.faults import isolated_stack
 from tests.integration.test_embedded import cli, running_up, up_env
 from tests.receiver import Receiver
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REQUEST_TIMEOUT_S = 5.0
 ANSWER_AFTER_S = 2.0

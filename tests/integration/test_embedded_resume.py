@@ -16,7 +16,7 @@ from tests.integration.conftest import Api, free_port
 from tests.integration.test_embedded import cli, running_up, up_env
 from tests.receiver import Receiver
 
-pytestmark = [pytest.mark.integration, pytest.mark.without_rabbitmq]
+pytestmark = [pytest.mark.integration, pytest.mark.without_rabbitmq, pytest.mark.slow]
 
 EVENTS = 60
 # Far below every lease a lost message leaves behind (fan-out 30 s, claims 60 s, queue 300 s).

@@ -27,7 +27,7 @@ from tests.integration.faults import (
 from tests.proxy import Proxy
 from tests.receiver import Receiver
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FAST_RECOVERY = {
     "HOOKLINE_LEASE_GRACE_S": "1",

@@ -20,7 +20,7 @@ from tests.integration.conftest import Api, Processes, running_stack
 from tests.integration.test_delivery import create_endpoint
 from tests.receiver import Receiver
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from tests.factories import eventually
 from tests.integration.faults import delivery_states, isolated_stack, send_events
 from tests.receiver import Receiver
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # The claim's lease is the request timeout plus the grace: 8.5 s between lost attempts. The
 # kill must land before the request times out (the timeout would be recorded, not lost),

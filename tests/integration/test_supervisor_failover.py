@@ -28,7 +28,7 @@ from tests.integration.conftest import Api, Processes, free_port
 from tests.integration.faults import isolated_stack, send_events
 from tests.receiver import Receiver
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ALERT_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ENV = {
