@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from engine.db.connect import bind
+from engine.db.migrations import migrate
 from engine.db.models import Delivery, Endpoint, Event, Tenant, utcnow
 from engine.deliveries import schedule as scheduling
 from engine.deliveries.states import QUEUED, SCHEDULED
 from engine.ids import new_id
+from tests.factories import make_settings
+from tests.services import new_database
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.without_rabbitmq]
+
+
+@pytest.fixture
+def own_pg() -> Iterator[Any]:
+    """A database of its own: the run's shared one has a live scheduler taking due rows."""
+    with new_database("_fair_due") as url:
+        database = bind(make_settings(HOOKLINE_DATABASE_URL=url))
+        migrate(database)
+        database.connect(reuse_if_open=True)
+        try:
+            yield database
+        finally:
+            database.close_all()
 
 
 def tenant_with_due(name: str, count: int, due_at: dt.datetime) -> list[str]:
@@ -50,7 +68,7 @@ def tenant_with_due(name: str, count: int, due_at: dt.datetime) -> list[str]:
 
 
 def test_a_small_tenant_s_due_rows_are_in_the_first_batch_behind_a_large_backlog(
-    pg: Any,
+    own_pg: Any,
 ) -> None:
     now = utcnow()
     # The large tenant's rows all fell due before any of the small one's.
