@@ -43,7 +43,7 @@ def test_a_delivery_that_kills_every_worker_ends_quarantined_instead_of_going_ro
             processes.stop("worker", signal.SIGKILL)
             processes.start("worker")
 
-        eventually(lambda: delivery_states(pg_url) == {"quarantined": 1}, timeout_s=60)
+        eventually(lambda: delivery_states(pg_url) == {"quarantined": 1}, timeout_s=120)
         time.sleep(9.0)  # a lease more: nothing publishes it again
         reason, attempts, recorded, last_error = _the_delivery(pg_url)
 
