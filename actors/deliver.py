@@ -31,6 +31,7 @@ def deliver(rt: Runtime, delivery_ids: str | list[str], released: bool = False) 
                 ids,
                 lease_s=settings.request_timeout_s + settings.lease_grace_s,
                 released=released,
+                max_lost=settings.max_lost_attempts,
             )
     except BaseException:
         pipeline.release(len(ids))

@@ -19,13 +19,16 @@ import structlog
 
 from actors import metrics
 from actors.broker import Publisher
-from engine.deliveries import adaptive, flow
+from engine.deliveries import adaptive, flow, slots
 from engine.deliveries import record as deliveries
 from engine.deliveries.client import Outcome
 from engine.retry import Decision
 from engine.settings import Settings
 
 log = structlog.get_logger("hookline.flow")
+
+# What a delivery whose slot passed unsent "decides": it waits for its flow again, unattempted.
+GIVEN_BACK = Decision("retry", 0.0, reason=slots.MISSED)
 
 
 def release(
@@ -83,9 +86,23 @@ class FlowRecorder:
         self.decide = decide
 
     def __call__(self, attempts: Sequence[tuple[deliveries.Claim, Outcome]]) -> list[Decision]:
-        decisions = deliveries.record_many(attempts, decide=self.decide, learn=self._learn)
+        made = [(c, o) for c, o in attempts if o.error_class != slots.MISSED]
+        missed = [c for c, o in attempts if o.error_class == slots.MISSED]
+        decisions = iter(deliveries.record_many(made, decide=self.decide, learn=self._learn))
+        if missed:
+            given = flow.give_back(
+                [(c.delivery.id, c.endpoint.id, c.delivery.lease_until) for c in missed]
+            )
+            metrics.FLOW_SLOTS_MISSED.inc(given)
+            log.info(
+                "flow_slots_missed",
+                deliveries=given,
+                endpoint_ids=sorted({c.endpoint.id for c in missed}),
+            )
         self.after(claimed for claimed, _outcome in attempts)
-        return decisions
+        return [
+            GIVEN_BACK if o.error_class == slots.MISSED else next(decisions) for _c, o in attempts
+        ]
 
     def _learn(
         self, attempts: Sequence[tuple[deliveries.Claim, Outcome]], now: dt.datetime

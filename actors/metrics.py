@@ -72,10 +72,18 @@ CONCURRENCY_CHANGES = Counter(
     "Changes of endpoints' learnt concurrency (adaptive control), by change.",
     ["change"],
 )
+REPLAY_PACED = Counter(
+    "hookline_replay_paced_total",
+    "Deliveries the replay lanes queued (replays, backfills, resumes).",
+)
 FLOW_RELEASED = Counter(
     "hookline_flow_released_total",
     "Throttled deliveries released to be sent, by who released.",
     ["by"],
+)
+FLOW_SLOTS_MISSED = Counter(
+    "hookline_flow_slots_missed_total",
+    "Rate-limited deliveries a worker reached after their slot: given back unsent, for a new one.",
 )
 THROTTLED = Gauge(
     "hookline_throttled_deliveries",

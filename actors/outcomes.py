@@ -20,6 +20,7 @@ import structlog
 
 from actors import metrics
 from actors.messages import OutcomeRecord
+from engine.deliveries import slots
 from engine.deliveries.client import Outcome
 from engine.deliveries.record import Claim
 from engine.retry import Decision
@@ -137,6 +138,8 @@ def report_attempt(
     A test event's attempt (`engine.deliveries.test_events`) is logged, and counted
     apart; the breaker and the metrics of real traffic never see it.
     """
+    if outcome.error_class == slots.MISSED:  # no attempt: given back to its flow, unsent
+        return
     test = claimed.delivery.test
     # A secret that does not decrypt is our fault, and a transform that fails is the
     # subscriber's configuration, not the endpoint's availability: the breaker ignores both.

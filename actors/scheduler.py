@@ -14,15 +14,18 @@ from typing import Any
 
 import structlog
 
-from actors import flow, metrics, registry
+from actors import flow, metrics, pacing, registry
 from actors.breaker_tick import Tick
 from actors.broker import Publisher
 from actors.middleware import Quarantine
+from actors.retention_pass import RetentionPass
 from engine.db.connect import UNAVAILABLE_ERRORS, bind
 from engine.deliveries import flow as flow_state
 from engine.deliveries import flow_view, quarantine
 from engine.deliveries import lost as lost_attempts
 from engine.deliveries import schedule as scheduling
+from engine.lifecycle import erase
+from engine.lifecycle import tenants as lifecycle
 from engine.settings import Settings
 
 log = structlog.get_logger("hookline.scheduler")
@@ -42,25 +45,65 @@ class Scheduler:
         self.stop = threading.Event()
         self._gauges_due_at = 0.0
         self.tick = Tick(settings, publisher)
+        self.retention = RetentionPass(settings, database)
 
     def run(self) -> None:
         """Pass after pass until stopped; database outages are waited out.
 
-        Between passes, every `flow_interval_s`, the flow pass releases deliveries
-        waiting for their endpoints' flow control (`release_once`).
+        Flow control's releases and the replay lanes' paces run beside the passes, on a
+        thread and connection of their own (`_flow_clock`): a pass can take seconds (a
+        retention batch, the gauges' counts, a slow database), and a rate released
+        only between passes fell to half of itself on a loaded machine.
         """
         interval = self.settings.scheduler_interval_s
         log.info("scheduler_started", interval_s=interval)
-        next_pass = 0.0
+        clock = threading.Thread(target=self._flow_clock, name="flow-clock", daemon=True)
+        clock.start()
         while not self.stop.is_set():
-            if time.monotonic() >= next_pass:
-                busy = self._guarded(self.run_once, "scheduler_pass_failed")
-                next_pass = time.monotonic() + (0.0 if busy else interval)
-            self._guarded(self.release_once, "flow_release_failed")
-            flow_next = time.monotonic() + self.settings.flow_interval_s
-            self.stop.wait(max(0.0, min(next_pass, flow_next) - time.monotonic()))
+            busy = self._guarded(self.run_once, "scheduler_pass_failed")
+            self.stop.wait(0.0 if busy else interval)
+        clock.join(timeout=10)
         self._resign()
         log.info("scheduler_stopped")
+
+    def _flow_clock(self) -> None:
+        """While leading: every `flow_interval_s` the flow pass releases deliveries waiting
+        for their endpoints' flow control (`release_once`), and the replay lanes queue what
+        their rates allow (`pace_once`), twice as often while they have work; each counted
+        from the start of the last, so that one slowed by a busy database or its publishing
+        costs the next as little of its bucket as it can.
+
+        The lead stays the passes' (their connection holds the lock): this thread only
+        follows it, and a failure here costs it nothing but a wait. Two leaders for a
+        moment (a failover) are safe: every release and pace locks the rows it pays from.
+        """
+        every = self.settings.flow_interval_s
+        flow_next = pace_next = 0.0
+        try:
+            while not self.stop.is_set():
+                if time.monotonic() >= flow_next:
+                    started = time.monotonic()
+                    self._clocked(self.release_once, "flow_release_failed")
+                    flow_next = started + every
+                if time.monotonic() >= pace_next:
+                    started = time.monotonic()
+                    paced = self._clocked(self.pace_once, "replay_pace_failed")
+                    pace_next = started + every / (2 if paced else 1)
+                self.stop.wait(max(0.0, min(flow_next, pace_next) - time.monotonic()))
+        finally:
+            _drop_connection(self.database)  # this thread's own
+
+    def _clocked(self, step: Any, failure: str) -> int:
+        """Run one of the clock's steps; a failure is logged and waited out, the lead kept."""
+        try:
+            return int(step())
+        except UNAVAILABLE_ERRORS as exc:
+            log.warning(failure, error=str(exc)[:200])
+        except Exception:
+            log.exception(failure)
+        _drop_connection(self.database)
+        self.stop.wait(self.settings.scheduler_interval_s)
+        return 0
 
     def _guarded(self, step: Any, failure: str) -> bool:
         """Run one step; a database outage or a failure drops the lead and answers False."""
@@ -78,6 +121,12 @@ class Scheduler:
         if not self.leading:
             return 0
         return flow.release(self.settings, self.publisher, None, by="scheduler")
+
+    def pace_once(self) -> int:
+        """Queue what the replay lanes let go now; answer how many were published."""
+        if not self.leading:
+            return 0
+        return pacing.pace(self.settings, self.publisher)
 
     def run_once(self) -> bool:
         """One pass; True when a batch was full and another pass should follow at once."""
@@ -98,6 +147,7 @@ class Scheduler:
         orphans = flow_state.mark_orphans()  # the next flow pass releases them
         if orphans:
             log.info("flow_waiting_marked", endpoints=len(orphans))
+        pacing.sweep(self.settings)  # the next pace opens what it finds
         self._publish("deliver", due, "due")
         self._publish("deliver", lost, "recovered")
         self._publish("fan_out", unfanned, "fan_out")
@@ -106,7 +156,30 @@ class Scheduler:
             log.info("scheduler_recovered", deliveries=len(lost), events=len(unfanned))
         copied = self._copy_quarantined(batch)
         ticked = self._tick()
-        return ticked or max(len(due), len(poisoned), len(lost), len(unfanned), copied) >= batch
+        erasing = self._lifecycle()
+        retaining = self.retention.run()
+        return (
+            ticked
+            or erasing
+            or retaining
+            or max(len(due), len(poisoned), len(lost), len(unfanned), copied) >= batch
+        )
+
+    def _lifecycle(self) -> bool:
+        """Suspended tenants' endpoints held, deleted tenants erased a little; True: more to erase.
+
+        Its failure never costs the scheduler its lead.
+        """
+        try:
+            held = lifecycle.hold_stragglers()
+            if held:
+                log.info("tenant_endpoints_held", endpoints=held)
+            return erase.erase_some()
+        except UNAVAILABLE_ERRORS:
+            raise
+        except Exception:
+            log.exception("tenant_lifecycle_failed")
+            return False
 
     def _tick(self) -> bool:
         """The breakers' time-driven work; its failure never costs the scheduler its lead."""

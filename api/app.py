@@ -13,9 +13,11 @@ import falcon.asgi
 import falcon.media
 
 from api import errors
+from api.audit import Audit
 from api.metrics import Metrics, MetricsResource
 from api.middleware import Auth, RateLimit, RequestContext
 from api.offload import Offload, Offloaded
+from api.resources.audit_log import AuditLog
 from api.resources.deliveries import Deliveries
 from api.resources.endpoint_secrets import EndpointSecrets
 from api.resources.endpoints import Endpoints
@@ -26,6 +28,7 @@ from api.resources.health import Health, Readiness
 from api.resources.keys import Keys
 from api.resources.openapi import OpenApi
 from api.resources.quarantine import Quarantine
+from api.resources.replays import Replays
 from api.resources.tenants import Tenants
 from api.resources.transforms import Transforms
 from api.server import ConcurrencyLimit
@@ -91,6 +94,7 @@ def create_app(
         RequestContext(),
         Auth(settings, credentials=credentials, offload=offload),
         rate_limit,
+        Audit(offload),  # every change, recorded after it committed (`api.audit`)
     ]
     app = falcon.asgi.App(media_type=falcon.MEDIA_JSON, middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
@@ -118,6 +122,8 @@ def create_app(
     tenants = Tenants(settings, changes, catalogs)
     route("/v1/tenants", tenants)
     route("/v1/tenants/{tenant_id}", tenants, suffix="item")
+    route("/v1/tenants/{tenant_id}/suspend", tenants, suffix="suspend")
+    route("/v1/tenants/{tenant_id}/resume", tenants, suffix="resume")
     keys = Keys(settings, changes)
     route("/v1/keys", keys)
     route("/v1/keys/{key_id}", keys, suffix="item")
@@ -133,6 +139,9 @@ def create_app(
     route("/v1/endpoints/{endpoint_id}/recover", endpoints, suffix="recover")
     route("/v1/endpoints/{endpoint_id}/health", endpoints, suffix="health")
     route("/v1/endpoints/{endpoint_id}/enable", endpoints, suffix="enable")
+    route("/v1/endpoints/{endpoint_id}/backfill", endpoints, suffix="backfill")
+    route("/v1/endpoints/{endpoint_id}/pause", endpoints, suffix="pause")
+    route("/v1/endpoints/{endpoint_id}/resume", endpoints, suffix="resume")
     route("/v1/transforms/preview", Transforms(settings), suffix="preview")
     store = events or EventStore()
     event_types = EventTypes(settings, catalogs)
@@ -151,6 +160,11 @@ def create_app(
     route("/v1/deliveries/{delivery_id}/attempts", deliveries, suffix="attempts")
     route("/v1/deliveries/{delivery_id}/retry", deliveries, suffix="retry")
     route("/v1/quarantine", Quarantine())
+    route("/v1/audit-log", AuditLog())
+    replay_routes = Replays(settings)
+    route("/v1/replays", replay_routes)
+    route("/v1/replays/{replay_id}", replay_routes, suffix="item")
+    route("/v1/replays/{replay_id}/cancel", replay_routes, suffix="cancel")
     return app
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from api import cli_tenants
 from engine import __version__, logs
 from engine.db.connect import bind
 from engine.db.migrations import migrate
@@ -60,12 +61,21 @@ def _parser() -> argparse.ArgumentParser:
     create = tenant_commands.add_parser("create", help="create a tenant and print its API key")
     create.add_argument("name")
     create.set_defaults(handler=_create_tenant)
+    cli_tenants.add_commands(tenant_commands)
     listing = tenant_commands.add_parser(
         "event-types", help="list a tenant's event types, their schema versions and strict mode"
     )
     listing.add_argument("tenant_id")
     listing.add_argument("--archived", choices=("true", "false"), default=None)
     listing.set_defaults(handler=_list_event_types)
+    replays = commands.add_parser("replays", help="follow and stop replays, of every tenant")
+    replay_commands = replays.add_subparsers(dest="replays_command", required=True)
+    replay_commands.add_parser(
+        "running", help="the running replays, backfills and recovers, with their progress"
+    ).set_defaults(handler=_running_replays)
+    cancel = replay_commands.add_parser("cancel", help="stop a replay: what is not queued stays")
+    cancel.add_argument("replay_id")
+    cancel.set_defaults(handler=_cancel_replay)
     secrets = commands.add_parser("secrets", help="manage the encryption of endpoint secrets")
     secret_commands = secrets.add_subparsers(dest="secrets_command", required=True)
     rotate_key = secret_commands.add_parser(
@@ -132,6 +142,34 @@ def _list_event_types(settings: Settings, args: argparse.Namespace) -> int:
                 break
         strict = catalog.strict_mode(args.tenant_id)
     print(json.dumps({"strict_event_types": strict, "event_types": found}, ensure_ascii=False))
+    return 0
+
+
+def _running_replays(settings: Settings, args: argparse.Namespace) -> int:
+    from api import views
+    from engine.replays import replays
+
+    with bind(settings).connection_context():
+        running = [
+            {"tenant_id": p.replay.tenant_id, **views.replay(p)}
+            for p in replays.progress_many(replays.running())
+        ]
+    print(json.dumps({"replays": running}))
+    return 0
+
+
+def _cancel_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from api import views
+    from engine.errors import ConflictError, NotFoundError
+    from engine.replays import replays
+
+    with bind(settings).connection_context():
+        try:
+            row = replays.cancel_any(args.replay_id)
+        except (NotFoundError, ConflictError) as exc:
+            print(f"hookline: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(views.replay(replays.progress(row))))
     return 0
 
 

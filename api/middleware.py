@@ -65,7 +65,11 @@ class RequestContext(OnLoop):
 class Auth:
     """Checks the bearer credential, and the scope, a resource asks for.
 
-    A resource declares `auth = "tenant"` (the default), `"admin"` or `None`.
+    A resource declares `auth = "tenant"` (the default), `"admin"`, `"tenant_or_admin"`
+    (the admin token, or a tenant credential with the scope) or `None`. A suspended or
+    deleting tenant's credential is refused with 403 (`tenant-suspended`,
+    `tenant-deleting`); a cached principal carries the state it was read with, and
+    suspending empties the caches through their generation.
     A tenant resource declares `scopes`, the scope each HTTP method needs
     (`{"GET": "endpoints:read", "POST": "endpoints:write"}`); a method it
     serves without declaring a scope fails closed. The credential is an API
@@ -94,8 +98,9 @@ class Auth:
         if kind is None:
             return
         token = _bearer(req)
-        if kind == "admin":
+        if kind == "admin" or (kind == "tenant_or_admin" and self._is_admin(token)):
             self._check_admin(token)
+            req.context.admin = True
             return
         principal = None
         if self.credentials is not None:
@@ -104,7 +109,11 @@ class Auth:
             principal = await _blocking(self.offload, self._principal, token)
         req.context.principal = principal
         structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)
+        _require_active(principal)
         _require_scope(req.method, resource, principal)
+
+    def _is_admin(self, token: str) -> bool:
+        return is_admin_token(token, self.settings.admin_token)
 
     def _check_admin(self, token: str) -> None:
         if not self.settings.admin_token:
@@ -132,7 +141,35 @@ class Auth:
         tenant = find_tenant(claims.tenant_id)
         if tenant is None:
             raise _unauthorized("The token names a tenant that does not exist.")
-        return Principal(tenant.id, claims.credential_id, claims.scopes, tenant.rate_limits)
+        return Principal(
+            tenant.id,
+            claims.credential_id,
+            claims.scopes,
+            tenant.rate_limits,
+            tenant_status=tenant.status,
+            subject=claims.subject,
+        )
+
+
+def _require_active(principal: Principal) -> None:
+    """Raise unless the principal's tenant is active (`engine.tenancy.states`).
+
+    Raises:
+        Problem: 403 `tenant-suspended` or `tenant-deleting`.
+    """
+    if principal.tenant_status == "active":
+        return
+    if principal.tenant_status == "deleting":
+        raise Problem(
+            403, "tenant-deleting", "Tenant being deleted", "This tenant is being deleted."
+        )
+    raise Problem(
+        403,
+        "tenant-suspended",
+        "Tenant suspended",
+        "This tenant is suspended: its requests are refused and its deliveries wait "
+        "until the operator resumes it.",
+    )
 
 
 def _require_scope(method: str, resource: Any, principal: Principal) -> None:

@@ -38,6 +38,7 @@ class Claims:
     tenant_id: str
     scopes: frozenset[str]
     credential_id: str
+    subject: str | None = None  # `sub`, for the audit log
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ class TokenVerifier:
         subject = str(payload.get("sub", ""))
         # Rate limits count per credential: one per tenant and subject, whichever token it is.
         digest = hashlib.sha256(f"{tenant_id}\0{subject}".encode()).hexdigest()[:26]
-        return Claims(tenant_id, scopes, "jwt_" + digest)
+        return Claims(tenant_id, scopes, "jwt_" + digest, subject[:255] or None)
 
 
 def _explain(exc: jwt.PyJWTError) -> str:

@@ -7,10 +7,21 @@ import json
 from typing import Any
 
 from engine.breakers.store import HealthView
-from engine.db.models import ApiKey, Attempt, Delivery, Endpoint, Event, EventType, Tenant
+from engine.db.models import (
+    ApiKey,
+    Attempt,
+    AuditEntry,
+    Delivery,
+    Endpoint,
+    Event,
+    EventType,
+    Tenant,
+)
 from engine.db.pages import Page
 from engine.deliveries.flow_view import FlowView
 from engine.endpoints.secrets import SecretView
+from engine.replays.matching import Counts
+from engine.replays.replays import Progress
 
 
 def timestamp(value: dt.datetime | None) -> str | None:
@@ -36,6 +47,28 @@ def tenant_detail(row: Tenant) -> dict[str, Any]:
         "rate_limits": row.rate_limits,
         "alert_channels": row.alert_channels,
         "strict_event_types": bool(row.strict_event_types),
+        "retention_days": row.retention_days,
+        "status": row.status,
+        "status_changed_at": timestamp(row.status_changed_at),
+        "deletion": row.deletion,
+        "created_at": timestamp(row.created_at),
+    }
+
+
+def audit_entry(row: AuditEntry) -> dict[str, Any]:
+    """One change made through the API; secrets only as "changed"."""
+    method, _, route = row.action.partition(" ")
+    return {
+        "id": row.id,
+        "tenant_id": row.tenant_id,
+        "actor": {"kind": row.actor_kind, "id": row.actor_id, "subject": row.actor_subject},
+        "action": row.action,
+        "method": method,
+        "route": route,
+        "target_id": row.target_id,
+        "status_code": row.status_code,
+        "changes": row.changes,
+        "request_id": row.request_id,
         "created_at": timestamp(row.created_at),
     }
 
@@ -66,6 +99,8 @@ def endpoint(row: Endpoint) -> dict[str, Any]:
         "max_in_flight": row.max_in_flight,
         "ordering": row.ordering,
         "status": row.status,
+        "paused": row.paused_at is not None,
+        "paused_at": timestamp(row.paused_at),
         "disabled_reason": row.disabled_reason,
         "verified_at": timestamp(row.verified_at),
         "verification_attempted_at": timestamp(row.verification_attempted_at),
@@ -168,6 +203,7 @@ def delivery(row: Delivery) -> dict[str, Any]:
         "created_at": timestamp(row.created_at),
         "updated_at": timestamp(row.updated_at),
         "test": bool(row.test),
+        "replay_id": row.replay_id,
     }
 
 
@@ -187,6 +223,39 @@ def attempt(row: Attempt, request_body: str | None) -> dict[str, Any]:
         "response_body_truncated": bool(row.response_body_truncated),
         "request_body": request_body,
         "transformed": row.request_body is not None,
+        "replay_id": row.replay_id,
+    }
+
+
+def replay(progress: Progress) -> dict[str, Any]:
+    """A replay and how far it got (`engine.replays.replays.progress`)."""
+    row = progress.replay
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "status": row.status,
+        "endpoint_id": row.endpoint_id,
+        "event_types": row.event_types,
+        "statuses": row.statuses,
+        "since": timestamp(row.since),
+        "until": timestamp(row.until),
+        "rate_per_s": row.rate_per_s,
+        "matched": row.matched,
+        "queued": progress.queued,
+        "succeeded": progress.succeeded,
+        "failed": progress.failed,
+        "cancelled": progress.cancelled,
+        "created_at": timestamp(row.created_at),
+        "finished_at": timestamp(row.finished_at),
+    }
+
+
+def dry_run(counts: Counts) -> dict[str, Any]:
+    """What a replay or backfill would send."""
+    return {
+        "matched": counts.matched,
+        "by_endpoint": counts.by_endpoint,
+        "by_event_type": counts.by_event_type,
     }
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "ALPHABET",
     "PREFIXES",
     "InvalidIdError",
+    "floor_id",
     "id_timestamp_ms",
     "is_id",
     "new_id",
@@ -39,6 +40,7 @@ PREFIXES: Mapping[str, str] = MappingProxyType(
         "attempt": "att",
         "message": "msg",
         "event_type": "etype",
+        "replay": "rpl",
     }
 )
 
@@ -82,6 +84,18 @@ def new_id(prefix: str, *, now_ms: int | None = None) -> str:
     if not 0 <= ms <= _MAX_MS:
         raise InvalidIdError(f"timestamp {ms} ms does not fit in 48 bits")
     return f"{prefix}_{_encode_fast(_next_value(ms))}"
+
+
+def floor_id(prefix: str, ms: int) -> str:
+    """The smallest id `prefix` can carry at Unix millisecond `ms`: every id made then or
+    later sorts at or after it (a keyset scan's start; a day's partition bound).
+
+    Raises:
+        InvalidIdError: `ms` is outside 48 bits.
+    """
+    if not 0 <= ms <= _MAX_MS:
+        raise InvalidIdError(f"timestamp {ms} ms does not fit in 48 bits")
+    return f"{prefix}_{_encode(ms << _RANDOM_BITS)}"
 
 
 def is_id(value: str, prefix: str) -> bool:

@@ -77,6 +77,14 @@ class Settings:
     scheduler_interval_s: float = 1.0
     # Seconds between the scheduler's releases of deliveries waiting for their endpoint's flow.
     flow_interval_s: float = 0.05
+    # Days events, deliveries and attempts are kept after the event (a tenant may override).
+    retention_days: int = 30
+    # Seconds between the scheduler's retention passes (partitions made ahead, old data removed).
+    retention_interval_s: float = 60.0
+    # Events deleted per transaction by retention's batched deletes (with theirs).
+    retention_batch: int = 500
+    # Deliveries per second a replay, backfill or resume sends each endpoint, unless asked.
+    replay_rate_per_s: int = 50
     # Highest concurrency adaptive control raises an endpoint to before it lifts its limit.
     adaptive_ceiling: int = 100
     # A success within this many seconds counts toward raising an endpoint's learnt concurrency.
@@ -318,6 +326,10 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_age_s": parse.integer(60, 90 * 86400),
     "scheduler_interval_s": parse.number(0.05, 60),
     "flow_interval_s": parse.number(0.01, 10),
+    "retention_days": parse.integer(1, 3650),
+    "retention_interval_s": parse.number(1, 86400),
+    "retention_batch": parse.integer(1, 10_000),
+    "replay_rate_per_s": parse.integer(1, 10_000),
     "adaptive_ceiling": parse.integer(2, 10_000),
     "adaptive_fast_s": parse.number(0.001, 600),
     "scheduler_batch": parse.integer(1, 100_000),

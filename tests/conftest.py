@@ -37,9 +37,31 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # pytest-xdist hands tests out in this order: the slow ones start first, so a parallel
-    # run does not end with every process idle but the one still in a long test.
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    # Slow tests start first, so a parallel run does not end with every process idle but the
+    # one still in a long test. `tox -e py` runs `--dist worksteal`, which hands each test
+    # process one contiguous block of this order, then lets an idle one take half of the
+    # longest queue: each block starts with its share of the slow tests.
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    fast = [item for item in items if item.get_closest_marker("slow") is None]
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    items[:] = _blocks(slow, fast, workers)
+
+
+def _blocks(slow: list[Any], fast: list[Any], workers: int) -> list[Any]:
+    """`slow` dealt round-robin to the head of `workers` blocks, filled up from `fast`.
+
+    The blocks are sized as xdist's work-stealing scheduler cuts its first hand-out.
+    """
+    remaining, sizes = len(slow) + len(fast), []
+    for n in range(workers, 0, -1):
+        sizes.append(remaining // n)
+        remaining -= sizes[-1]
+    heads: list[list[Any]] = [slow[n::workers] for n in range(workers)]
+    ordered, rest = [], iter(fast)
+    for head, size in zip(heads, sizes, strict=True):
+        ordered += head
+        ordered += [next(rest) for _ in range(max(0, size - len(head)))]
+    return ordered + list(rest)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

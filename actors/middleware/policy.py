@@ -48,7 +48,10 @@ class RetrySchedule(Middleware):
 
 
 class DeliveryAgeLimit(Middleware):
-    """A delivery whose next try would fall past `max_age_s` after its event is quarantined."""
+    """A delivery whose next try would fall past `max_age_s` after its event is quarantined.
+
+    Counted from when a replay or a resume last put it back in play, if one did.
+    """
 
     def __init__(self, max_age_s: float) -> None:
         self.max_age_s = max_age_s
@@ -146,14 +149,17 @@ class DeliveryPolicy:
         """What follows one attempt: succeed, retry after a delay, quarantine or disable.
 
         A `transform_error` is quarantined at once: no retry can succeed until the
-        endpoint's transform changes.
+        endpoint's transform changes. A delivery a replay or a resume put back in play
+        (`restarted_at`) counts its schedule and age from then: a paused or replayed
+        delivery is never aged out by the time it waited.
         """
+        delivery = claimed.delivery
         return retry.decide(
             success=outcome.success,
             status_code=outcome.status_code,
-            attempts_made=claimed.delivery.attempts,
+            attempts_made=delivery.attempts - (delivery.restart_attempts or 0),
             schedule=claimed.endpoint.retry_schedule or self.retries.schedule_s,
-            first_attempt_at=claimed.delivery.event_created_at,
+            first_attempt_at=delivery.restarted_at or delivery.event_created_at,
             now=now,
             max_age_s=self.age_limit.max_age_s,
             retry_after_s=outcome.retry_after_s,

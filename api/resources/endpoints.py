@@ -9,14 +9,17 @@ from api import views
 from api.errors import RETRY_AFTER_S, Problem
 from api.resources import paging, principal
 from api.resources.events import Enqueue, publish_quietly
-from api.validation import parse_time, read_json, read_optional_json
+from api.resources.replays import window
+from api.validation import read_json, read_optional_json
 from engine.breakers import parking
 from engine.breakers import store as health
 from engine.breakers.state import Policy
-from engine.db.models import ENDPOINT_UNVERIFIED
-from engine.deliveries import flow_view, quarantine
+from engine.db.models import ENDPOINT_UNVERIFIED, QUARANTINED
+from engine.deliveries import flow_view
 from engine.deliveries.test_events import send_test
 from engine.endpoints import crud as endpoints
+from engine.replays import backfill, pause, replays
+from engine.replays.matching import Selection
 from engine.secretbox import SecretBox
 from engine.settings import Settings
 from engine.ssrf import AddressPolicy
@@ -78,12 +81,38 @@ class Endpoints:
     def on_post_recover(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
         body = read_json(req, "recover_request", self.settings.max_body_bytes)
         endpoint = endpoints.get_endpoint(principal(req).tenant_id, endpoint_id)
-        until = parse_time(body["until"], "until") if "until" in body else None
-        count = quarantine.recover(
-            endpoint.tenant_id, endpoint.id, since=parse_time(body["since"], "since"), until=until
+        since, until = window(body)
+        selection = Selection(endpoint.tenant_id, since, until, endpoint.id, None, (QUARANTINED,))
+        replay = replays.start(
+            selection, rate_per_s=self.settings.replay_rate_per_s, kind=replays.RECOVER
         )
         resp.status = falcon.HTTP_202
-        resp.media = {"recovered": count}
+        resp.set_header("Location", f"/v1/replays/{replay.id}")
+        resp.media = {"recovered": replay.matched}
+
+    def on_post_backfill(
+        self, req: falcon.Request, resp: falcon.Response, endpoint_id: str
+    ) -> None:
+        body = read_json(req, "backfill_request", self.settings.max_body_bytes)
+        endpoint = endpoints.get_endpoint(principal(req).tenant_id, endpoint_id)
+        since, until = window(body)
+        if body.get("dry_run"):
+            Selection(endpoint.tenant_id, since, until).check()
+            resp.media = views.dry_run(backfill.count(endpoint, since, until))
+            return
+        rate = body.get("rate_per_s", self.settings.replay_rate_per_s)
+        replay = backfill.start(endpoint, since, until, rate_per_s=rate)
+        resp.status = falcon.HTTP_202
+        resp.media = views.replay(replays.progress(replay))
+
+    def on_post_pause(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
+        resp.media = views.endpoint(pause.pause(principal(req).tenant_id, endpoint_id))
+
+    def on_post_resume(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
+        row, resumed = pause.resume(
+            principal(req).tenant_id, endpoint_id, rate_per_s=self.settings.replay_rate_per_s
+        )
+        resp.media = {"endpoint": views.endpoint(row), "resumed": resumed}
 
     def on_get_health(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
         row = endpoints.get_endpoint(principal(req).tenant_id, endpoint_id)

@@ -1,19 +1,22 @@
-"""`/v1/tenants`: the admin creates tenants and sets their rate limits."""
+"""`/v1/tenants`: the admin creates, lists, reads, changes, suspends, resumes, deletes tenants."""
 
 from __future__ import annotations
 
 import falcon
 
 from api import views
-from api.validation import read_json
+from api.resources import paging
+from api.validation import choice_param, read_json
+from engine.db.models import TENANT_STATES
 from engine.events.catalog_cache import CatalogCache
+from engine.lifecycle import tenants as lifecycle
 from engine.settings import Settings
 from engine.tenancy.credentials import CredentialGeneration
 from engine.tenancy.tenants import create_tenant, update_tenant
 
 
 class Tenants:
-    """The collection (`on_post`) and each item (`on_patch_item`), for the admin only."""
+    """The collection (`on_get`, `on_post`) and each item, for the admin only."""
 
     auth = "admin"
 
@@ -21,7 +24,7 @@ class Tenants:
         self, settings: Settings, credentials: CredentialGeneration, catalogs: CatalogCache
     ) -> None:
         self.settings = settings
-        self.credentials = credentials  # told of each change: principals carry rate limits
+        self.credentials = credentials  # told of each change: principals carry the tenant
         self.catalogs = catalogs  # forgets the tenant: its strict mode may have changed
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -30,8 +33,28 @@ class Tenants:
         resp.status = falcon.HTTP_201
         resp.media = views.tenant(tenant, api_key)
 
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        limit, cursor = paging(req)
+        status = choice_param(req, "status", TENANT_STATES)
+        page = lifecycle.list_tenants(limit=limit, cursor=cursor, status=status)
+        resp.media = views.page(page, views.tenant_detail)
+
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
+        resp.media = views.tenant_detail(lifecycle.get_tenant(tenant_id))
+
     def on_patch_item(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
         body = read_json(req, "tenant_update", self.settings.max_body_bytes)
         tenant = update_tenant(tenant_id, body, credentials=self.credentials)
         self.catalogs.forget(tenant_id)
         resp.media = views.tenant_detail(tenant)
+
+    def on_delete_item(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
+        tenant = lifecycle.delete(tenant_id, credentials=self.credentials)
+        resp.status = falcon.HTTP_202
+        resp.media = views.tenant_detail(tenant)
+
+    def on_post_suspend(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
+        resp.media = views.tenant_detail(lifecycle.suspend(tenant_id, credentials=self.credentials))
+
+    def on_post_resume(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
+        resp.media = views.tenant_detail(lifecycle.resume(tenant_id, credentials=self.credentials))

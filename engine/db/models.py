@@ -37,6 +37,7 @@ QUARANTINED = "quarantined"
 CANCELLED = "cancelled"
 PARKED = "parked"
 THROTTLED = "throttled"
+PAUSED = "paused"
 DELIVERY_STATES = (
     PENDING,
     QUEUED,
@@ -47,8 +48,9 @@ DELIVERY_STATES = (
     CANCELLED,
     PARKED,
     THROTTLED,
+    PAUSED,
 )
-OPEN_STATES = (PENDING, QUEUED, DELIVERING, SCHEDULED, PARKED, THROTTLED)
+OPEN_STATES = (PENDING, QUEUED, DELIVERING, SCHEDULED, PARKED, THROTTLED, PAUSED)
 
 UNORDERED = "unordered"
 FIFO = "fifo"
@@ -58,6 +60,15 @@ ENDPOINT_ACTIVE = "active"
 ENDPOINT_DISABLED = "disabled"
 ENDPOINT_UNVERIFIED = "unverified"
 ENDPOINT_STATES = (ENDPOINT_ACTIVE, ENDPOINT_DISABLED, ENDPOINT_UNVERIFIED)
+
+TENANT_ACTIVE = "active"
+TENANT_SUSPENDED = "suspended"
+TENANT_DELETING = "deleting"
+TENANT_STATES = (TENANT_ACTIVE, TENANT_SUSPENDED, TENANT_DELETING)
+REPLAY_RUNNING = "running"
+REPLAY_FINISHED = "finished"
+REPLAY_CANCELLED = "cancelled"
+REPLAY_STATES = (REPLAY_RUNNING, REPLAY_FINISHED, REPLAY_CANCELLED)
 
 
 def utcnow() -> dt.datetime:
@@ -81,6 +92,12 @@ class Tenant(BaseModel):
     strict_event_types = BooleanField(default=False)
     # Raised with every change of the tenant's event-type catalog; the API's caches poll it.
     event_types_generation = BigIntegerField(default=0)
+    # `engine.tenancy.states`: only an active tenant's credentials are accepted.
+    status = CharField(default=TENANT_ACTIVE)
+    status_changed_at = DateTimeField(null=True)
+    deletion = JSONField(null=True)  # an erasure's progress (`engine.lifecycle.erase`)
+    # Days its events, deliveries and attempts are kept; None: `HOOKLINE_RETENTION_DAYS`.
+    retention_days = IntegerField(null=True)
 
 
 class ApiKey(BaseModel):
@@ -125,6 +142,8 @@ class Endpoint(BaseModel):
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
     deleted_at = DateTimeField(null=True)
+    # Paused by its owner since then (`engine.replays.pause`); None: not paused.
+    paused_at = DateTimeField(null=True)
 
 
 class Event(BaseModel):
@@ -151,6 +170,19 @@ class EventFanOut(BaseModel):
 
     class Meta:
         table_name = "event_fan_out"
+
+
+class EventKey(BaseModel):
+    """An idempotency key a tenant used, and the event that took it (migration 15)."""
+
+    tenant_id = CharField()
+    idempotency_key = CharField(max_length=255)
+    event_id = CharField()
+    created_at = DateTimeField()
+
+    class Meta:
+        table_name = "event_key"
+        primary_key = CompositeKey("tenant_id", "idempotency_key")
 
 
 class EventType(BaseModel):
@@ -192,6 +224,14 @@ class Delivery(BaseModel):
     updated_at = DateTimeField(default=utcnow)
     # A test event's delivery: left out of the breaker and of the metrics of real traffic.
     test = BooleanField(default=False)
+    # The replay that last put it back in play, and the state it took it from (restored
+    # if the replay is cancelled before it is sent); `engine.replays`.
+    replay_id = CharField(null=True)
+    replayed_from = CharField(null=True)
+    # When a replay or a resume put it back in play, and the attempts made before: its
+    # retry schedule and age limit count from there (None: from its event).
+    restarted_at = DateTimeField(null=True)
+    restart_attempts = IntegerField(default=0)
 
 
 class Attempt(BaseModel):
@@ -210,6 +250,42 @@ class Attempt(BaseModel):
     # The body sent when a transform shaped it; null: the event's standard envelope
     # (rebuilt from the event when read), or nothing was sent (`transform_error`).
     request_body = TextField(null=True)
+    # The replay whose pacing started this attempt's delivery again; None: none did.
+    replay_id = CharField(null=True)
+
+
+class Replay(BaseModel):
+    """Past deliveries sent again, or (a backfill) for the first time, paced (`engine.replays`)."""
+
+    id = CharField(primary_key=True)
+    tenant_id = CharField()
+    kind = CharField(max_length=16)  # replay, backfill, recover
+    endpoint_id = CharField(null=True)  # None: every endpoint of the tenant
+    event_types = JSONField(null=True)
+    statuses = JSONField(null=True)
+    since = DateTimeField()
+    until = DateTimeField(null=True)
+    rate_per_s = IntegerField()
+    status = CharField(default=REPLAY_RUNNING)
+    matched = IntegerField(default=0)
+    cancelled = IntegerField(default=0)  # given back by a cancel before they were sent
+    created_at = DateTimeField(default=utcnow)
+    finished_at = DateTimeField(null=True)
+    updated_at = DateTimeField(default=utcnow)
+
+
+class ReplayLane(BaseModel):
+    """One endpoint's pacing of what is replayed to it: a token bucket at `rate_per_s`."""
+
+    endpoint_id = CharField(primary_key=True)
+    rate_per_s = FloatField()
+    tokens = FloatField(default=0.0)
+    tokens_at = DateTimeField(null=True)
+    waiting = BooleanField(default=False)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "replay_lane"
 
 
 class RateLimitWindow(BaseModel):
@@ -261,13 +337,13 @@ class EndpointHealth(BaseModel):
 class EndpointFlow(BaseModel):
     """What every worker shares about one endpoint's flow (`engine.deliveries.flow`).
 
-    Its token bucket, the concurrency adaptive control learnt (None: not limited by
-    it), a pause a `Retry-After` asked for, and whether deliveries wait as `throttled`.
+    Its next free slot (`engine.deliveries.slots`), the concurrency adaptive control
+    learnt (None: not limited by it), a pause a `Retry-After` asked for, and whether
+    deliveries wait as `throttled`.
     """
 
     endpoint_id = CharField(primary_key=True)
-    tokens = FloatField(default=0.0)
-    tokens_at = DateTimeField(null=True)
+    next_slot_at = DateTimeField(null=True)
     concurrency = IntegerField(null=True)
     concurrency_reason = TextField(null=True)
     concurrency_changed_at = DateTimeField(null=True)
@@ -275,6 +351,8 @@ class EndpointFlow(BaseModel):
     paused_until = DateTimeField(null=True)
     pause_reason = TextField(null=True)
     waiting = BooleanField(default=False)
+    # Its tenant is suspended or being deleted: nothing is released (`engine.lifecycle`).
+    held = BooleanField(default=False)
     updated_at = DateTimeField(default=utcnow)
 
     class Meta:
@@ -335,6 +413,28 @@ class SupervisedMessage(BaseModel):
         table_name = "supervised_message"
 
 
+class AuditEntry(BaseModel):
+    """One change made through the API: who, when, the route, its target, the fields changed.
+
+    `tenant_id` null: the admin's record of a tenant created or deleted (`engine.audit`).
+    """
+
+    id = CharField(primary_key=True)
+    tenant_id = CharField(null=True)
+    actor_kind = CharField(max_length=16)  # api_key, jwt or admin
+    actor_id = CharField(max_length=64)
+    actor_subject = CharField(max_length=255, null=True)  # a JWT's `sub`
+    action = CharField(max_length=255)  # "PATCH /v1/endpoints/{endpoint_id}"
+    target_id = CharField(max_length=255, null=True)
+    status_code = IntegerField()
+    changes = JSONField(null=True)  # secrets only as "changed"
+    request_id = CharField(max_length=128, null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "audit_log"
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at = DateTimeField(default=utcnow)
@@ -348,9 +448,12 @@ MODELS = (
     ApiKey,
     Endpoint,
     Event,
+    EventKey,
     EventType,
     Delivery,
     Attempt,
+    Replay,
+    ReplayLane,
     RateLimitWindow,
     EndpointHealth,
     EndpointFlow,
@@ -358,5 +461,6 @@ MODELS = (
     AlertRecord,
     AlertSend,
     SupervisedMessage,
+    AuditEntry,
     SchemaVersion,
 )

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from engine.deliveries import slots
 from engine.deliveries.hostgate import HostGates, host_key
 from engine.retry import parse_retry_after
 from engine.ssrf import AddressPolicy, check_url, guarded_socket_factory, refusal_in
@@ -41,6 +42,10 @@ class Request:
     url: str
     headers: Mapping[str, str]
     body: bytes
+    # When its endpoint's rate lets it start (`engine.deliveries.slots`); None: at once.
+    slot_at: dt.datetime | None = None
+    # How late after `slot_at` it may still start (`slots.late_s`).
+    slot_late_s: float = slots.LATE_S
 
 
 @dataclass(frozen=True)
@@ -109,7 +114,7 @@ class DeliveryClient:
 
     async def send(self, request: Request) -> Outcome:
         """POST the request once; never raises for network or HTTP failures."""
-        started_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        started_at = _utcnow()
         clock = time.perf_counter()
 
         def outcome(**fields: object) -> Outcome:
@@ -124,10 +129,18 @@ class DeliveryClient:
             return outcome(error_class="refused_address", error_detail=refusal)
         key = host_key(request.url)
         total = self.options.request_timeout_s
+        if request.slot_at is not None:
+            await asyncio.sleep(slots.wait_s(request.slot_at, _utcnow()))
         try:
             async with asyncio.timeout(total):
-                await self.gates.acquire(key)
+                # A slotted request goes first: its host's queue must not make it miss its slot.
+                await self.gates.acquire(key, first=request.slot_at is not None)
                 try:
+                    if request.slot_at is not None:
+                        late = slots.missed(request.slot_at, _utcnow(), request.slot_late_s)
+                        if late is not None:
+                            return missed_slot(late)
+                        started_at, clock = _utcnow(), time.perf_counter()
                     return await self._post(request, outcome, started_at)
                 finally:
                     self.gates.release(key)
@@ -175,6 +188,19 @@ class DeliveryClient:
             size += len(chunk)
         truncated = size >= limit and not response.content.at_eof()
         return storable(b"".join(chunks).decode("utf-8", errors="replace")), truncated
+
+
+def missed_slot(late_s: float) -> Outcome:
+    """What a request stands for that could not start in time for its slot: no
+    attempt; its delivery waits for a new slot (`engine.deliveries.flow.give_back`)."""
+    return Outcome(
+        _utcnow(), 0.0, error_class=slots.MISSED, error_detail=f"{late_s:.3f} s after its slot"
+    )
+
+
+def _utcnow() -> dt.datetime:
+    """Now, as the naive UTC datetime the tables store."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def storable(text: str) -> str:

@@ -26,7 +26,7 @@ from engine.endpoints import states as endpoint_states
 from engine.endpoints.filters import matches
 from engine.endpoints.payload_filter import Matcher
 from engine.errors import InvalidInputError
-from engine.ids import new_id
+from engine.ids import id_timestamp_ms, new_id
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +34,7 @@ log = structlog.get_logger(__name__)
 CREATED_CLAIMED = states.initial(states.DELIVERING)
 CREATED_PENDING = states.initial(PENDING)
 CREATED_THROTTLED = states.initial(states.THROTTLED)
+CREATED_PAUSED = states.initial(states.PAUSED)
 
 
 def fan_out(event_id: str, *, lease_s: float = 30.0, now: dt.datetime | None = None) -> list[str]:
@@ -123,15 +124,17 @@ def fan_out_and_claim(
             if endpoints is None:
                 endpoints = tenants[event.tenant_id] = memo.active(endpoints_sql, event.tenant_id)
             for endpoint, breaker_state, adaptive in _receivers(event, endpoints):
-                if flow.controlled(endpoint, adaptive, now):  # its flow decides when
-                    row = _new_delivery(event, endpoint.id, now, None, CREATED_THROTTLED, 0)
+                if endpoint.paused_at is not None:  # its owner resumes it (`engine.replays`)
+                    row = new_delivery(event, endpoint.id, now, None, CREATED_PAUSED, 0)
+                elif flow.controlled(endpoint, adaptive, now):  # its flow decides when
+                    row = new_delivery(event, endpoint.id, now, None, CREATED_THROTTLED, 0)
                     waiting.add(endpoint.id)
                 elif len(claimed) < claim and breaker_state in (None, "closed"):
-                    row = _new_delivery(event, endpoint.id, now, claim_until, CREATED_CLAIMED, 1)
+                    row = new_delivery(event, endpoint.id, now, claim_until, CREATED_CLAIMED, 1)
                     # Every column is given: peewee need not compute the defaults first.
                     claimed.append(Claim(Delivery(__no_default__=1, **row), endpoint, event))
                 else:
-                    row = _new_delivery(event, endpoint.id, now, pending_until, CREATED_PENDING, 0)
+                    row = new_delivery(event, endpoint.id, now, pending_until, CREATED_PENDING, 0)
                 rows.append(row)
         repeated = [i for i in ids if i not in opened]
         if repeated:  # a redelivered message: what its first run left unpublished
@@ -238,7 +241,8 @@ def _fan_out_sql(param: str) -> tuple[str, str]:
     columns = ", ".join(f'"endpoint"."{field.column_name}"' for field in _ENDPOINT_FIELDS)
     endpoints = (
         f'SELECT {columns}, "endpoint_health"."state",'
-        ' "endpoint_flow"."concurrency", "endpoint_flow"."paused_until" FROM "endpoint"'
+        ' "endpoint_flow"."concurrency", "endpoint_flow"."paused_until", "endpoint_flow"."held"'
+        ' FROM "endpoint"'
         ' LEFT OUTER JOIN "endpoint_health"'
         ' ON "endpoint_health"."endpoint_id" = "endpoint"."id"'
         ' LEFT OUTER JOIN "endpoint_flow"'
@@ -280,8 +284,8 @@ class EndpointMemo:
         """
         cursor = db.execute_sql(sql, (tenant_id, endpoint_states.ACTIVE))
         return [
-            (*self.built(tuple(row)), state, _adaptive(row[_ID], concurrency, paused))
-            for *row, state, concurrency, paused in cursor.fetchall()
+            (*self.built(tuple(row)), state, _adaptive(row[_ID], concurrency, paused, held))
+            for *row, state, concurrency, paused, held in cursor.fetchall()
         ]
 
     def built(self, values: tuple[Any, ...]) -> tuple[Endpoint, Matcher | None]:
@@ -300,14 +304,20 @@ class EndpointMemo:
         return endpoint, accepts
 
 
-def _adaptive(endpoint_id: str, concurrency: Any, paused_until: Any) -> EndpointFlow | None:
-    """The part of an endpoint's flow row that bears on a fan-out; None when it bears nothing."""
-    if concurrency is None and paused_until is None:
+def _adaptive(
+    endpoint_id: str, concurrency: Any, paused_until: Any, held: Any
+) -> EndpointFlow | None:
+    """The part of an endpoint's flow row that bears on a fan-out; None when it bears nothing.
+
+    `held`: its tenant is suspended or being deleted (`flow.set_held`).
+    """
+    if concurrency is None and paused_until is None and not held:
         return None
     return EndpointFlow(
         endpoint_id=endpoint_id,
         concurrency=concurrency,
         paused_until=EndpointFlow.paused_until.python_value(paused_until),
+        held=bool(held),
     )
 
 
@@ -341,7 +351,7 @@ def _endpoint_model(values: tuple[Any, ...]) -> Endpoint:
     return endpoint
 
 
-def _new_delivery(
+def new_delivery(
     event: Event,
     endpoint_id: str,
     now: dt.datetime,
@@ -350,7 +360,8 @@ def _new_delivery(
     attempts: int,
 ) -> dict[str, Any]:
     return {
-        "id": new_id("dlv"),
+        # Its event's time: the delivery lives in its event's daily partition (migration 15).
+        "id": new_id("dlv", now_ms=id_timestamp_ms(event.id)),
         "tenant_id": event.tenant_id,
         "event_id": event.id,
         "endpoint_id": endpoint_id,

@@ -2,8 +2,9 @@
 
 An endpoint is *controlled* when it has a `rate_limit_per_s`, a `max_in_flight`,
 `ordering: "fifo"`, a concurrency adaptive control learnt (`engine.deliveries.adaptive`),
-or a `Retry-After` pause running. Everything else takes the claim's fast path and
-costs nothing here.
+a `Retry-After` pause running, or a hold (`held`: its tenant is suspended or being
+deleted, `engine.lifecycle`; `release` gives a held endpoint nothing). Everything else
+takes the claim's fast path and costs nothing here.
 
 A controlled endpoint's attempts start in one place only: `release`. Its new
 deliveries are created `throttled` (fan-out), and a claim that meets one of its
@@ -11,19 +12,16 @@ deliveries in any other way (a retry come due, a lease run out) moves it to
 `throttled` too (`hold`). There it waits in PostgreSQL, spending no attempt; its
 message is acknowledged, so nothing waits in a worker's memory or as an unacked
 message. `release` locks the endpoint's one `endpoint_flow` row (shared by every
-worker on every host), counts its live `delivering` rows, refills its token bucket
-by the time passed, and claims what the rate, the in-flight limit and (FIFO) the
-turn allow, oldest event first, for the caller to publish as already claimed
-(`deliver(ids, leased=True)`). That is a few statements per release, never one per
+worker on every host), counts its live `delivering` rows, gives a rate's slots
+(`engine.deliveries.slots`: each released delivery carries the time it may be sent,
+and the worker waits for it), and claims what the rate, the in-flight limit and (FIFO)
+the turn allow, oldest event first, for the caller to publish as already claimed
+(`deliver(ids, released=True)`). That is a few statements per release, never one per
 attempt, and exact across processes. The scheduler releases every
-`flow_interval_s` (what time frees: tokens, the end of a pause); a worker releases
+`flow_interval_s` (what time frees: slots, the end of a pause); a worker releases
 an endpoint as soon as it recorded one of its attempts (an in-flight slot or a FIFO
-turn just freed).
-
-The bucket holds a twentieth of a second's tokens (one at the least), so over any
-one-second window an endpoint receives at most its rate plus 5 %, leaving the other 5 %
-of the promised bound to the time between a release and its request reaching the
-receiver, which varies.
+turn just freed). A delivery its worker reached after its slot passed comes back
+unsent (`give_back`) and waits for a new one.
 
 FIFO: only the endpoint's oldest open delivery (ingest order: the event's
 `created_at`, then its time-sorted id) may start, only while nothing else of it is
@@ -35,12 +33,11 @@ is quarantined (or cancelled).
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from peewee import fn
+from peewee import Case, fn
 
 from engine.db.connect import is_postgres
 from engine.db.models import (
@@ -51,13 +48,11 @@ from engine.db.models import (
     db,
     utcnow,
 )
-from engine.deliveries import fifo, states
+from engine.deliveries import fifo, slots, states
 from engine.deliveries.states import CLAIMABLE, DELIVERING, QUEUED, THROTTLED, claimable
 
 # Most waiting endpoints one release pass looks at (the least recently released first).
 RELEASE_ENDPOINTS = 100
-# Seconds of tokens an endpoint's bucket holds: its burst, above its rate, in any second.
-BURST_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -114,39 +109,23 @@ def controlled(endpoint: Endpoint, flow: EndpointFlow | None, now: dt.datetime) 
         return True
     if flow is None:
         return False
+    if flow.held:
+        return True
     return flow.concurrency is not None or (
         flow.paused_until is not None and flow.paused_until > now
     )
 
 
-def capacity(rate_per_s: float) -> float:
-    """Most tokens an endpoint's bucket holds: a twentieth of a second's, or one."""
-    return max(1.0, rate_per_s * BURST_S)
+def room(bounds: Limits, in_flight: int) -> int | None:
+    """How many more the pause and the in-flight bound let start now; None: no bound.
 
-
-def refilled(flow: EndpointFlow, rate_per_s: float, now: dt.datetime) -> float:
-    """The tokens the bucket holds at `now`: what it held, plus the time since at the rate.
-
-    A bucket never used before starts full.
+    A rate bounds them further by its slots (`engine.deliveries.slots`).
     """
-    cap = capacity(rate_per_s)
-    if flow.tokens_at is None:
-        return cap
-    elapsed = max(0.0, (now - flow.tokens_at).total_seconds())
-    return min(cap, flow.tokens + elapsed * rate_per_s)
-
-
-def room(bounds: Limits, in_flight: int, tokens: float | None) -> int | None:
-    """How many more may start now; None: no bound."""
     if bounds.paused_until is not None:
         return 0
-    free: int | None = None
     if bounds.in_flight is not None:
-        free = max(0, bounds.in_flight - in_flight)
-    if tokens is not None:
-        whole = max(0, math.floor(tokens + 1e-9))
-        free = whole if free is None else min(free, whole)
-    return free
+        return max(0, bounds.in_flight - in_flight)
+    return None
 
 
 def hold(delivery_ids: Sequence[str], now: dt.datetime | None = None) -> int:
@@ -165,6 +144,37 @@ def hold(delivery_ids: Sequence[str], now: dt.datetime | None = None) -> int:
         next_attempt_at=None,
         updated_at=now,
     )
+
+
+def give_back(
+    missed: Sequence[tuple[str, str, dt.datetime | None]], now: dt.datetime | None = None
+) -> int:
+    """Deliveries whose slot passed before their worker could send them: `throttled` again,
+    their attempt not spent; answer how many moved (`engine.deliveries.slots`).
+
+    `missed` holds each one's id, endpoint and the lease its claim took: one whose lease
+    ran out is another worker's now, and stays. Their endpoints wait again, so a release
+    gives them new slots.
+    """
+    now = now or utcnow()
+    ours: Any = None
+    for lease_until in {lease for _id, _endpoint, lease in missed if lease is not None}:
+        ids = [i for i, _endpoint, lease in missed if lease == lease_until]
+        one = Delivery.id.in_(ids) & (Delivery.lease_until == lease_until)
+        ours = one if ours is None else (ours | one)
+    if ours is None:
+        return 0
+    with locking():  # the flow rows first, as every transaction takes them
+        mark_waiting({endpoint for _id, endpoint, _lease in missed}, now)
+        return states.move(
+            (Delivery.status == DELIVERING) & ours,
+            to=THROTTLED,
+            from_=(DELIVERING,),
+            attempts=Delivery.attempts - 1,
+            lease_until=None,
+            next_attempt_at=None,
+            updated_at=now,
+        )
 
 
 def mark_waiting(endpoint_ids: Iterable[str], now: dt.datetime | None = None) -> list[str]:
@@ -198,34 +208,61 @@ def mark_orphans(now: dt.datetime | None = None) -> list[str]:
     with waiting deliveries), not by reading every waiting row.
     """
     now = now or utcnow()
-    if is_postgres(db.obj):
-        cursor = db.execute_sql(_THROTTLED_ENDPOINTS_SQL)
-        found = [row[0] for row in cursor.fetchall()]
-    else:
-        found = [
-            row.endpoint_id
-            for row in Delivery.select(Delivery.endpoint_id)
-            .where(Delivery.status == THROTTLED)
-            .distinct()
-        ]
+    found = endpoints_with("status = 'throttled'", Delivery.status == THROTTLED)
     if not found:
         return []
     return mark_waiting(found, now)
 
 
-# Each endpoint with `throttled` deliveries, by a loose index scan of `delivery_throttled`.
-_THROTTLED_ENDPOINTS_SQL = """
+def endpoints_with(condition_sql: str, condition: Any) -> list[str]:
+    """The endpoints with deliveries meeting a condition a partial index covers.
+
+    On PostgreSQL by a loose index scan (one index probe per endpoint found), with the
+    condition as SQL over `delivery` (aliased `d` inside); elsewhere by `condition`.
+    """
+    if is_postgres(db.obj):
+        cursor = db.execute_sql(_HOP_SQL.format(condition=condition_sql))
+        return [row[0] for row in cursor.fetchall()]
+    query = Delivery.select(Delivery.endpoint_id).where(condition).distinct()
+    return [row.endpoint_id for row in query]
+
+
+# Each endpoint with deliveries meeting `condition`, hopping along its partial index.
+_HOP_SQL = """
 WITH RECURSIVE hop(endpoint_id) AS (
-    (SELECT endpoint_id FROM delivery WHERE status = 'throttled'
+    (SELECT endpoint_id FROM delivery d WHERE {condition}
      ORDER BY endpoint_id LIMIT 1)
     UNION ALL
     SELECT (SELECT d.endpoint_id FROM delivery d
-            WHERE d.status = 'throttled' AND d.endpoint_id > hop.endpoint_id
+            WHERE {condition} AND d.endpoint_id > hop.endpoint_id
             ORDER BY d.endpoint_id LIMIT 1)
     FROM hop WHERE hop.endpoint_id IS NOT NULL
 )
 SELECT endpoint_id FROM hop WHERE endpoint_id IS NOT NULL
 """
+
+
+def database_now() -> dt.datetime:
+    """The database's clock, as the tables store time (naive UTC): PostgreSQL's
+    `clock_timestamp()`; on SQLite, one host's, this one's.
+
+    Slots are given and kept on it (`release`, `record.claim_many`), so hosts whose
+    clocks disagree by more than a slot's allowed lateness do not miss every slot.
+    """
+    if not is_postgres(db.obj):
+        return utcnow()
+    row = db.execute_sql("SELECT clock_timestamp() AT TIME ZONE 'UTC'").fetchone()
+    clock: dt.datetime = row[0]
+    return clock
+
+
+def host_ahead() -> dt.timedelta:
+    """How far this host's clock is ahead of the database's (0 on SQLite: one host)."""
+    if not is_postgres(db.obj):
+        return dt.timedelta(0)
+    before = utcnow()
+    database = database_now()
+    return before + (utcnow() - before) / 2 - database
 
 
 def release(
@@ -247,12 +284,12 @@ def release(
     again. An endpoint with nothing left waiting stops waiting. A row another release
     holds is skipped: that one does the work.
     """
-    now = now or utcnow()
-    with _locking():
+    now = now or database_now()
+    with locking():
         query = (
             EndpointFlow.select(EndpointFlow, Endpoint)
             .join(Endpoint, on=(Endpoint.id == EndpointFlow.endpoint_id), attr="endpoint_row")
-            .where(EndpointFlow.waiting)
+            .where(EndpointFlow.waiting & ~EndpointFlow.held)
         )
         if endpoint_ids is not None:
             if not endpoint_ids:
@@ -273,7 +310,7 @@ def release(
     return released
 
 
-def _locking() -> Any:
+def locking() -> Any:
     """A transaction that takes its write lock at once on SQLite (where rows are not locked)."""
     if is_postgres(db.obj):
         return db.atomic()
@@ -281,20 +318,26 @@ def _locking() -> Any:
 
 
 def _release_one(flow: Any, busy: int, lease_s: float, batch: int, now: dt.datetime) -> list[str]:
-    """What one waiting endpoint gives now: as many as its room allows, or its FIFO head."""
+    """What one waiting endpoint gives now: as many as its room and its rate's slots allow,
+    or its FIFO head."""
     endpoint = flow.endpoint_row
     bounds = limits(endpoint, flow, now)
-    tokens = None
+    given: list[dt.datetime] | None = None
     if endpoint.deleted_at is not None:
         want = batch  # the claim cancels them
     elif bounds.fifo:
         picked, exhausted = _head_if_its_turn(endpoint.id, bounds, busy)
-        return _offer(flow, picked, exhausted=exhausted, tokens=None, lease_s=lease_s, now=now)
+        slot_of = None
+        if picked and bounds.rate_per_s:  # its turn has come; its rate says when
+            given = slots.assign(flow.next_slot_at, bounds.rate_per_s, now, len(picked))
+            picked, slot_of = picked[: len(given)], dict(zip(picked, given, strict=False))
+        return _offer(flow, picked, exhausted=exhausted, slot_of=slot_of, lease_s=lease_s, now=now)
     else:
-        if bounds.rate_per_s:
-            tokens = refilled(flow, bounds.rate_per_s, now)
-        free = room(bounds, busy, tokens)
+        free = room(bounds, busy)
         want = batch if free is None else min(batch, free)
+        if bounds.rate_per_s:
+            given = slots.assign(flow.next_slot_at, bounds.rate_per_s, now, want)
+            want = len(given)
     if want <= 0:
         return []
     picked = [
@@ -304,8 +347,9 @@ def _release_one(flow: Any, busy: int, lease_s: float, batch: int, now: dt.datet
         .order_by(Delivery.event_created_at, Delivery.event_id)
         .limit(want)
     ]
+    slot_of = None if given is None else dict(zip(picked, given, strict=False))
     return _offer(
-        flow, picked, exhausted=len(picked) < want, tokens=tokens, lease_s=lease_s, now=now
+        flow, picked, exhausted=len(picked) < want, slot_of=slot_of, lease_s=lease_s, now=now
     )
 
 
@@ -329,22 +373,28 @@ def _offer(
     picked: list[str],
     *,
     exhausted: bool,
-    tokens: float | None,
+    slot_of: dict[str, dt.datetime] | None,
     lease_s: float,
     now: dt.datetime,
 ) -> list[str]:
-    """Move the picked waiting deliveries to `queued`, paying a token each; answer those moved.
+    """Move the picked waiting deliveries to `queued`, each with its slot if the endpoint
+    has a rate (`next_attempt_at`, None without); answer those moved.
 
-    `exhausted`: nothing more waits, so the endpoint stops waiting.
+    `exhausted`: nothing more waits, so the endpoint stops waiting. The endpoint's next
+    free slot follows the last slot given.
     """
     moved: list[str] = []
     if picked:
+        at: Any = None
+        if slot_of:
+            at = Case(Delivery.id, [(i, slot_of[i]) for i in picked])
         taken: Any = (
             states.update(
                 Delivery.id.in_(picked),
                 to=QUEUED,
                 from_=(THROTTLED,),
                 lease_until=now + dt.timedelta(seconds=lease_s),
+                next_attempt_at=at,
                 updated_at=now,
             )
             .returning(Delivery.id)
@@ -355,10 +405,30 @@ def _offer(
     changes: dict[str, Any] = {"updated_at": now}
     if exhausted:
         changes["waiting"] = False
-    if tokens is not None:
-        changes.update(tokens=tokens - len(moved), tokens_at=now)
+    if slot_of and picked:
+        every = slots.spacing_s(flow.endpoint_row.rate_limit_per_s)
+        changes["next_slot_at"] = slot_of[picked[-1]] + dt.timedelta(seconds=every)
     EndpointFlow.update(**changes).where(EndpointFlow.endpoint_id == flow.endpoint_id).execute()
     return moved
+
+
+def set_held(endpoint_ids: Sequence[str], held: bool, now: dt.datetime | None = None) -> int:
+    """Hold the endpoints' deliveries (True) or let them go again (False); answer rows changed.
+
+    A held endpoint is controlled: its new and claimed deliveries wait as `throttled`,
+    and `release` skips it, so they wait in PostgreSQL, in order, spending no attempt.
+    Let go, the next release pass gives them as the endpoint's flow allows.
+    """
+    ids = sorted(set(endpoint_ids))
+    if not ids:
+        return 0
+    now = now or utcnow()
+    _ensure(ids, now)
+    return int(
+        EndpointFlow.update(held=held, updated_at=now)
+        .where(EndpointFlow.endpoint_id.in_(ids) & (EndpointFlow.held != held))
+        .execute()
+    )
 
 
 def _ensure(endpoint_ids: Sequence[str], now: dt.datetime) -> None:

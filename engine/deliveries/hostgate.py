@@ -7,7 +7,8 @@ a healthy endpoint waited seconds for a connection, and since aiohttp counts
 that wait against the connect timeout, they failed as timeouts and were
 retried. `HostGates` sits in front of the connector with the same limit and
 hands a freed slot straight to the longest waiter, so the connector never
-makes anyone wait.
+makes anyone wait. A rate-limited request due now (`engine.deliveries.slots`)
+goes ahead of the waiters: behind a flood to the same host it would miss its slot.
 """
 
 from __future__ import annotations
@@ -53,8 +54,12 @@ class HostGates:
         gate = self._gates.get(key)
         return sum(1 for w in gate.waiters if not w.done()) if gate is not None else 0
 
-    async def acquire(self, key: Hashable) -> None:
-        """Take a slot for `key`, waiting behind those that asked first."""
+    async def acquire(self, key: Hashable, *, first: bool = False) -> None:
+        """Take a slot for `key`, waiting behind those that asked first.
+
+        `first`: ahead of every waiter (a rate-limited request due now: there are at most
+        its endpoint's rate of those a second, so they cannot starve the rest).
+        """
         gate = self._gates.get(key)
         if gate is None:
             gate = self._gates[key] = _Gate()
@@ -62,7 +67,10 @@ class HostGates:
             gate.busy += 1
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        gate.waiters.append(waiter)
+        if first:
+            gate.waiters.appendleft(waiter)
+        else:
+            gate.waiters.append(waiter)
         try:
             await waiter  # resolved by release(), which hands its slot over
         except BaseException:

@@ -1,5 +1,6 @@
 """Quarantine: deliveries that will not be attempted again on their own, and
-the ways back: retry one now, or recover an endpoint's failures in a window.
+the way back for one: retry it now. Many at once go back by a replay
+(`engine.replays`; `recover` is one).
 
 The `delivery` row is the quarantine of record. A copy of each goes to the
 durable RabbitMQ queue `hookline.quarantine` for operators; the scheduler
@@ -17,7 +18,7 @@ from engine.db.models import Delivery, db, utcnow
 from engine.db.pages import Page, paginate
 from engine.deliveries import states
 from engine.deliveries.states import QUARANTINED, QUEUED, SCHEDULED
-from engine.errors import ConflictError, InvalidInputError
+from engine.errors import ConflictError
 
 RETRYABLE = (QUARANTINED, SCHEDULED)
 
@@ -79,34 +80,6 @@ def retry_now(delivery: Delivery, *, lease_s: float) -> Delivery:
                 "deliveries can be retried"
             )
         return Delivery.get(Delivery.id == delivery.id)
-
-
-def recover(
-    tenant_id: str, endpoint_id: str, *, since: dt.datetime, until: dt.datetime | None
-) -> int:
-    """Schedule, for now, every quarantined delivery of an endpoint created in [since, until).
-
-    Answers how many; the scheduler publishes them in batches.
-
-    Raises:
-        InvalidInputError: the window is empty.
-    """
-    now = utcnow()
-    until = until or now
-    if until <= since:
-        raise InvalidInputError("until", "must be later than since")
-    with db.atomic():
-        return states.move(
-            (Delivery.tenant_id == tenant_id)
-            & (Delivery.endpoint_id == endpoint_id)
-            & (Delivery.created_at >= since)
-            & (Delivery.created_at < until),
-            to=SCHEDULED,
-            from_=(QUARANTINED,),
-            **_REOPEN,
-            next_attempt_at=now,
-            updated_at=now,
-        )
 
 
 def take_unpublished(batch: int) -> list[Delivery]:

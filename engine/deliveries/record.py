@@ -28,13 +28,14 @@ from engine.db.models import (
     db,
     utcnow,
 )
-from engine.deliveries import flow, states
+from engine.deliveries import flow, lost, slots, states
 from engine.deliveries.client import Outcome, Request
 from engine.deliveries.states import (
     CANCELLED,
     CLAIMABLE,
     DELIVERING,
     PARKED,
+    PAUSED,
     QUARANTINED,
     SCHEDULED,
     SUCCEEDED,
@@ -58,6 +59,8 @@ class Claim:
     body: bytes | None = None
     # The endpoint's flow row as the claim read it, when its flow is controlled (`flow`).
     flow: EndpointFlow | None = None
+    # When its rate lets it be sent (`engine.deliveries.slots`); None: at once.
+    slot_at: dt.datetime | None = None
 
 
 def claim(delivery_id: str, *, lease_s: float) -> Claim | None:
@@ -67,7 +70,11 @@ def claim(delivery_id: str, *, lease_s: float) -> Claim | None:
 
 
 def claim_many(
-    delivery_ids: Sequence[str], *, lease_s: float, released: bool = False
+    delivery_ids: Sequence[str],
+    *,
+    lease_s: float,
+    released: bool = False,
+    max_lost: int | None = None,
 ) -> list[Claim]:
     """Take deliveries for one attempt each; answer those that are ours to attempt now.
 
@@ -77,8 +84,14 @@ def claim_many(
     whose breaker is open, is parked without spending an attempt, so that the
     breaker closing or `enable` with replay can release it (cancelling would
     lose it); a half-open breaker lets exactly one probe through. One whose
+    endpoint is paused waits as `paused` until its owner resumes it. One whose
     endpoint's flow is controlled (`engine.deliveries.flow`) waits as `throttled`,
     unless `released`: its flow's release paid for it, and it is taken.
+
+    A `delivering` row whose lease ran out is a claim that died with its worker; with
+    `max_lost` such claims already (`engine.deliveries.lost`) it is not taken again,
+    so a redelivered message cannot send a poison delivery once more before the
+    scheduler quarantines it.
 
     Two round trips whatever the count (two more to hold what waits for its flow):
     one SELECT joins each delivery to its endpoint, event, breaker and flow; one
@@ -90,6 +103,93 @@ def claim_many(
         return []
     now = utcnow()
     claimable = states.claimable(now)
+    rows = _claim_rows(delivery_ids, claimable, max_lost)
+    admitted, probes = _admit(rows, claimable, now)
+    if not admitted:
+        return []
+    flows = {
+        d.id: _flow(d) or EndpointFlow(endpoint_id=d.endpoint_id)
+        for d in admitted.values()
+        if flow.controlled(d.endpoint_row, _flow(d), now)
+    }
+    if flows and not released:  # their flow decides when: they wait for its release
+        held = list(flows)
+        flow.hold(held, now)
+        flow.mark_waiting({admitted[i].endpoint_id for i in held}, now)
+        for delivery_id in held:
+            admitted.pop(delivery_id)
+            if delivery_id in probes:
+                health.give_back_probe(probes.pop(delivery_id), delivery_id)
+        flows = {}
+    if not admitted:
+        return []
+    claims = _take(admitted, probes, delivery_ids, claimable, now, lease_s, flows)
+    if released and any(c.delivery.next_attempt_at for c in claims):
+        # Its release gave it a slot on the database's clock: on this host's, it is that
+        # slot plus how far this host's clock is ahead (`flow.database_now`).
+        ahead = flow.host_ahead()
+        claims = [
+            replace(c, slot_at=c.delivery.next_attempt_at + ahead)
+            if c.delivery.next_attempt_at
+            else c
+            for c in claims
+        ]
+    return claims
+
+
+def _admit(rows: Any, claimable: Any, now: dt.datetime) -> tuple[dict[str, Any], dict[str, str]]:
+    """The deliveries that may be attempted, and the half-open probes among them.
+
+    The rest move now: cancelled (endpoint gone or unverified), paused (endpoint
+    paused) or parked (endpoint disabled, breaker open).
+    """
+    admitted: dict[str, Any] = {}  # deliveries with their joined rows
+    probes: dict[str, str] = {}  # delivery id -> endpoint id, for half-open probes
+    parked: list[str] = []
+    paused: list[str] = []
+    for delivery in list(rows):
+        endpoint = delivery.endpoint_row
+        if endpoint.deleted_at is not None or endpoint.status not in (
+            endpoint_states.ACTIVE,
+            endpoint_states.DISABLED,
+        ):
+            reason = endpoint.disabled_reason or "endpoint is not active"
+            states.move(
+                (Delivery.id == delivery.id) & claimable,
+                to=CANCELLED,
+                from_=CLAIMABLE,
+                lease_until=None,
+                last_error=reason,
+                updated_at=now,
+            )
+            continue
+        if endpoint.paused_at is not None:
+            paused.append(delivery.id)
+            continue
+        state = getattr(getattr(delivery, "health_row", None), "state", None)
+        if endpoint.status == endpoint_states.DISABLED or not health.admit(
+            endpoint.id, delivery.id, state, now=now
+        ):
+            parked.append(delivery.id)
+            continue
+        if state not in (None, "closed"):
+            probes[delivery.id] = endpoint.id
+        admitted[delivery.id] = delivery
+    for held, to in ((parked, PARKED), (paused, PAUSED)):
+        if held:
+            states.move(
+                Delivery.id.in_(held) & claimable,
+                to=to,
+                from_=CLAIMABLE,
+                lease_until=None,
+                next_attempt_at=None,
+                updated_at=now,
+            )
+    return admitted, probes
+
+
+def _claim_rows(delivery_ids: Sequence[str], claimable: Any, max_lost: int | None) -> Any:
+    """The claimable deliveries asked for, each joined to its endpoint, event, breaker and flow."""
     rows: Any = (
         Delivery.select(Delivery, Endpoint, Event, EndpointHealth.state, EndpointFlow)
         .join(Endpoint, on=(Endpoint.id == Delivery.endpoint_id), attr="endpoint_row")
@@ -111,62 +211,9 @@ def claim_many(
         )
         .where(Delivery.id.in_(list(dict.fromkeys(delivery_ids))) & claimable)
     )
-    admitted: dict[str, Any] = {}  # deliveries with their joined rows
-    probes: dict[str, str] = {}  # delivery id -> endpoint id, for half-open probes
-    parked: list[str] = []
-    for delivery in list(rows):
-        endpoint = delivery.endpoint_row
-        if endpoint.deleted_at is not None or endpoint.status not in (
-            endpoint_states.ACTIVE,
-            endpoint_states.DISABLED,
-        ):
-            reason = endpoint.disabled_reason or "endpoint is not active"
-            states.move(
-                (Delivery.id == delivery.id) & claimable,
-                to=CANCELLED,
-                from_=CLAIMABLE,
-                lease_until=None,
-                last_error=reason,
-                updated_at=now,
-            )
-            continue
-        state = getattr(getattr(delivery, "health_row", None), "state", None)
-        if endpoint.status == endpoint_states.DISABLED or not health.admit(
-            endpoint.id, delivery.id, state, now=now
-        ):
-            parked.append(delivery.id)
-            continue
-        if state not in (None, "closed"):
-            probes[delivery.id] = endpoint.id
-        admitted[delivery.id] = delivery
-    if parked:
-        states.move(
-            Delivery.id.in_(parked) & claimable,
-            to=PARKED,
-            from_=CLAIMABLE,
-            lease_until=None,
-            next_attempt_at=None,
-            updated_at=now,
-        )
-    if not admitted:
-        return []
-    flows = {
-        d.id: _flow(d) or EndpointFlow(endpoint_id=d.endpoint_id)
-        for d in admitted.values()
-        if flow.controlled(d.endpoint_row, _flow(d), now)
-    }
-    if flows and not released:  # their flow decides when: they wait for its release
-        held = list(flows)
-        flow.hold(held, now)
-        flow.mark_waiting({admitted[i].endpoint_id for i in held}, now)
-        for delivery_id in held:
-            admitted.pop(delivery_id)
-            if delivery_id in probes:
-                health.give_back_probe(probes.pop(delivery_id), delivery_id)
-        flows = {}
-    if not admitted:
-        return []
-    return _take(admitted, probes, delivery_ids, claimable, now, lease_s, flows)
+    if max_lost is not None:
+        rows = rows.where((Delivery.status != DELIVERING) | (lost.lost_attempts() < max_lost))
+    return rows
 
 
 def _flow(delivery: Any) -> EndpointFlow | None:
@@ -280,7 +327,10 @@ def build_request(
     headers.update(signing.webhook_headers(signers, event.id, timestamp, body))
     headers["content-type"] = "application/json"
     headers["user-agent"] = user_agent
-    return Request(url=claimed.endpoint.url, headers=headers, body=body)
+    if claimed.slot_at is None or not claimed.endpoint.rate_limit_per_s:
+        return Request(url=claimed.endpoint.url, headers=headers, body=body)
+    late_s = slots.late_s(claimed.endpoint.rate_limit_per_s)
+    return Request(claimed.endpoint.url, headers, body, slot_at=claimed.slot_at, slot_late_s=late_s)
 
 
 # What follows an attempt, decided at the recording transaction's time: the caller's
@@ -432,4 +482,5 @@ def attempt_row(claimed: Claim, number: int, outcome: Outcome) -> dict[str, obje
         "response_body": outcome.response_body,
         "response_body_truncated": outcome.response_body_truncated,
         "request_body": None if claimed.body is None else claimed.body.decode(),
+        "replay_id": claimed.delivery.replay_id,
     }

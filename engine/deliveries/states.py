@@ -3,8 +3,10 @@
     pending      created by fan-out, not yet published
     queued       published, its lease running
     delivering   claimed by a worker for one attempt (fan-out may create it so)
-    scheduled    waiting for `next_attempt_at`
-    succeeded    delivered: the end
+    scheduled    waiting for `next_attempt_at`; without one, for its turn in its
+                 endpoint's replay lane (`engine.replays.pacing`): a replay, a
+                 backfill or a resume put it there, and the pacer queues it, paced
+    succeeded    delivered: the end, unless a replay sends it again
     quarantined  not tried again on its own; an operator may retry or recover it
     cancelled    its endpoint was deleted or awaits verification, or was enabled
                  without replay
@@ -13,6 +15,8 @@
     throttled    waiting, spending no attempt, for its endpoint's flow control: a rate,
                  an in-flight limit, its turn (FIFO) or a `Retry-After` pause;
                  released to `queued`, in order, as budget frees (`flow`)
+    paused       its endpoint is paused by its owner: not attempted, not aged; a
+                 resume hands it, in event order, to the replay lane (`scheduled`)
 
 The usual path is pending -> queued -> delivering -> succeeded; a failed attempt
 goes to scheduled (queued again when due) or to quarantined. `TRANSITIONS` is the
@@ -35,6 +39,7 @@ from engine.db.models import (
     DELIVERY_STATES,
     OPEN_STATES,
     PARKED,
+    PAUSED,
     PENDING,
     QUARANTINED,
     QUEUED,
@@ -53,6 +58,7 @@ __all__ = [
     "MACHINE",
     "OPEN_STATES",
     "PARKED",
+    "PAUSED",
     "PENDING",
     "QUARANTINED",
     "QUEUED",
@@ -67,9 +73,10 @@ __all__ = [
     "update",
 ]
 
-# Fan-out inserts a delivery `pending` for a message, `delivering` when it claims it, or
-# `throttled` when its endpoint's flow control decides when it goes.
-INITIAL = (PENDING, DELIVERING, THROTTLED)
+# Fan-out inserts a delivery `pending` for a message, `delivering` when it claims it,
+# `throttled` when its endpoint's flow control decides when it goes, or `paused` when its
+# endpoint is paused; a backfill inserts it `scheduled`, waiting for the replay lane.
+INITIAL = (PENDING, DELIVERING, THROTTLED, PAUSED, SCHEDULED)
 # What a claim may take (a `delivering` one only once its lease ran out).
 CLAIMABLE = (PENDING, QUEUED, DELIVERING)
 
@@ -77,6 +84,9 @@ _CLAIM_CANCELS = "claim: the endpoint is deleted or awaits verification"
 _CLAIM_PARKS = "claim: the endpoint is disabled or its breaker open"
 _DELETE_CANCELS = "endpoints.crud.delete_endpoint"
 _CLAIM_HOLDS = "flow.hold: the claim found no budget (rate, in flight, FIFO turn, pause)"
+_CLAIM_PAUSES = "claim: the endpoint is paused"
+_REPLAYED = "replays.start: a replay puts it back in play, waiting for its lane"
+_GIVEN_BACK = "replays.cancel: the replay was cancelled before its lane sent it"
 
 TRANSITIONS: dict[str, dict[str, str]] = {
     PENDING: {
@@ -85,6 +95,7 @@ TRANSITIONS: dict[str, dict[str, str]] = {
         PARKED: _CLAIM_PARKS,
         CANCELLED: f"{_CLAIM_CANCELS}; {_DELETE_CANCELS}",
         THROTTLED: _CLAIM_HOLDS,
+        PAUSED: _CLAIM_PAUSES,
     },
     QUEUED: {
         QUEUED: "schedule.take_expired: published but never claimed, published again",
@@ -92,6 +103,7 @@ TRANSITIONS: dict[str, dict[str, str]] = {
         PARKED: _CLAIM_PARKS,
         CANCELLED: f"{_CLAIM_CANCELS}; {_DELETE_CANCELS}",
         THROTTLED: _CLAIM_HOLDS,
+        PAUSED: _CLAIM_PAUSES,
     },
     DELIVERING: {
         DELIVERING: "record.claim_many, once the lease of a crashed worker ran out",
@@ -103,20 +115,27 @@ TRANSITIONS: dict[str, dict[str, str]] = {
         " lost.quarantine_lost: its claims kept dying with their worker",
         PARKED: f"{_CLAIM_PARKS}, once the lease ran out",
         CANCELLED: f"{_CLAIM_CANCELS}, once the lease ran out; {_DELETE_CANCELS}",
-        THROTTLED: f"{_CLAIM_HOLDS}, once the lease ran out",
+        THROTTLED: f"{_CLAIM_HOLDS}, once the lease ran out; flow.give_back: its worker"
+        " reached it after its rate's slot passed, and did not send it",
+        PAUSED: f"{_CLAIM_PAUSES}, once the lease ran out",
     },
     SCHEDULED: {
-        QUEUED: "schedule.take_due; quarantine.retry_now",
-        CANCELLED: _DELETE_CANCELS,
+        QUEUED: "schedule.take_due; quarantine.retry_now; replays.pacing: its lane's turn",
+        CANCELLED: f"{_DELETE_CANCELS}; {_GIVEN_BACK} (a backfill's)",
+        QUARANTINED: _GIVEN_BACK,
+        SUCCEEDED: _GIVEN_BACK,
     },
-    SUCCEEDED: {},
+    SUCCEEDED: {
+        SCHEDULED: _REPLAYED,
+    },
     QUARANTINED: {
         QUEUED: "quarantine.retry_now",
-        SCHEDULED: "quarantine.recover",
+        SCHEDULED: f"{_REPLAYED} (`recover` is one)",
         PARKED: "breakers.parking.enable with replay",
     },
     CANCELLED: {
         PARKED: "breakers.parking.enable with replay, cancelled since the outage began",
+        SCHEDULED: f"{_REPLAYED}; replays.backfill: one never sent",
     },
     PARKED: {
         SCHEDULED: "breakers.parking.release, paced; release_one, as a half-open probe",
@@ -124,6 +143,10 @@ TRANSITIONS: dict[str, dict[str, str]] = {
     },
     THROTTLED: {
         QUEUED: "flow.release: budget freed, the oldest first",
+        CANCELLED: _DELETE_CANCELS,
+    },
+    PAUSED: {
+        SCHEDULED: "replays.pause.resume: handed to the replay lane, in event order",
         CANCELLED: _DELETE_CANCELS,
     },
 }

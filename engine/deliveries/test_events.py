@@ -28,7 +28,7 @@ from engine.errors import ConflictError, InvalidInputError
 from engine.events.catalog import first_example
 from engine.events.ingest import encode_payload
 from engine.events.types import EVENT_TYPE_PATTERN, is_valid_event_type
-from engine.ids import new_id
+from engine.ids import id_timestamp_ms, new_id
 
 # The event type of a test whose caller names none.
 DEFAULT_TEST_TYPE = "webhook.test"
@@ -89,8 +89,9 @@ def send_test(
                 "the endpoint's filter does not match this event, so it would get no delivery: "
                 "send data (and an event_type) that it matches",
             )
+        event_id = new_id("evt")
         event = {
-            "id": new_id("evt"),
+            "id": event_id,
             "tenant_id": tenant_id,
             "event_type": event_type,
             "payload": payload,
@@ -100,7 +101,7 @@ def send_test(
             "test": True,
         }
         delivery = {
-            "id": new_id("dlv"),
+            "id": new_id("dlv", now_ms=id_timestamp_ms(event_id)),
             "tenant_id": tenant_id,
             "event_id": event["id"],
             "endpoint_id": endpoint.id,

@@ -12,7 +12,7 @@ import structlog
 
 from engine.db.batching import BackgroundCommit, GroupCommit
 from engine.db.connect import copy_rows, insert_rows
-from engine.db.models import Delivery, Event, db, utcnow
+from engine.db.models import Delivery, Event, EventKey, db, utcnow
 from engine.db.pages import Page, paginate
 from engine.errors import InvalidInputError, NotFoundError
 from engine.events.types import EVENT_TYPE_PATTERN, is_valid_event_type
@@ -94,16 +94,18 @@ class EventStore:
             if failure is not None:
                 raise failure
             return Event(**row), True
-        # One statement, committed on its own (the connection is in autocommit mode): one
-        # round trip where BEGIN, INSERT and COMMIT took three, and no peewee SQL building.
-        if insert_rows(Event, [row], skip_conflicts=idempotency_key is not None):
+        if idempotency_key is None:
+            # One statement, committed on its own (the connection is in autocommit mode): one
+            # round trip where BEGIN, INSERT and COMMIT took three, and no peewee SQL building.
+            insert_rows(Event, [row])
+            taken = {}
+        else:
+            taken = _store_keyed(tenant_id, [row])
+        if not taken:
             if announce is not None and not db.in_transaction():
                 _announce_quietly(announce, [str(row["id"])])
             return Event(**row), True
-        existing = Event.get(
-            (Event.tenant_id == tenant_id) & (Event.idempotency_key == idempotency_key)
-        )
-        return existing, False
+        return Event.get(Event.id == taken[row["id"]]), False
 
     async def ingest_unkeyed(
         self,
@@ -218,24 +220,49 @@ def _batch_rows(
 
 
 def _store_batch(tenant_id: str, rows: list[dict[str, Any]]) -> dict[str, str]:
-    """INSERT the rows in one statement; answer, for each row a stored key kept out, that event.
+    """INSERT the rows; answer, for each row a stored key kept out, that event.
 
-    Without keys, a COPY where the database has one (`copy_rows`). With keys,
-    conflicts are skipped and the keys looked up only when some row stayed
-    out: a key stored before, or by a request racing this one.
+    Without keys, one COPY where the database has one (`copy_rows`). With keys,
+    `_store_keyed`.
     """
-    keyed = {row["idempotency_key"]: row["id"] for row in rows}
-    keyed.pop(None, None)
-    if not keyed:
+    if all(row["idempotency_key"] is None for row in rows):
         copy_rows(Event, rows)
         return {}
-    if insert_rows(Event, rows, skip_conflicts=True) == len(rows):
-        return {}
-    query = Event.select(Event.idempotency_key, Event.id).where(
-        (Event.tenant_id == tenant_id) & Event.idempotency_key.in_(list(keyed))
-    )
-    stored = cast("list[tuple[str, str]]", list(query.tuples()))
-    return {keyed[key]: event_id for key, event_id in stored if keyed[key] != event_id}
+    return _store_keyed(tenant_id, rows)
+
+
+def _store_keyed(tenant_id: str, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """INSERT the rows whose keys are new, in one transaction; answer, for each row kept
+    out, the event that holds its key.
+
+    Each key is claimed in `event_key` first (a unique index of the partitioned
+    event table could not hold it, migration 15): a request racing this one for
+    the same key waits for its commit, then finds the key taken.
+    """
+    keys = [
+        {
+            "tenant_id": tenant_id,
+            "idempotency_key": row["idempotency_key"],
+            "event_id": row["id"],
+            "created_at": row["created_at"],
+        }
+        for row in rows
+        if row["idempotency_key"] is not None
+    ]
+    with db.atomic():
+        insert_rows(EventKey, keys, skip_conflicts=True)
+        query = EventKey.select(EventKey.idempotency_key, EventKey.event_id).where(
+            (EventKey.tenant_id == tenant_id)
+            & EventKey.idempotency_key.in_([key["idempotency_key"] for key in keys])
+        )
+        owners = dict(cast("list[tuple[str, str]]", list(query.tuples())))
+        taken = {
+            row["id"]: owners[row["idempotency_key"]]
+            for row in rows
+            if row["idempotency_key"] is not None and owners[row["idempotency_key"]] != row["id"]
+        }
+        insert_rows(Event, [row for row in rows if row["id"] not in taken])
+    return taken
 
 
 def _insert_connected(
@@ -296,8 +323,10 @@ def keyed_events(tenant_id: str, keys: Sequence[str]) -> dict[str, Event]:
     """The tenant's events stored under these idempotency keys, by key (absent: none)."""
     if not keys:
         return {}
-    query = Event.select().where(
-        (Event.tenant_id == tenant_id) & Event.idempotency_key.in_(list(keys))
+    query = (
+        Event.select()
+        .join(EventKey, on=(EventKey.event_id == Event.id))
+        .where((EventKey.tenant_id == tenant_id) & EventKey.idempotency_key.in_(list(keys)))
     )
     return {str(row.idempotency_key): row for row in query}
 

@@ -6,8 +6,9 @@ keyed by the key's digest, never its plaintext: reading the key's row on
 every request was a large share of the API's CPU
 (ops/bench/NOTES.md#credential-cache). What that costs, and what it does not:
 
-- Revoking a key, or changing a tenant's rate limits, through Hookline
-  (`engine.tenancy.keys.revoke_key`, `engine.tenancy.tenants.update_tenant`) calls
+- Revoking a key, changing a tenant's rate limits, or suspending, resuming or deleting
+  a tenant, through Hookline (`engine.tenancy.keys.revoke_key`,
+  `engine.tenancy.tenants.update_tenant`, `engine.lifecycle.tenants`) calls
   `changed()` on the cache's `CredentialGeneration`, which empties every cache
   reading that counter at once. The API's composition root builds one counter
   per process; under gunicorn the master builds it and `share_across_fork` lets
@@ -39,6 +40,15 @@ class Principal:
     scopes: frozenset[str]
     # The tenant's overrides of the rate-limit settings, read with the credential.
     rate_limits: Mapping[str, int] | None = field(default=None, compare=False, hash=False)
+    # The tenant's state (`engine.tenancy.states`): only an active tenant's requests pass.
+    tenant_status: str = field(default="active", compare=False, hash=False)
+    # A JWT's `sub`, for the audit log; None for an API key.
+    subject: str | None = field(default=None, compare=False, hash=False)
+
+    @property
+    def kind(self) -> str:
+        """The kind of credential: `api_key` or `jwt`."""
+        return "jwt" if self.credential_id.startswith("jwt_") else "api_key"
 
 
 class CredentialGeneration:

@@ -24,6 +24,7 @@ ALL_SCOPES = (
     "keys:manage",
     "event_types:read",
     "event_types:write",
+    "audit:read",
 )
 
 
@@ -76,14 +77,20 @@ def authenticate_key(api_key: str, cache: CredentialCache | None = None) -> Prin
             return cached
     read_at = cache.generation.read() if cache is not None else 0
     query = (
-        ApiKey.select(ApiKey.id, ApiKey.tenant_id, ApiKey.scopes, Tenant.rate_limits)
+        ApiKey.select(ApiKey.id, ApiKey.tenant_id, ApiKey.scopes, Tenant.rate_limits, Tenant.status)
         .join(Tenant, on=ApiKey.tenant_id == Tenant.id)
         .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_null())
     )
     row = cast("dict[str, Any] | None", query.dicts().get_or_none())
     if row is None:
         return None
-    principal = Principal(row["tenant_id"], row["id"], frozenset(row["scopes"]), row["rate_limits"])
+    principal = Principal(
+        row["tenant_id"],
+        row["id"],
+        frozenset(row["scopes"]),
+        row["rate_limits"],
+        tenant_status=row["status"],
+    )
     if cache is not None:
         cache.put(digest, principal, generation=read_at)
     return principal
@@ -105,7 +112,7 @@ def update_tenant(
     tenant_id: str, fields: Mapping[str, Any], *, credentials: CredentialGeneration
 ) -> Tenant:
     """Rename a tenant, replace its rate-limit or alert-channel overrides (None: the settings),
-    or switch its strict event types on or off.
+    switch its strict event types on or off, or set its retention in days (None: the setting).
 
     `credentials` is told of the change: cached principals carry the tenant's rate limits.
 
@@ -122,7 +129,7 @@ def update_tenant(
             decode_secret(secret)
         except InvalidSecretError as exc:
             raise InvalidInputError("alert_channels.webhook_secret", str(exc)) from None
-    for name in ("name", "rate_limits", "alert_channels", "strict_event_types"):
+    for name in ("name", "rate_limits", "alert_channels", "strict_event_types", "retention_days"):
         if name in fields:
             setattr(tenant, name, fields[name])
     tenant.save()

@@ -128,18 +128,20 @@ def _fan_out_run(ctx: Context, throttled: int) -> dict[str, Any]:
     if limited:
         time.sleep(SETTLE_S)  # the throttled ones go on at their pace meanwhile
         ticks = ctx.receiver("/_stats")["ticks"]
-        busiest, typical = [], []
+        busiest, typical, series = [], [], []
         for n in range(throttled):
             seconds = {int(s): c for s, c in ticks.get(f"{label}-rl-{n}", {}).items()}
             inner = [c for s, c in seconds.items() if min(seconds) < s < max(seconds)]
             busiest.append(max(inner or [0]))
             typical.append(statistics.median(inner) if inner else 0)
+            series.append([seconds.get(s, 0) for s in range(min(seconds), max(seconds) + 1)])
         found.update(
             {
                 "throttle_per_s": THROTTLE_PER_S,
                 "throttled_busiest_second": max(busiest),
                 "throttled_median_per_s": statistics.median(typical),
                 "throttled_within_limit": max(busiest) <= THROTTLE_PER_S * 1.1,
+                "throttled_seconds": series,  # each endpoint's requests, second by second
             }
         )
     scenarios.cancel(ctx, tenant)

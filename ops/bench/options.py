@@ -35,6 +35,7 @@ SKIPPABLE = (
     "noisy",
     "fifo",
     "throttled",
+    "retention",
 )
 
 # Sizes per mode: (full, smoke, what). A given option overrides both.
@@ -59,6 +60,7 @@ SIZES: dict[str, tuple[float, float, str]] = {
     "noisy_window_s": (30, 5, "noisy-neighbour: seconds tenant B sends (and longest wait after)"),
     "noisy_rate": (50, 50, "noisy-neighbour: tenant B's events/s"),
     "flow_events": (2_000, 200, "fifo and throttled: events per run"),
+    "retention_attempts": (10_000_000, 30_000, "retention: attempts of history over 30 days"),
     "scenario_cap_s": (180, 60, "longest wait for one run's deliveries, seconds"),
     "max_minutes": (40, 8, "the whole benchmark's deadline"),
 }

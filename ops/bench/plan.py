@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from ops.bench import backlog, baseline, drain, flows, noisy, options, report, scenarios
+from ops.bench import backlog, baseline, drain, flows, noisy, options, report, retention, scenarios
 from ops.bench.context import Context
 from ops.bench.options import PRIVATE
 from ops.bench.services import postgres_version, purge_queues, rabbitmq_version
@@ -129,6 +129,22 @@ def _fairness_and_flow(ctx: Context, found: dict[str, Any]) -> None:
                 "a_timed_out_attempts",
                 "a_open_at_window_start",
                 "a_open_at_window_end",
+            ),
+        }
+    if "retention" not in skip:
+        _say(f"retention: {args.retention_attempts:,} attempts over 30 days, a day dropped")
+        runs = [retention.one_run(ctx) for _ in range(args.runs)]
+        found["retention"] = {
+            "runs": runs,
+            "summary": report.summarise(
+                runs,
+                "drop_day_s",
+                "drop_held_s",
+                "dropped_rows",
+                "batch_deleted_rows",
+                "live_p99_ms",
+                "live_during_drop_p99_ms",
+                "live_during_purge_p99_ms",
             ),
         }
     for name, one_run, keys in (

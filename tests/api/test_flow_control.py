@@ -9,10 +9,13 @@ from typing import Any
 
 import pytest
 
+from actors.flow import GIVEN_BACK, FlowRecorder
 from actors.middleware import DeliveryPolicy
-from engine.db.models import Delivery, EndpointFlow, utcnow
-from engine.deliveries import adaptive, fanout, flow, schedule
+from engine.db.models import Attempt, Delivery, EndpointFlow, utcnow
+from engine.deliveries import adaptive, fanout, flow, schedule, slots
 from engine.deliveries import record as deliveries
+from engine.deliveries.client import Outcome
+from engine.settings import Settings
 from tests.api.support import Api, assert_problem, outcome
 
 CreateEndpoint = Callable[..., dict[str, Any]]
@@ -111,21 +114,63 @@ def test_a_limited_endpoints_deliveries_wait_throttled_and_go_as_room_frees(
     assert flow.release(lease_s=60) == waiting[2:3]
 
 
-def test_a_rate_limited_endpoint_releases_what_its_tokens_allow(
+def test_a_rate_limited_endpoint_releases_its_deliveries_each_with_a_slot(
     create_endpoint: CreateEndpoint, publish: Publish
 ) -> None:
-    endpoint_id = create_endpoint(rate_limit_per_s=100)["id"]
+    endpoint_id = create_endpoint(rate_limit_per_s=20)["id"]
     for _ in range(12):
         fanout.fan_out(publish()["id"])
-    now = utcnow()
+    ordered = [d.id for d in deliveries_of(endpoint_id)]
+    now, every = utcnow(), dt.timedelta(seconds=1 / 19)
 
     first = flow.release(lease_s=60, now=now)
-    assert len(first) == 5, "a full bucket: a twentieth of a second's tokens"
-    assert flow.release(lease_s=60, now=now) == []
-    later = flow.release(lease_s=60, now=now + dt.timedelta(milliseconds=30))
-    assert len(later) == 3, "30 ms at 100/s"
+    assert first == ordered[:5], "the slots within the lookahead: 0.25 s at 19/s, and the first"
+    lead = now + dt.timedelta(seconds=slots.LEAD_S)
+    given = [lead + n * every for n in range(5)]
+    at = {d.id: d.next_attempt_at for d in Delivery.select().where(Delivery.id.in_(first))}
+    assert [at[i] for i in first] == pytest.approx(given, abs=dt.timedelta(microseconds=2))
+    assert flow.release(lease_s=60, now=now) == [], "no slot free within the lookahead"
+    later = flow.release(lease_s=60, now=now + dt.timedelta(milliseconds=100))
+    assert later == ordered[5:7], "on from the next free slot, up to the new horizon"
     row = EndpointFlow.get(EndpointFlow.endpoint_id == endpoint_id)
-    assert row.waiting and row.tokens == pytest.approx(0.0)
+    assert row.waiting
+    assert row.next_slot_at == pytest.approx(lead + 7 * every, abs=dt.timedelta(microseconds=5))
+
+    claims = deliveries.claim_many(first, lease_s=30, released=True)
+    assert [c.slot_at for c in claims] == [at[i] for i in first], "the worker waits for it"
+    unslotted = deliveries.claim_many(later, lease_s=30)
+    assert unslotted == [], "a message flow control did not release is held again"
+
+
+def test_a_delivery_whose_slot_passed_unsent_waits_again_its_attempt_unspent(
+    create_endpoint: CreateEndpoint, publish: Publish
+) -> None:
+    endpoint_id = create_endpoint(rate_limit_per_s=20)["id"]
+    for _ in range(3):
+        fanout.fan_out(publish()["id"])
+    now = utcnow()
+    released = flow.release(lease_s=60, now=now)
+    claims = deliveries.claim_many(released, lease_s=30, released=True)
+    assert {c.delivery.attempts for c in claims} == {1}
+    EndpointFlow.update(waiting=False).where(EndpointFlow.endpoint_id == endpoint_id).execute()
+
+    missed = [(c.delivery.id, c.endpoint.id, c.delivery.lease_until) for c in claims[:2]]
+    stale = [(claims[2].delivery.id, endpoint_id, claims[2].delivery.lease_until - seconds(1))]
+    assert flow.give_back(missed + stale) == 2, "a lease not ours any more stays"
+    assert statuses(released) == ["throttled", "throttled", "delivering"]
+    rows = {d.id: d for d in Delivery.select().where(Delivery.id.in_(released))}
+    assert [rows[i].attempts for i in released] == [0, 0, 1]
+    assert rows[released[0]].next_attempt_at is None
+    assert EndpointFlow.get(EndpointFlow.endpoint_id == endpoint_id).waiting
+
+    again = flow.release(lease_s=60, now=now + dt.timedelta(milliseconds=100))
+    assert again == released[:2]
+    slot = Delivery.get_by_id(released[0]).next_attempt_at
+    assert slot > max(c.slot_at for c in claims if c.slot_at), "a new slot, after the ones given"
+
+
+def seconds(count: float) -> dt.timedelta:
+    return dt.timedelta(seconds=count)
 
 
 def test_a_fifo_endpoint_gives_its_head_only_when_the_one_before_is_done(
@@ -227,3 +272,74 @@ def test_only_an_endpoint_that_was_idle_is_released_by_the_fan_out_itself(
     second = fanout.fan_out_and_claim(publish()["id"])
     assert first.throttled == [endpoint_id]
     assert second.throttled == [], "its release is coming: no lock taken, no release asked"
+
+
+class Published:
+    """A publisher that confirms every message and remembers the ids."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def enqueue_many(self, kind: str, idents: list[str], **options: Any) -> int:
+        self.ids.extend(idents)
+        return len(idents)
+
+
+def test_the_recorder_records_what_was_sent_and_gives_back_what_missed_its_slot(
+    create_endpoint: CreateEndpoint, publish: Publish
+) -> None:
+    endpoint_id = create_endpoint(rate_limit_per_s=20)["id"]
+    for _ in range(2):
+        fanout.fan_out(publish()["id"])
+    sent, late = deliveries.claim_many(flow.release(lease_s=60), lease_s=30, released=True)
+    policy = DeliveryPolicy.of([60, 300], 86400, rand=lambda: 0.5)
+    published = Published()
+    recorder = FlowRecorder(Settings(), published, policy.decide)  # type: ignore[arg-type]
+    missed = Outcome(utcnow(), 0.0, error_class=slots.MISSED, error_detail="0.2 s late")
+
+    decisions = recorder([(sent, outcome(200)), (late, missed)])
+
+    assert [d.action for d in decisions] == ["succeed", "retry"]
+    assert decisions[1] is GIVEN_BACK
+    assert statuses([sent.delivery.id]) == ["succeeded"]
+    assert Delivery.get_by_id(late.delivery.id).attempts == 0, "no attempt was made"
+    assert Attempt.select().where(Attempt.delivery_id == late.delivery.id).count() == 0
+    assert published.ids == [late.delivery.id], "released again at once, with a new slot"
+    assert Delivery.get_by_id(late.delivery.id).next_attempt_at > late.slot_at
+    assert EndpointFlow.get_by_id(endpoint_id).next_slot_at > late.slot_at
+
+
+def test_slots_are_on_the_databases_clock_and_claimed_on_the_hosts(
+    create_endpoint: CreateEndpoint, publish: Publish, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host whose clock runs 2 s ahead of the database's waits for the same instant."""
+    create_endpoint(rate_limit_per_s=20)
+    fanout.fan_out(publish()["id"])
+    behind = seconds(2)
+    monkeypatch.setattr(flow, "database_now", lambda: utcnow() - behind)
+    monkeypatch.setattr(flow, "host_ahead", lambda: behind)
+
+    [released] = flow.release(lease_s=60)
+    slot = Delivery.get_by_id(released).next_attempt_at
+    [claimed] = deliveries.claim_many([released], lease_s=30, released=True)
+
+    assert slot <= utcnow() - behind + seconds(slots.LEAD_S + 0.05), "given on its clock"
+    assert claimed.slot_at - slot == pytest.approx(behind, abs=seconds(0.05))
+
+
+def test_a_fifo_endpoint_with_a_rate_gives_its_head_when_its_slot_comes(
+    create_endpoint: CreateEndpoint, publish: Publish
+) -> None:
+    endpoint_id = create_endpoint(ordering="fifo", rate_limit_per_s=1)["id"]
+    for _ in range(2):
+        fanout.fan_out(publish()["id"])
+    ordered = [d.id for d in deliveries_of(endpoint_id)]
+    now = utcnow()
+
+    head = flow.release(lease_s=60, now=now)
+    assert head == ordered[:1]
+    [claimed] = deliveries.claim_many(head, lease_s=30, released=True)
+    assert claimed.slot_at == pytest.approx(now + seconds(slots.LEAD_S), abs=seconds(0.01))
+    record([claimed])
+    assert flow.release(lease_s=60, now=now) == [], "its turn has come, its next slot not yet"
+    assert flow.release(lease_s=60, now=now + seconds(1)) == ordered[1:2], "1/s, at 95 %"

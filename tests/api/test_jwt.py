@@ -287,3 +287,21 @@ def test_a_key_file_without_a_public_key_stops_the_app(
     with pytest.raises(SettingsError) as caught:
         make_api(make_settings(**{variable: str(path)}))
     assert caught.value.variable == variable
+
+
+def test_a_change_made_with_a_token_is_audited_with_its_subject(
+    jwt_api: Any, tenant_id: str
+) -> None:
+    api = jwt_api()
+    token = jwt.encode(
+        claims(tenant_id, "endpoints:write audit:read", sub="ops@example.com"),
+        HS_SECRET,
+        algorithm="HS256",
+    )
+    assert call(api, token, "POST").status_code == 201
+
+    entries = api.get("/v1/audit-log", auth=f"Bearer {token}").json["data"]
+    [entry] = [e for e in entries if e["action"] == "POST /v1/endpoints"]
+    assert entry["actor"]["kind"] == "jwt"
+    assert entry["actor"]["subject"] == "ops@example.com"
+    assert entry["actor"]["id"].startswith("jwt_")

@@ -61,3 +61,24 @@ def test_recorded_attempts_and_running_leases_are_not_lost(
     assert lost.quarantine_lost(limit=3, batch=10) == []
     assert Delivery.get_by_id(alive).status == DELIVERING
     assert scheduling.take_expired(batch=10, lease_s=60) == [failing]
+
+
+def test_a_redelivered_message_does_not_take_a_lapsed_claim_at_the_limit_again(
+    publish: Publish, create_endpoint: CreateEndpoint
+) -> None:
+    # A worker killed mid-attempt leaves its message to RabbitMQ, which hands it to the next
+    # worker; if that one starts after the lease ran out, it must not send the poison again
+    # before the scheduler quarantines it (seen as a third request in the poison test).
+    create_endpoint()
+    (delivery_id,) = fanout.fan_out(publish()["id"])
+    _die(delivery_id)
+    assert deliveries.claim_many([delivery_id], lease_s=60, max_lost=2)  # 1 lost: taken again
+    Delivery.update(lease_until=utcnow() - dt.timedelta(seconds=1)).where(
+        Delivery.id == delivery_id
+    ).execute()
+
+    assert deliveries.claim_many([delivery_id], lease_s=60, max_lost=2) == []
+
+    row = Delivery.get_by_id(delivery_id)
+    assert (row.status, row.attempts) == (DELIVERING, 2)
+    assert lost.quarantine_lost(limit=2, batch=10) == [delivery_id]

@@ -50,7 +50,8 @@ def key_with(tenant: Api, scopes: list[str]) -> Api:
 def test_every_tenant_operation_documents_one_scope_for_keys_and_tokens_and_a_403() -> None:
     wrong = []
     for method, path, operation in tenant_operations():
-        options = operation["security"]
+        # The admin token may read some tenant routes as well (`/v1/audit-log`): no scope.
+        options = [option for option in operation["security"] if "adminToken" not in option]
         scopes = [scope for option in options for scopes in option.values() for scope in scopes]
         if len(options) != 2 or len(set(scopes)) != 1 or scopes[0] not in ALL_SCOPES:
             wrong.append(f"{method} {path}: security {options}")

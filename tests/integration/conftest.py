@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 
 from engine.db.connect import bind
+from engine.db.migrations import migrate
 from tests.factories import ADMIN_TOKEN, SECRET_KEY, make_settings
 from tests.receiver import Receiver
-from tests.services import queue_type
+from tests.services import new_database, queue_type
 
 pytestmark = pytest.mark.integration
 
@@ -185,6 +186,20 @@ def pg(pg_migrated: str) -> Iterator[Any]:
     database.connect(reuse_if_open=True)
     yield database
     database.close_all()
+
+
+@contextlib.contextmanager
+def private_database(suffix: str) -> Iterator[Any]:
+    """A migrated database of its own, bound and connected on this thread: the run's shared
+    one has the session stack's live scheduler taking due, throttled and lost rows."""
+    with new_database(suffix) as url:
+        database = bind(make_settings(HOOKLINE_DATABASE_URL=url))
+        migrate(database)
+        database.connect(reuse_if_open=True)
+        try:
+            yield database
+        finally:
+            database.close_all()
 
 
 @contextlib.contextmanager

@@ -100,6 +100,7 @@ def test_a_sigterm_to_the_schedulers_process_group_stops_it_cleanly(tmp_path: Pa
     assert took <= 5, took
 
 
+@pytest.mark.without_rabbitmq  # `hookline up`: the in-process broker
 def test_a_sigterm_to_hookline_ups_process_group_drains_the_attempts_in_flight(
     tmp_path: Path, receiver: Receiver
 ) -> None:

@@ -33,6 +33,9 @@ TEXTS = [
 ATTEMPT_COLUMNS = [name for name in Attempt._meta.fields if name != "id"]
 
 
+REPLAY_ID = new_id("rpl")
+
+
 def an_event(endpoints: int = 1) -> Event:
     """A tenant with `endpoints` endpoints for `order.paid`, and one event of that type."""
     tenant_id = new_id("ten")
@@ -73,6 +76,7 @@ def attempt_rows(delivery_id: str, **changes: Any) -> list[dict[str, Any]]:
             "response_body": text,
             "response_body_truncated": number % 2 == 0,
             "request_body": text,  # a transformed body, as sent
+            "replay_id": None if number % 2 else REPLAY_ID,  # the replay that sent it
         }
         rows.append({**row, **changes})
     return rows

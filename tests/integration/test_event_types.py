@@ -210,6 +210,7 @@ def test_the_migration_gives_a_key_of_every_scope_the_new_ones_on_postgresql(pg:
     assert ApiKey.get_by_id(narrow).scopes == ["events:write"]
 
 
+@pytest.mark.without_rabbitmq  # `hookline up`: the in-process broker
 def test_the_embedded_mode_validates_payloads_and_lists_the_catalog(tmp_path: Path) -> None:
     with hookline_up(tmp_path) as (api, env, cwd):
         tenant = cli(env, cwd, "tenants", "create", "acme")

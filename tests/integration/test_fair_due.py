@@ -8,29 +8,19 @@ from typing import Any
 
 import pytest
 
-from engine.db.connect import bind
-from engine.db.migrations import migrate
 from engine.db.models import Delivery, Endpoint, Event, Tenant, utcnow
 from engine.deliveries import schedule as scheduling
 from engine.deliveries.states import QUEUED, SCHEDULED
 from engine.ids import new_id
-from tests.factories import make_settings
-from tests.services import new_database
+from tests.integration.conftest import private_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.without_rabbitmq]
 
 
 @pytest.fixture
 def own_pg() -> Iterator[Any]:
-    """A database of its own: the run's shared one has a live scheduler taking due rows."""
-    with new_database("_fair_due") as url:
-        database = bind(make_settings(HOOKLINE_DATABASE_URL=url))
-        migrate(database)
-        database.connect(reuse_if_open=True)
-        try:
-            yield database
-        finally:
-            database.close_all()
+    with private_database("_fair_due") as database:
+        yield database
 
 
 def tenant_with_due(name: str, count: int, due_at: dt.datetime) -> list[str]:

@@ -122,6 +122,7 @@ def test_a_patched_filter_applies_to_the_next_events(
     assert got[:2] == [1, 2] and sorted(got[2:]) == [1, 2]
 
 
+@pytest.mark.without_rabbitmq  # `hookline up`: the in-process broker
 def test_the_embedded_mode_applies_filters(tmp_path: Path) -> None:
     with hookline_up(tmp_path) as (api, env, cwd), Receiver() as receiver:
         key = cli(env, cwd, "tenants", "create", "acme")["api_key"]

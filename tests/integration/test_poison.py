@@ -36,10 +36,13 @@ def test_a_delivery_that_kills_every_worker_ends_quarantined_instead_of_going_ro
         status, body = api.call("POST", "/v1/endpoints", {"url": receiver.url("/poison")}, key=key)
         assert status == 201, body
         send_events(api, key, 1, threads=1)
-        # The fan-out commits its delivery claimed, then waits for the answer: each kill
-        # loses one claim, and the scheduler publishes the delivery again after its lease.
+        # The fan-out sends its first attempt before it commits the claim (early attempts),
+        # so a kill must wait for that commit, or the claim rolls back and the event is
+        # fanned out anew (a loaded machine can take longer than the test to commit). Each
+        # kill then loses one claim, and the scheduler publishes the delivery after its lease.
         for n in (1, 2):
             receiver.wait_for("/poison", n, timeout_s=40)
+            eventually(lambda n=n: _claims(pg_url) == n, timeout_s=20)
             processes.stop("worker", signal.SIGKILL)
             processes.start("worker")
 
@@ -50,6 +53,15 @@ def test_a_delivery_that_kills_every_worker_ends_quarantined_instead_of_going_ro
     assert len(receiver.received("/poison")) == 2
     assert (reason, attempts, recorded) == ("lost_attempts", 2, 0)
     assert "2 attempts ended without an outcome" in last_error
+
+
+def _claims(pg_url: str) -> int | None:
+    """The one delivery's committed claims (`attempts`), None before it is committed."""
+    with contextlib.closing(psycopg2.connect(pg_url)) as connection:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT attempts FROM delivery")
+            row = cursor.fetchone()
+    return None if row is None else int(row[0])
 
 
 def _the_delivery(pg_url: str) -> tuple[str, int, int, str]:

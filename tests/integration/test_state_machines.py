@@ -1,20 +1,23 @@
-"""Both transition tables walked on PostgreSQL: every pair of states, moved or refused."""
+"""Every transition table walked on PostgreSQL: every pair of states, moved or refused."""
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from engine.breakers.state import Breaker
 from engine.db.machine import StateMachine
-from engine.db.models import AlertRecord, Delivery, Endpoint, Event, Tenant, utcnow
+from engine.db.models import AlertRecord, Delivery, Endpoint, Event, Replay, Tenant, utcnow
 from engine.deliveries import states
 from engine.endpoints import states as endpoint_states
 from engine.errors import TransitionError
 from engine.ids import new_id
+from engine.replays import states as replay_states
+from tests.integration.conftest import private_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.without_rabbitmq]
 
@@ -23,7 +26,13 @@ MOVED_AT = dt.datetime(2026, 1, 2)
 
 
 @pytest.fixture(scope="module")
-def event(pg: Any) -> Event:
+def own_pg() -> Iterator[Any]:
+    with private_database("_state_machines") as database:
+        yield database
+
+
+@pytest.fixture(scope="module")
+def event(own_pg: Any) -> Event:
     """A tenant, and one event of it, for deliveries put straight into a state."""
     tenant = Tenant.create(id=new_id("ten"), name="states")
     return Event.create(id=new_id("evt"), tenant_id=tenant.id, event_type="t", payload="{}")
@@ -62,16 +71,33 @@ def as_stored(model: Any, row_id: str) -> tuple[str, dt.datetime]:
     return row.status, row.updated_at
 
 
+def a_replay(tenant_id: str, status: str) -> str:
+    """A replay put straight into `status`."""
+    replay = Replay.create(
+        id=new_id("rpl"),
+        tenant_id=tenant_id,
+        kind="replay",
+        since=BEFORE,
+        rate_per_s=50,
+        status=status,
+        updated_at=BEFORE,
+    )
+    return str(replay.id)
+
+
 def a_row(machine: StateMachine, event: Event, status: str) -> str:
-    """A delivery or an endpoint put straight into `status`; answer its id."""
+    """A delivery, an endpoint or a replay put straight into `status`; answer its id."""
     if machine is states.MACHINE:
         return a_delivery(event, status)
+    if machine is replay_states.MACHINE:
+        return a_replay(event.tenant_id, status)
     return str(an_endpoint(event.tenant_id, status).id)
 
 
+MACHINES = (states.MACHINE, endpoint_states.MACHINE, replay_states.MACHINE)
 PAIRS = [
     pytest.param(machine, source, target, id=f"{machine.name}:{source}->{target}")
-    for machine in (states.MACHINE, endpoint_states.MACHINE)
+    for machine in MACHINES
     for source, target in itertools.product(machine.states, repeat=2)
 ]
 
@@ -92,7 +118,7 @@ def test_a_row_moves_between_two_states_only_if_its_table_allows_it(
         assert as_stored(model, row_id) == (source, BEFORE)
 
 
-@pytest.mark.parametrize("machine", [states.MACHINE, endpoint_states.MACHINE], ids=lambda m: m.name)
+@pytest.mark.parametrize("machine", MACHINES, ids=lambda m: m.name)
 def test_an_allowed_move_leaves_a_row_that_is_no_longer_in_its_from_state(
     event: Event, machine: StateMachine
 ) -> None:

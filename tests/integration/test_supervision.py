@@ -220,6 +220,7 @@ def test_an_endpoint_open_too_long_is_warned_about_disabled_and_replayed_when_en
     assert (recovered["type"], recovered["data"]["reason"]) == ("endpoint.recovered", "enabled")
 
 
+@pytest.mark.without_rabbitmq  # `hookline up`: the in-process broker
 def test_embedded_hookline_up_runs_the_breaker_and_its_alerts_in_one_process(
     tmp_path: Path, receiver: Receiver
 ) -> None:

@@ -64,6 +64,7 @@ def test_a_failing_test_event_is_retried_as_any_delivery(
     assert sorted(a["status_code"] for a in attempts["data"]) == [200, 500]
 
 
+@pytest.mark.without_rabbitmq  # `hookline up`: the in-process broker
 def test_hookline_up_sends_a_test_event_to_its_endpoint_alone(
     tmp_path: Path, receiver: Receiver
 ) -> None:

@@ -134,6 +134,7 @@ def test_preview_equals_what_was_sent(stack: tuple[Api, Any], receiver: Receiver
     assert preview["body"] == {"kind": "order.placed", "lines": ["b", "é"], "to": endpoint["id"]}
 
 
+@pytest.mark.without_rabbitmq  # `hookline up`: the in-process broker
 def test_the_embedded_mode_transforms_and_quarantines_too(tmp_path: Any) -> None:
     with hookline_up(tmp_path) as (api, env, cwd), Receiver() as receiver:
         key = cli(env, cwd, "tenants", "create", "acme")["api_key"]

@@ -10,18 +10,19 @@ import datetime as dt
 
 from engine.db.models import Attempt, Delivery, Endpoint, Event, Tenant
 from engine.deliveries.client import Outcome
-from engine.deliveries.fanout import _new_delivery
+from engine.deliveries.fanout import new_delivery
 from engine.deliveries.record import Claim, attempt_row
 from engine.events.ingest import _new_row
+from engine.ids import new_id
 from engine.shortcuts.copy import copy_plan
 
 NOW = dt.datetime(2026, 11, 29, 1, 2, 3)
 
 
 def test_fan_out_rowsattempt_rows_and_event_rows_go_by_copy() -> None:
-    event = Event(id="evt_1", tenant_id="ten_1", event_type="order.paid", payload="{}")
+    event = Event(id=new_id("evt"), tenant_id="ten_1", event_type="order.paid", payload="{}")
     event.created_at = NOW
-    delivery = _new_delivery(event, "ep_1", NOW, NOW, "delivering", 1)
+    delivery = new_delivery(event, "ep_1", NOW, NOW, "delivering", 1)
     claim = Claim(Delivery(**delivery), Endpoint(id="ep_1"), event)
     attempt = attempt_row(claim, 1, Outcome(started_at=NOW, duration_ms=1.0, status_code=200))
     stored_event = _new_row("ten_1", "order.paid", {"a": 1}, None, 30.0)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from engine.deliveries import slots
 from engine.deliveries.client import ClientOptions, DeliveryClient, Outcome, Request, open_session
 from engine.deliveries.hostgate import host_key
 from engine.ssrf import AddressPolicy
@@ -117,3 +120,45 @@ def test_a_nul_in_the_answer_is_stored_as_a_replacement_character() -> None:
     (answered,) = outcomes
     assert answered.status_code == 200
     assert answered.response_body == "a\ufffdb\ufffd\ufffd"
+
+
+def slotted(url: str, slot_at: dt.datetime) -> Request:
+    return dataclasses.replace(request(url), slot_at=slot_at)
+
+
+def test_a_slotted_request_starts_at_its_slot_and_one_reached_too_late_is_not_sent() -> None:
+    outcomes: list[Outcome] = []
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    soon, past = now + dt.timedelta(seconds=0.3), now - dt.timedelta(seconds=0.5)
+
+    async def scenario(client: DeliveryClient, url: str, seen: dict[str, Any]) -> None:
+        sends = [client.send(slotted(url, soon)), client.send(slotted(url, past))]
+        outcomes.extend(await asyncio.gather(*sends, client.send(request(url))))
+
+    seen = run(scenario, delay_s=0.0)
+
+    on_time, late, unslotted = outcomes
+    assert on_time.status_code == 200 and on_time.started_at >= soon, "not before its slot"
+    assert (late.status_code, late.error_class) == (None, slots.MISSED), "not sent"
+    assert unslotted.status_code == 200 and unslotted.started_at < soon, "no slot: at once"
+    assert seen["served"] == 2
+
+
+def test_a_slotted_request_goes_ahead_of_a_flood_to_the_same_host() -> None:
+    # One connection, 20 ms an answer, 30 unslotted requests queued: the slotted one, due
+    # 50 ms in, would wait about 0.6 s behind them and miss its slot; it goes next instead.
+    outcomes: list[Outcome] = []
+
+    async def scenario(client: DeliveryClient, url: str, seen: dict[str, Any]) -> None:
+        due = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=0.05)
+        flood = [client.send(request(url)) for _ in range(30)]
+        outcomes.extend(await asyncio.gather(client.send(slotted(url, due)), *flood))
+
+    run(scenario, delay_s=0.02, max_connections_per_host=1, request_timeout_s=10.0)
+
+    first, *rest = outcomes
+    assert first.status_code == 200, first.error_detail
+    done = first.started_at + dt.timedelta(milliseconds=first.duration_ms)
+    ahead = [o for o in rest if o.started_at + dt.timedelta(milliseconds=o.duration_ms) < done]
+    assert len(ahead) <= 5, "only those already let in before its slot came"
+    assert [o.status_code for o in rest] == [200] * 30

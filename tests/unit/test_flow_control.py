@@ -54,25 +54,14 @@ def test_the_tightest_in_flight_bound_wins(
     assert flow.controlled(endpoint(**fields), row, NOW)
 
 
-def test_the_bucket_refills_at_the_rate_up_to_a_twentieth_of_a_seconds_tokens() -> None:
-    row = EndpointFlow(endpoint_id="ep_1", tokens=0.0, tokens_at=NOW)
-    later = NOW + dt.timedelta(milliseconds=25)
-    assert flow.refilled(row, 100.0, later) == pytest.approx(2.5)
-    assert flow.refilled(row, 100.0, NOW + dt.timedelta(seconds=9)) == 5.0
-    assert flow.capacity(2.0) == 1.0, "one token at the least"
-    fresh = EndpointFlow(endpoint_id="ep_1", tokens=0.0, tokens_at=None)
-    assert flow.refilled(fresh, 100.0, NOW) == 5.0, "a bucket never used starts full"
-
-
-def test_room_is_the_smaller_of_the_free_places_and_the_whole_tokens() -> None:
+def test_room_is_what_the_pause_and_the_in_flight_bound_leave() -> None:
     bounds = flow.Limits(rate_per_s=10.0, in_flight=4, fifo=False, paused_until=None)
-    assert flow.room(bounds, in_flight=1, tokens=5.7) == 3
-    assert flow.room(bounds, in_flight=0, tokens=2.99) == 2
-    assert flow.room(bounds, in_flight=6, tokens=9.0) == 0
-    free = flow.Limits(rate_per_s=None, in_flight=None, fifo=False, paused_until=None)
-    assert flow.room(free, in_flight=50, tokens=None) is None
+    assert flow.room(bounds, in_flight=1) == 3
+    assert flow.room(bounds, in_flight=6) == 0
+    free = flow.Limits(rate_per_s=10.0, in_flight=None, fifo=False, paused_until=None)
+    assert flow.room(free, in_flight=50) is None, "a rate bounds by its slots, not here"
     paused = flow.Limits(None, None, False, NOW + dt.timedelta(seconds=3))
-    assert flow.room(paused, in_flight=0, tokens=None) == 0
+    assert flow.room(paused, in_flight=0) == 0
 
 
 def step(current: int | None, outcomes: list[Outcome], **kw: object) -> adaptive.Learnt:

@@ -127,3 +127,26 @@ def test_a_limit_below_one_is_refused() -> None:
 )
 def test_host_key_is_what_connections_are_pooled_by(url: str, key: tuple[str, str, int]) -> None:
     assert host_key(url) == key
+
+
+def test_a_waiter_that_asks_to_go_first_goes_ahead_of_those_waiting() -> None:
+    async def scenario() -> None:
+        gates = HostGates(1)
+        await gates.acquire("a")
+        order: list[str] = []
+
+        async def wait(name: str, first: bool = False) -> None:
+            await gates.acquire("a", first=first)
+            order.append(name)
+            gates.release("a")
+
+        queued = [asyncio.ensure_future(wait(f"flood-{n}")) for n in range(3)]
+        await settle()
+        due = asyncio.ensure_future(wait("slotted", first=True))
+        await settle()
+        gates.release("a")
+        await asyncio.gather(*queued, due)
+
+        assert order == ["slotted", "flood-0", "flood-1", "flood-2"]
+
+    asyncio.run(scenario())

@@ -14,6 +14,7 @@ from engine.ids import (
     InvalidIdError,
     _decode,
     _encode,
+    floor_id,
     id_timestamp_ms,
     is_id,
     new_id,
@@ -39,6 +40,7 @@ def test_the_prefixes_name_every_kind_of_row() -> None:
         "attempt": "att",
         "message": "msg",
         "event_type": "etype",
+        "replay": "rpl",
     }
     for prefix in PREFIXES.values():
         assert is_id(new_id(prefix), prefix)
@@ -146,3 +148,11 @@ def test_the_encoding_is_crockford_base32_of_every_bit() -> None:
     for value in values:
         assert _encode(value) == reference(value)
         assert _decode(_encode(value)) == value
+
+
+def test_a_floor_id_sorts_before_every_id_of_its_millisecond_and_after_those_before() -> None:
+    floor = floor_id("evt", 1_700_000_000_000)
+
+    assert is_id(floor, "evt")
+    assert id_timestamp_ms(floor) == 1_700_000_000_000
+    assert new_id("evt", now_ms=1_699_999_999_999) < floor < new_id("evt", now_ms=1_700_000_000_000)

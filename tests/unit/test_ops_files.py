@@ -46,6 +46,10 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "hookline_scheduler_published_total": ("counter", frozenset({"kind"})),
     "hookline_scheduler_leader": ("gauge", frozenset()),
     "hookline_alerts_total": ("counter", frozenset({"channel", "result"})),
+    "hookline_throttled_deliveries": ("gauge", frozenset()),
+    "hookline_flow_released_total": ("counter", frozenset({"by"})),
+    "hookline_flow_slots_missed_total": ("counter", frozenset()),
+    "hookline_endpoint_concurrency_limit": ("gauge", frozenset({"endpoint_id"})),
 }
 # (metric, label) -> every value the code emits
 VALUES: dict[tuple[str, str], frozenset[str]] = {
@@ -71,6 +75,7 @@ VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("hookline_scheduler_published_total", "kind"): frozenset({"due", "recovered", "fan_out"}),
     ("hookline_alerts_total", "channel"): frozenset({"slack", "email", "pagerduty", "webhook"}),
     ("hookline_alerts_total", "result"): frozenset({"sent", "failed"}),
+    ("hookline_flow_released_total", "by"): frozenset({"scheduler", "worker", "fan_out"}),
 }
 JOBS = frozenset({"hookline-api", "hookline-worker", "hookline-scheduler", "hookline-supervisor"})
 TARGET_LABELS = frozenset({"job", "instance"})

@@ -214,7 +214,8 @@ def test_a_bug_in_record_is_not_retried_and_fails_the_batch(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
     record = RecordMany(fail_with=ValueError("not a database problem"))
-    pipeline = make_pipeline(record)
+    # A hand-off long enough that a loaded machine records first (CI handed off at 2 s).
+    pipeline = make_pipeline(record, handoff_s=30.0)
 
     with pytest.raises(RecordingFailed):
         run(pipeline, loop, Sender(), [(claim(0), request(0.01))])

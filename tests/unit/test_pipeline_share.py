@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.pipeline.share import PACE_MARGIN, HostShare
+from actors.pipeline.share import PACE_MARGIN, UNKNOWN_PACE_WAIT_S, HostShare
 
 SLOW, FAST = ("http", "slow.example", 80), ("http", "fast.example", 80)
 
@@ -68,26 +68,42 @@ def test_claims_held_back_come_back_at_the_host_s_pace_after_what_it_holds() -> 
     assert again[0][1] == pytest.approx(14 / 8 + 3 * step)
 
 
-def test_a_host_that_has_answered_nothing_yet_is_paced_at_its_share_a_second() -> None:
+def test_a_host_that_has_answered_nothing_yet_gets_its_claims_back_in_a_second() -> None:
     shares = HostShare(share=4, crowded_at=0)
-    shares.started([SLOW] * 4)
+    shares.started([FAST] * 512)
 
-    _kept, later = shares.split([SLOW, SLOW], now=10.0)
+    _kept, later = shares.split([FAST] * 400, now=10.0)
 
-    assert [delay for _index, delay in later] == pytest.approx(
-        [4 / 4, 4 / 4 + 1 / (4 * PACE_MARGIN)]
-    )
+    # Paced at its share a second, the last would wait 128 s; by a second it has a pace.
+    assert [delay for _index, delay in later] == [UNKNOWN_PACE_WAIT_S] * 400
+    shares.finished([FAST] * 500, now=10.5)
+    _kept, again = shares.split([FAST] * 20, now=11.0)
+    assert max(delay for _index, delay in again) < 0.1, "then at its measured pace"
 
 
-def test_a_few_quick_answers_do_not_make_a_pace_of_thousands() -> None:
+def test_a_few_quick_answers_make_no_pace() -> None:
     shares = HostShare(share=1, crowded_at=0)
-    shares.started([FAST] * 3)
+    shares.started([FAST] * 5)
     shares.finished([FAST, FAST], now=1.0)  # two answers within a millisecond
 
     _kept, later = shares.split([FAST], now=1.001)
 
-    # Two over at least half a second: 4 a second (not 2,000), behind the one it holds.
-    assert later[0][1] == pytest.approx(1 / 4)
+    # Not 2,000 a second, nor 4 (two over half a second): no pace yet.
+    assert later[0][1] == UNKNOWN_PACE_WAIT_S
+    shares.finished([FAST], now=1.3)
+    _kept, later = shares.split([FAST], now=1.5)
+    assert later[0][1] == pytest.approx(2 / 6), "three over half a second, behind the two held"
+
+
+def test_a_host_just_starting_to_answer_a_burst_gets_its_claims_back_in_a_second() -> None:
+    shares = HostShare(share=64, crowded_at=0)
+    shares.started([FAST] * 600)  # a fan-out sent 600 to one host at once
+    shares.finished([FAST] * 3, now=10.0)  # its first answers
+
+    _kept, later = shares.split([FAST] * 300, now=10.1)
+
+    # Paced at 3 answers over half a second, the last came back after 380 s (CI: up to 632).
+    assert [delay for _index, delay in later] == [UNKNOWN_PACE_WAIT_S] * 300
 
 
 def test_finished_attempts_free_the_share() -> None:

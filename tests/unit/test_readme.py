@@ -33,6 +33,6 @@ def test_the_quick_start_is_two_commands_one_runs_hookline_one_runs_the_tests() 
     assert [c.split("#")[0].strip() for c in commands] == ["tox -e up", "tox -e py"]
     tox = (ROOT / "tox.ini").read_text()
     assert "[testenv:up]" in tox and "commands = hookline up" in tox
-    assert "commands = pytest" in tox
+    assert "commands = python -m tests.passes" in tox
     ci = (ROOT / ".ci" / "run").read_text()
-    assert '"$TOX" -e py' in ci, "CI runs the README's test command"
+    assert '"$TOX" run-parallel -e lint,py' in ci, "CI runs the README's test command"

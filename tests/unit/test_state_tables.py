@@ -1,4 +1,5 @@
-"""The delivery and endpoint transition tables, and the rule that only they move a status."""
+"""The delivery, endpoint and replay transition tables, and the rule that only they move a
+status."""
 
 from __future__ import annotations
 
@@ -12,7 +13,16 @@ import pytest
 
 from actors.middleware import DeliveryPolicy
 from engine.db.machine import StateMachine
-from engine.db.models import DELIVERY_STATES, ENDPOINT_STATES, Delivery, Endpoint, utcnow
+from engine.db.models import (
+    DELIVERY_STATES,
+    ENDPOINT_STATES,
+    REPLAY_STATES,
+    TENANT_STATES,
+    Delivery,
+    Endpoint,
+    Tenant,
+    utcnow,
+)
 from engine.deliveries import fanout, states
 from engine.deliveries import record as deliveries
 from engine.deliveries.client import Outcome
@@ -20,11 +30,14 @@ from engine.endpoints import crud
 from engine.endpoints import states as endpoint_states
 from engine.errors import TransitionError
 from engine.events.ingest import EventStore
+from engine.replays import backfill
+from engine.replays import states as replay_states
 from engine.secretbox import SecretBox
 from engine.ssrf import AddressPolicy
+from engine.tenancy import states as tenant_states
 from engine.tenancy.tenants import create_tenant
 
-MACHINES = [states.MACHINE, endpoint_states.MACHINE]
+MACHINES = [states.MACHINE, endpoint_states.MACHINE, tenant_states.MACHINE, replay_states.MACHINE]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -55,11 +68,30 @@ def test_every_state_is_reachable_from_an_initial_state(machine: StateMachine) -
 def test_the_tables_know_exactly_the_states_the_columns_hold() -> None:
     assert states.MACHINE.states == DELIVERY_STATES
     assert endpoint_states.MACHINE.states == ENDPOINT_STATES
+    assert replay_states.MACHINE.states == REPLAY_STATES
+    assert tenant_states.MACHINE.states == TENANT_STATES
 
 
-def test_only_a_succeeded_delivery_has_no_way_out() -> None:
+def test_a_tenant_moves_only_along_its_table_and_deleting_is_the_end(sqlite_db: Any) -> None:
+    tenant, _ = create_tenant("moves")
+    where = Tenant.id == tenant.id
+    with pytest.raises(TransitionError):
+        tenant_states.move(where, to=tenant_states.ACTIVE, from_=(tenant_states.DELETING,))
+    assert tenant_states.move(where, to="suspended", from_=("active",)) == 1
+    assert tenant_states.move(where, to="suspended", from_=("active",)) == 0
+    assert tenant_states.move(where, to="deleting", from_=("suspended",)) == 1
+    assert tenant_states.TRANSITIONS[tenant_states.DELETING] == {}
+
+
+def test_a_succeeded_delivery_leaves_only_by_a_replay() -> None:
     terminal = [state for state, exits in states.TRANSITIONS.items() if not exits]
-    assert terminal == [states.SUCCEEDED]
+    assert terminal == []
+    assert list(states.TRANSITIONS[states.SUCCEEDED]) == [states.SCHEDULED]
+
+
+def test_a_replay_ends_finished_or_cancelled_and_never_runs_again() -> None:
+    ends = [state for state, exits in replay_states.TRANSITIONS.items() if not exits]
+    assert ends == [replay_states.FINISHED, replay_states.CANCELLED]
 
 
 def test_every_open_delivery_can_come_to_rest() -> None:
@@ -69,9 +101,14 @@ def test_every_open_delivery_can_come_to_rest() -> None:
         assert reachable(machine) & resting, state
 
 
-def test_a_delivery_is_created_pending_claimed_or_throttled_and_fan_out_uses_those() -> None:
-    assert states.INITIAL == (states.PENDING, states.DELIVERING, states.THROTTLED)
-    created = (fanout.CREATED_PENDING, fanout.CREATED_CLAIMED, fanout.CREATED_THROTTLED)
+def test_a_delivery_is_created_where_fan_out_and_backfill_create_it_and_nowhere_else() -> None:
+    created = (
+        fanout.CREATED_PENDING,
+        fanout.CREATED_CLAIMED,
+        fanout.CREATED_THROTTLED,
+        fanout.CREATED_PAUSED,
+        backfill.CREATED_WAITING,
+    )
     assert created == states.INITIAL
     with pytest.raises(TransitionError, match="'succeeded' is not an initial state"):
         states.initial(states.SUCCEEDED)
