@@ -40,8 +40,10 @@ def test_a_delivery_that_kills_every_worker_ends_quarantined_instead_of_going_ro
         # so a kill must wait for that commit, or the claim rolls back and the event is
         # fanned out anew (a loaded machine can take longer than the test to commit). Each
         # kill then loses one claim, and the scheduler publishes the delivery after its lease.
+        # The second request waits for the restarted worker, the lease and a scheduler tick: a
+        # CI run with both passes loading the machine took over 40 s for them.
         for n in (1, 2):
-            receiver.wait_for("/poison", n, timeout_s=40)
+            receiver.wait_for("/poison", n, timeout_s=90)
             eventually(lambda n=n: _claims(pg_url) == n, timeout_s=20)
             processes.stop("worker", signal.SIGKILL)
             processes.start("worker")
