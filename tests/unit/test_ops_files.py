@@ -227,6 +227,23 @@ def test_the_dashboard_uses_only_the_metric_contract(dashboard: dict[str, Any]) 
     assert used == set(CONTRACT), "every contract metric has a panel"
 
 
+def test_every_process_kind_shows_on_the_dashboard(dashboard: dict[str, Any]) -> None:
+    """Each scrape job (every kind of Hookline process) has its "up" on the dashboard."""
+    exprs = " ".join(
+        t.get("expr", "") for p in walk_panels(dashboard["panels"]) for t in p.get("targets", [])
+    )
+    shown = {job for job in JOBS if re.search(rf"up\{{[^}}]*{job}\b", exprs)}
+    assert shown == JOBS
+
+
+def test_every_process_kind_has_a_down_and_a_none_up_alert() -> None:
+    rules = RULES.read_text()
+    for job in JOBS:
+        assert f'up{{job="{job}"}} == 0' in rules, job
+        assert f'absent(up{{job="{job}"}} == 1)' in rules or job == "hookline-scheduler", job
+    assert "absent(hookline_scheduler_leader)" in rules  # the scheduler's: no leader at all
+
+
 def test_the_contract_check_catches_mistakes() -> None:
     assert problems_in('rate(hookline_attempt_duration_seconds_bucket{le="1"}[5m])') == []
     assert problems_in("rate(hookline_attempts[5m])") != []  # the counter is _total
