@@ -27,9 +27,14 @@ class Tick:
     """The breakers' time-driven work; cheap when nothing is due."""
 
     def __init__(
-        self, settings: Settings, publisher: Publisher, clock: Callable[[], float] = time.monotonic
+        self,
+        settings: Settings,
+        publisher: Publisher,
+        figures: metrics.SchedulerFigures = metrics.SCHEDULER,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        self.figures = figures
         self.publisher = publisher
         self.policy = Policy.from_settings(settings)
         self.probe_timeout_s = settings.request_timeout_s + settings.lease_grace_s + PROBE_MARGIN_S
@@ -51,8 +56,7 @@ class Tick:
         if self._every("prune", PRUNE_INTERVAL_S):
             supervision.prune(now)
         if self._every("gauges", GAUGE_INTERVAL_S):
-            for state, count in supervision.breaker_counts().items():
-                metrics.BREAKERS.labels(state).set(count)
+            self.figures.breakers(supervision.breaker_counts())
         published, taken = alert_records.publish_pending(
             lambda ids: self.publisher.enqueue_many("alert", ids), batch
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from collections.abc import Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -21,11 +22,12 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
 )
 from prometheus_client import multiprocess as multiprocess_collector
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from actors.signals import absorb_repeated_stops
 from engine.deliveries.client import Outcome
@@ -46,23 +48,8 @@ LAG = Histogram(
     "From an event's acceptance to its delivery's first attempt.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0),
 )
-SCHEDULED_BACKLOG = Gauge(
-    "hookline_scheduled_backlog", "Deliveries waiting for a retry.", multiprocess_mode="max"
-)
-DUE_BACKLOG = Gauge(
-    "hookline_due_backlog", "Scheduled deliveries already due.", multiprocess_mode="max"
-)
-QUARANTINE_SIZE = Gauge(
-    "hookline_quarantine_size", "Quarantined deliveries.", multiprocess_mode="max"
-)
-BREAKERS = Gauge(
-    "hookline_breakers", "Endpoints by breaker state.", ["state"], multiprocess_mode="max"
-)
 SCHEDULER_PUBLISHED = Counter(
     "hookline_scheduler_published_total", "Messages the scheduler published, by kind.", ["kind"]
-)
-SCHEDULER_LEADER = Gauge(
-    "hookline_scheduler_leader", "1 on the active scheduler.", multiprocess_mode="max"
 )
 ALERTS = Counter(
     "hookline_alerts_total", "Alerts sent, by channel and result.", ["channel", "result"]
@@ -85,17 +72,6 @@ FLOW_SLOTS_MISSED = Counter(
     "hookline_flow_slots_missed_total",
     "Rate-limited deliveries a worker reached after their slot: given back unsent, for a new one.",
 )
-THROTTLED = Gauge(
-    "hookline_throttled_deliveries",
-    "Deliveries waiting for their endpoint's flow control.",
-    multiprocess_mode="max",
-)
-CONCURRENCY_LIMIT = Gauge(
-    "hookline_endpoint_concurrency_limit",
-    "The concurrency adaptive control allows an endpoint now; only endpoints it limits.",
-    ["endpoint_id"],
-    multiprocess_mode="max",
-)
 # Most endpoints `hookline_endpoint_concurrency_limit` shows (the most limited first).
 FLOW_GAUGE_ENDPOINTS = 100
 TEST_ATTEMPTS = Counter(
@@ -107,6 +83,85 @@ OUTCOMES_DROPPED = Counter(
     "hookline_outcomes_dropped_total",
     "Attempt outcomes dropped before reaching the supervisor (the broker was down too long).",
 )
+
+
+class SchedulerFigures(Collector):
+    """The gauges only the scheduler can tell, exported by the scheduler's process alone.
+
+    Gauges made when this module is imported would be exported by every process that imports
+    it, the workers' and the supervisor's as zeros, misleading whoever reads one target. This
+    collector is registered by the scheduler (`register_scheduler_figures`) and shows each
+    figure once the scheduler has measured it: the leader flag at once, the backlog counts and
+    the breakers after the first pass that leads.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._leader = 0
+        self._backlog: dict[str, int] | None = None
+        self._breakers: dict[str, int] | None = None
+        self._limits: list[tuple[str, int]] = []
+
+    def lead(self, leading: bool) -> None:
+        with self._lock:
+            self._leader = 1 if leading else 0
+
+    def backlog(self, counts: Mapping[str, int], limits: Sequence[tuple[str, int]]) -> None:
+        """The deliveries by state (`schedule.backlog_counts`) and the learnt concurrency limits."""
+        with self._lock:
+            self._backlog = dict(counts)
+            self._limits = list(limits)
+
+    def breakers(self, counts: Mapping[str, int]) -> None:
+        with self._lock:
+            self._breakers = dict(counts)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            leader, backlog, breakers = self._leader, self._backlog, self._breakers
+            limits = list(self._limits)
+        yield GaugeMetricFamily("hookline_scheduler_leader", "1 on the active scheduler.", leader)
+        if backlog is not None:
+            for name, help_text, key in _BACKLOG_GAUGES:
+                yield GaugeMetricFamily(name, help_text, backlog.get(key, 0))
+            family = GaugeMetricFamily(
+                "hookline_endpoint_concurrency_limit",
+                "The concurrency adaptive control allows an endpoint now; only those it limits.",
+                labels=["endpoint_id"],
+            )
+            for endpoint_id, concurrency in limits:
+                family.add_metric([endpoint_id], concurrency)
+            yield family
+        if breakers is not None:
+            family = GaugeMetricFamily(
+                "hookline_breakers", "Endpoints by breaker state.", labels=["state"]
+            )
+            for state, count in sorted(breakers.items()):
+                family.add_metric([state], count)
+            yield family
+
+
+_BACKLOG_GAUGES = (
+    ("hookline_scheduled_backlog", "Deliveries waiting for a retry.", "scheduled"),
+    ("hookline_due_backlog", "Scheduled deliveries already due.", "due"),
+    ("hookline_quarantine_size", "Quarantined deliveries.", "quarantined"),
+    (
+        "hookline_throttled_deliveries",
+        "Deliveries waiting for their endpoints' flow control.",
+        "throttled",
+    ),
+)
+SCHEDULER = SchedulerFigures()
+_scheduler_registered: list[bool] = []
+
+
+def register_scheduler_figures() -> SchedulerFigures:
+    """Export `SCHEDULER` from this process (the scheduler's, or `hookline up`'s); once."""
+    if not _scheduler_registered:
+        REGISTRY.register(SCHEDULER)
+        _scheduler_registered.append(True)
+    return SCHEDULER
+
 
 _OUTCOMES = {"succeed": "succeeded", "retry": "retried", "quarantine": "quarantined"}
 

@@ -44,7 +44,8 @@ class Scheduler:
         self.leading = False
         self.stop = threading.Event()
         self._gauges_due_at = 0.0
-        self.tick = Tick(settings, publisher)
+        self.figures = metrics.register_scheduler_figures()
+        self.tick = Tick(settings, publisher, self.figures)
         self.retention = RetentionPass(settings, database)
 
     def run(self) -> None:
@@ -133,7 +134,7 @@ class Scheduler:
         if not self.leading:
             self.database.connect(reuse_if_open=True)
             self.leading = scheduling.try_lead(self.database)
-            metrics.SCHEDULER_LEADER.set(1 if self.leading else 0)
+            self.figures.lead(self.leading)
             if not self.leading:
                 return False
             log.info("scheduler_leading")
@@ -196,14 +197,7 @@ class Scheduler:
             return
         self._gauges_due_at = time.monotonic() + GAUGE_INTERVAL_S
         counts = scheduling.backlog_counts()
-        metrics.SCHEDULED_BACKLOG.set(counts["scheduled"])
-        metrics.DUE_BACKLOG.set(counts["due"])
-        metrics.QUARANTINE_SIZE.set(counts["quarantined"])
-        metrics.THROTTLED.set(counts["throttled"])
-        limited = flow_view.limited(metrics.FLOW_GAUGE_ENDPOINTS)
-        metrics.CONCURRENCY_LIMIT.clear()
-        for endpoint_id, concurrency in limited:
-            metrics.CONCURRENCY_LIMIT.labels(endpoint_id).set(concurrency)
+        self.figures.backlog(counts, flow_view.limited(metrics.FLOW_GAUGE_ENDPOINTS))
 
     def _copy_quarantined(self, batch: int) -> int:
         rows = quarantine.take_unpublished(batch)
@@ -227,7 +221,7 @@ class Scheduler:
         if self.leading:
             log.warning("scheduler_lost_database", error=str(exc)[:200] if exc else None)
         self.leading = False
-        metrics.SCHEDULER_LEADER.set(0)
+        self.figures.lead(False)
         _drop_connection(self.database)
 
     def _resign(self) -> None:

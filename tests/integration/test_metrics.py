@@ -15,6 +15,17 @@ from tests.receiver import Receiver
 pytestmark = pytest.mark.integration
 
 
+SCHEDULER_ONLY = (
+    "hookline_scheduler_leader",
+    "hookline_scheduled_backlog",
+    "hookline_due_backlog",
+    "hookline_quarantine_size",
+    "hookline_throttled_deliveries",
+    "hookline_breakers",
+    "hookline_endpoint_concurrency_limit",
+)
+
+
 def scrape(bind: str) -> str:
     with urllib.request.urlopen(f"http://{bind}/metrics", timeout=10) as response:
         assert response.status == 200
@@ -51,6 +62,8 @@ def test_every_process_exposes_its_metrics_after_a_delivery(
         assert samples(worker_text, name), name
     for line in samples(worker_text, "hookline_"):
         assert "endpoint" not in line and "tenant" not in line and "http://" not in line
+    for text in (api_text, worker_text):  # the scheduler's alone: elsewhere they would read 0
+        assert not [line for name in SCHEDULER_ONLY for line in samples(text, name)]
 
     scheduler_text = scrape_until(
         processes.env["HOOKLINE_SCHEDULER_METRICS_BIND"], "hookline_scheduler_leader 1.0"
