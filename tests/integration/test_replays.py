@@ -90,7 +90,7 @@ def test_a_replay_of_2000_deliveries_at_100_per_s_never_passes_110_in_any_second
 
     code, dry = replay(api, key, {**body, "dry_run": True})
     code, created = replay(api, key, {**body, "rate_per_s": 100})
-    got = receiver.wait_for("/replay", 2000, timeout_s=60)
+    got = receiver.wait_for("/replay", 2000, timeout_s=90)
 
     assert code == 202, created
     assert dry["matched"] == created["matched"] == 2000, "the dry run counted what it took"
@@ -99,8 +99,10 @@ def test_a_replay_of_2000_deliveries_at_100_per_s_never_passes_110_in_any_second
     most, elapsed = most_in_any_window(after_first, 1.0), arrivals[-1] - arrivals[0]
     assert most <= 110, f"100/s + 10 % in every second: {most} in {elapsed:.1f} s"
     assert elapsed >= (2000 - 10) / 100, "paced, not sent at once"
-    # A loose floor (a starved CI box sends fewer): the rate is a ceiling, not a stall.
-    assert elapsed <= 40, f"the rate is used, not undershot: {elapsed:.1f}s"
+    # A loose floor: the rate is a ceiling, not a stall. An idle box takes 21 s; CI, with both
+    # passes side by side on two cores, took 38, 43, 46 s (the lanes undershoot when the
+    # scheduler's clock thread is starved, as the README says), so a third of the rate.
+    assert elapsed <= 60, f"the rate is used, not undershot: {elapsed:.1f}s"
     sent = [(r.headers["webhook-id"], json.loads(r.body)["data"]["n"]) for r in got]
     events = {
         e.id: json.loads(e.payload)["n"]
