@@ -302,6 +302,24 @@ def test_the_scrape_config_has_a_job_per_role() -> None:
     assert re.search(r"rule_files:\s*\n\s*-\s*alerts\.yml", text)
 
 
+def test_the_scrape_config_names_real_settings_and_their_defaults() -> None:
+    """Each job's comment names the setting its target comes from, and the target its default."""
+    text = PROMETHEUS_CONFIG.read_text()
+    defaults = Settings()
+    named = re.findall(r"(HOOKLINE_\w+) \(([\d.:]+) by default\)", text)
+    assert {name for name, _ in named} == {
+        "HOOKLINE_BIND",
+        "HOOKLINE_WORKER_METRICS_BIND",
+        "HOOKLINE_SCHEDULER_METRICS_BIND",
+        "HOOKLINE_SUPERVISOR_METRICS_BIND",
+    }
+    targets = re.findall(r'^\s*- targets: \["([\d.:]+)"\]', text, flags=re.M)  # not comments
+    for (name, shown), target in zip(named, targets, strict=True):
+        field = name.removeprefix("HOOKLINE_").lower()
+        assert getattr(defaults, field) == shown == target, name
+    assert "dramatiq_prom" not in text  # dramatiq's own exporter is not what Hookline runs
+
+
 def test_promtool_checks_and_tests_the_rules() -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
