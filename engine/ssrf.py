@@ -150,6 +150,14 @@ def parse_host_address(host: str) -> IPAddress | None:
     return _inet_aton(text.removesuffix("."))
 
 
+# What lets an operator deliver to a refused address, for the messages that refuse one.
+ALLOW_HINT = (
+    "an operator can allow it with HOOKLINE_ALLOWED_CIDRS (for example 127.0.0.0/8) or,"
+    " in development only, HOOKLINE_DANGEROUS_ALLOW_PRIVATE_NETWORKS=true"
+)
+REFUSED_ADDRESS_PREFIX = "address "
+
+
 @functools.lru_cache(maxsize=4096)
 def check_url(url: str, policy: AddressPolicy) -> str | None:
     """Return why a delivery URL is unacceptable before any DNS lookup, or None.
@@ -233,7 +241,7 @@ def _host_reason(host: str, policy: AddressPolicy) -> str | None:
         return None
     reason = refusal_reason(ip, policy)
     if reason is not None:
-        return f"address {ip} is {reason}"
+        return f"{REFUSED_ADDRESS_PREFIX}{ip} is {reason}"
     if isinstance(ip, ipaddress.IPv4Address) and host != str(ip):
         # aiohttp refuses these spellings itself; say so now, not at delivery.
         return f"host {host} is a non-canonical spelling of {ip}; write {ip}"

@@ -16,7 +16,7 @@ from engine.endpoints.filters import is_valid_pattern
 from engine.errors import InvalidInputError, NotFoundError
 from engine.ids import new_id
 from engine.secretbox import SecretBox
-from engine.ssrf import AddressPolicy, check_url
+from engine.ssrf import ALLOW_HINT, REFUSED_ADDRESS_PREFIX, AddressPolicy, check_url
 
 # Headers an endpoint may not set: the transport's own, and the signature's.
 RESERVED_HEADERS = frozenset(
@@ -62,6 +62,8 @@ def validate_fields(fields: Mapping[str, Any], policy: AddressPolicy) -> None:
     """
     if "url" in fields:
         reason = check_url(fields["url"], policy)
+        if reason is not None and reason.startswith(REFUSED_ADDRESS_PREFIX):
+            reason = f"{reason}; {ALLOW_HINT}"
         if reason is not None:
             raise InvalidInputError("url", reason)
     for pattern in fields.get("event_types") or ():

@@ -40,7 +40,18 @@ def test_a_loopback_spelling_is_refused_naming_url(strict: Api, url: str) -> Non
 
         problem = assert_problem(result, 422, "url")
         assert "loopback" in problem["detail"] or "127.0.0.1" in problem["detail"]
+        # what to change, for the developer whose local receiver it is
+        assert "HOOKLINE_ALLOWED_CIDRS" in problem["detail"], problem["detail"]
+        assert "HOOKLINE_DANGEROUS_ALLOW_PRIVATE_NETWORKS" in problem["detail"]
     assert strict.get(ENDPOINTS).json["data"] == []
+
+
+def test_a_malformed_url_is_refused_without_the_settings_hint(strict: Api) -> None:
+    problem = assert_problem(
+        strict.post(ENDPOINTS, endpoint_body(url="ftp://x.example/")), 422, "url"
+    )
+
+    assert "HOOKLINE_" not in problem["detail"]  # no setting makes this URL deliverable
 
 
 def test_moving_an_endpoint_to_loopback_is_refused(strict: Api) -> None:
