@@ -29,8 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; answer the process exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
-        parser.print_help()
+    if not hasattr(args, "handler"):  # no command, or a group without its subcommand
+        getattr(args, "group", parser).print_help()
         return 2
     try:
         settings = Settings.from_env()
@@ -49,7 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="hookline", description="Hookline webhook delivery engine"
+        prog="hookline",
+        description="Hookline webhook delivery engine",
+        epilog="Every command takes its configuration from HOOKLINE_* environment variables"
+        " (the README's Configuration section lists them): HOOKLINE_DATABASE_URL and"
+        " HOOKLINE_BROKER_URL first; without a broker `hookline up` runs all in one process.",
     )
     parser.add_argument("--version", action="version", version=f"hookline {__version__}")
     commands = parser.add_subparsers(dest="command")
@@ -57,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
         handler=_migrate
     )
     tenants = commands.add_parser("tenants", help="manage tenants")
-    tenant_commands = tenants.add_subparsers(dest="tenant_command", required=True)
+    tenants.set_defaults(group=tenants)
+    tenant_commands = tenants.add_subparsers(dest="tenant_command")
     create = tenant_commands.add_parser("create", help="create a tenant and print its API key")
     create.add_argument("name")
     create.set_defaults(handler=_create_tenant)
@@ -69,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--archived", choices=("true", "false"), default=None)
     listing.set_defaults(handler=_list_event_types)
     replays = commands.add_parser("replays", help="follow and stop replays, of every tenant")
-    replay_commands = replays.add_subparsers(dest="replays_command", required=True)
+    replays.set_defaults(group=replays)
+    replay_commands = replays.add_subparsers(dest="replays_command")
     replay_commands.add_parser(
         "running", help="the running replays, backfills and recovers, with their progress"
     ).set_defaults(handler=_running_replays)
@@ -77,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("replay_id")
     cancel.set_defaults(handler=_cancel_replay)
     secrets = commands.add_parser("secrets", help="manage the encryption of endpoint secrets")
-    secret_commands = secrets.add_subparsers(dest="secrets_command", required=True)
+    secrets.set_defaults(group=secrets)
+    secret_commands = secrets.add_subparsers(dest="secrets_command")
     rotate_key = secret_commands.add_parser(
         "rotate-key",
         help="re-encrypt every endpoint secret with HOOKLINE_SECRET_KEY "
