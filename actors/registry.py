@@ -8,9 +8,11 @@ one, nor the broker, back.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import dramatiq
 import pika.exceptions
@@ -21,6 +23,7 @@ from actors import alert, deliver, fan_out, queues, supervise, verify
 from actors.broker import Publisher, connection_url
 from actors.middleware import Quarantine
 from actors.runtime import Runtime
+from engine.errors import SettingsError
 from engine.settings import Settings
 
 # What `hookline worker` consumes; `hookline supervisor` consumes the other two, alone.
@@ -88,20 +91,56 @@ def check_queues(settings: Settings) -> None:
     consume; this fails once, with what to do. RabbitMQ being down is not this check's
     business: the processes wait for it themselves.
 
+    A RabbitMQ that answers but refuses Hookline (a vhost that does not exist, a user
+    without access to it, a wrong password) is not an outage: no wait ends it, so it fails
+    here too, in one line, instead of each process retrying it with tracebacks.
+
     Raises:
         actors.queues.QueueMismatchError: RabbitMQ holds one of them of another type.
+        engine.errors.SettingsError: RabbitMQ refused `HOOKLINE_BROKER_URL`'s user or vhost.
     """
     if settings.broker_url is None:
         return
     broker = queues.Broker(settings, url=connection_url(settings, publisher=True), middleware=[])
+    pika_logs = logging.getLogger("pika")
+    level = pika_logs.level
+    pika_logs.setLevel(logging.CRITICAL)  # its dozen lines per refused connection: ours says it
     try:
         for queue_name in (*WORKER_QUEUES, *SUPERVISOR_QUEUES):
             broker.declare_queue(queue_name, ensure=True)
         Quarantine().declare(broker.channel, settings)
-    except (ConnectionClosed, pika.exceptions.AMQPError):
+    except (ConnectionClosed, pika.exceptions.AMQPError) as exc:
+        refusal = broker_refusal(exc)
+        if refusal is not None:
+            raise SettingsError(
+                "HOOKLINE_BROKER_URL", f"RabbitMQ at {masked_url(settings.broker_url)} {refusal}"
+            ) from None
         return
     finally:
         broker.close()
+        pika_logs.setLevel(level)
+
+
+def broker_refusal(exc: BaseException) -> str | None:
+    """What RabbitMQ refused, when `exc` (or what it wraps) says it refused; None otherwise."""
+    for cause in (exc, *exc.args, exc.__cause__, exc.__context__):
+        if isinstance(cause, pika.exceptions.ProbableAuthenticationError):
+            return "refused the user name or password: check both in the URL"
+        if isinstance(cause, pika.exceptions.ProbableAccessDeniedError):
+            return (
+                "refused the virtual host: create it (rabbitmqctl add_vhost) and give the"
+                " user access to it (rabbitmqctl set_permissions), or fix its name in the URL"
+            )
+    return None
+
+
+def masked_url(url: str) -> str:
+    """`url` with its password, if any, replaced by `***`: safe to print and log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc[-1]}"))
 
 
 def _bind(fn: Callable[..., None], runtime: Runtime | None) -> Callable[..., None]:

@@ -105,3 +105,11 @@ def test_a_bad_setting_stops_the_command_with_a_message_naming_it(tmp_path: obje
     assert done.returncode == 2
     assert "HOOKLINE_WORKER_THREADS" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_broker_url_is_printed_with_its_password_masked() -> None:
+    from actors.registry import masked_url
+
+    assert masked_url("amqp://u:s3cret@h:5672/v") == "amqp://u:***@h:5672/v"
+    assert masked_url("amqp://h:5672/%2F") == "amqp://h:5672/%2F"
+    assert masked_url("amqp://u:p%40ss@h/v") == "amqp://u:***@h/v"

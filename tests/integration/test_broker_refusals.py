@@ -1,0 +1,62 @@
+"""A RabbitMQ that answers but refuses Hookline: one line at start, not a traceback loop."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from urllib.parse import quote
+
+import pytest
+
+from actors.registry import check_queues
+from engine.errors import SettingsError
+from tests.factories import make_settings
+from tests.integration.conftest import stack_env
+from tests.services import AMQP_HOST, amqp_url_for, new_vhost
+
+pytestmark = [pytest.mark.integration, pytest.mark.own_queue_types]
+
+
+def test_a_vhost_that_does_not_exist_fails_the_start_in_one_line() -> None:
+    with new_vhost(f"-r{time.monotonic_ns() % 10**8}") as existing:  # RabbitMQ is there
+        missing = f"{existing}-never-made"
+        url = amqp_url_for(missing)
+        with pytest.raises(SettingsError) as raised:
+            check_queues(make_settings(HOOKLINE_BROKER_URL=url))
+        assert raised.value.variable == "HOOKLINE_BROKER_URL"
+        assert "refused the virtual host" in str(raised.value)
+        assert "rabbitmqctl add_vhost" in str(raised.value)
+
+        env = stack_env("postgresql://postgres@127.0.0.1:1/none", url)
+        done = subprocess.run(
+            [sys.executable, "-m", "api.cli", "scheduler"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"hookline: HOOKLINE_BROKER_URL: RabbitMQ at amqp://guest:***@{AMQP_HOST}/"
+        f"{quote(missing, safe='')} refused the virtual host: create it (rabbitmqctl add_vhost)"
+        " and give the user access to it (rabbitmqctl set_permissions), or fix its name in"
+        " the URL"
+    ], done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_wrong_password_fails_the_start_without_printing_it() -> None:
+    with new_vhost(f"-p{time.monotonic_ns() % 10**8}") as vhost:
+        url = amqp_url_for(vhost).replace("guest:guest@", "guest:not-the-password@")
+        with pytest.raises(SettingsError) as raised:
+            check_queues(make_settings(HOOKLINE_BROKER_URL=url))
+
+    assert "refused the user name or password" in str(raised.value)
+    assert "not-the-password" not in str(raised.value)
+    assert "guest:***@" in str(raised.value)
+
+
+def test_rabbitmq_down_is_left_to_the_processes_to_wait_out() -> None:
+    # A port nothing listens on: an outage, which each process waits out itself.
+    check_queues(make_settings(HOOKLINE_BROKER_URL="amqp://guest:guest@127.0.0.1:1/%2F"))
