@@ -17,8 +17,8 @@ from typing import Any
 
 from api import cli_tenants
 from engine import __version__, logs
-from engine.db.connect import bind
-from engine.db.migrations import migrate
+from engine.db.connect import UNAVAILABLE_ERRORS, bind, open_database
+from engine.db.migrations import current_version, latest_version, migrate
 from engine.errors import EngineError, SettingsError
 from engine.settings import Settings
 
@@ -203,6 +203,7 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
             "`hookline api` needs PostgreSQL and RabbitMQ; `hookline up` runs embedded",
         )
     _check_secret_key(settings)
+    _check_schema(settings)
     _check_queues(settings)
     _multiprocess_metrics(settings, "api")
     command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF)]
@@ -256,6 +257,7 @@ def _run_dramatiq(
     if settings.broker_url is None:
         raise SettingsError("HOOKLINE_BROKER_URL", f"`hookline {role}` needs RabbitMQ")
     _check_secret_key(settings)
+    _check_schema(settings)
     _check_queues(settings)
     _multiprocess_metrics(settings, role)
     command = [
@@ -286,6 +288,31 @@ def _check_secret_key(settings: Settings) -> None:
     secretbox.from_settings(settings)
 
 
+def _check_schema(settings: Settings) -> None:
+    """Fail before starting when the database is not migrated to this code's schema.
+
+    A process on an older schema would fail every statement that touches what is missing,
+    and log each failure with its traceback, forever. A database that cannot be reached is
+    an outage, which each process waits out itself; one that is newer than this code is a
+    rolling upgrade in progress, and left alone.
+    """
+    from actors.registry import masked_url
+
+    database = open_database(settings)
+    try:
+        with database.connection_context():
+            have = current_version(database)
+    except UNAVAILABLE_ERRORS:
+        return
+    want = latest_version()
+    if have < want:
+        raise SettingsError(
+            "HOOKLINE_DATABASE_URL",
+            f"the database at {masked_url(settings.effective_database_url)} is at schema version"
+            f" {have} of {want}: run `hookline migrate` first",
+        )
+
+
 def _check_queues(settings: Settings) -> None:
     """Fail before starting when RabbitMQ holds Hookline's queues of another type."""
     from actors.registry import check_queues
@@ -299,6 +326,7 @@ def _scheduler(settings: Settings, args: argparse.Namespace) -> int:
 
     if settings.broker_url is None:
         raise SettingsError("HOOKLINE_BROKER_URL", "`hookline scheduler` needs RabbitMQ")
+    _check_schema(settings)
     _check_queues(settings)
     scheduler = scheduling.build(settings)
     try:

@@ -1,4 +1,6 @@
-"""A RabbitMQ that answers but refuses Hookline: one line at start, not a traceback loop."""
+"""What a process checks when it starts: a database migrated to its schema, and a RabbitMQ that
+lets it in. Each failure is one line naming the setting, not a traceback loop; an outage of
+either is left to the processes to wait out."""
 
 from __future__ import annotations
 
@@ -10,10 +12,11 @@ from urllib.parse import quote
 import pytest
 
 from actors.registry import check_queues
+from engine.db.migrations import latest_version
 from engine.errors import SettingsError
 from tests.factories import make_settings
 from tests.integration.conftest import stack_env
-from tests.services import AMQP_HOST, amqp_url_for, new_vhost
+from tests.services import AMQP_HOST, amqp_url_for, new_database, new_vhost
 
 pytestmark = [pytest.mark.integration, pytest.mark.own_queue_types]
 
@@ -60,3 +63,25 @@ def test_a_wrong_password_fails_the_start_without_printing_it() -> None:
 def test_rabbitmq_down_is_left_to_the_processes_to_wait_out() -> None:
     # A port nothing listens on: an outage, which each process waits out itself.
     check_queues(make_settings(HOOKLINE_BROKER_URL="amqp://guest:guest@127.0.0.1:1/%2F"))
+
+
+@pytest.mark.parametrize("role", ["scheduler", "worker"])
+def test_a_database_not_yet_migrated_fails_the_start_in_one_line(role: str) -> None:
+    with (
+        new_database(f"_unmigrated_{role}") as pg_url,
+        new_vhost(f"-m{time.monotonic_ns() % 10**8}") as vhost,
+    ):
+        env = stack_env(pg_url, amqp_url_for(vhost))
+        done = subprocess.run(
+            [sys.executable, "-m", "api.cli", role],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"hookline: HOOKLINE_DATABASE_URL: the database at {pg_url} is at schema version 0 of"
+        f" {latest_version()}: run `hookline migrate` first"
+    ], done.stderr
