@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import dramatiq
 import pika.exceptions
@@ -24,7 +23,7 @@ from actors.broker import Publisher, connection_url
 from actors.middleware import Quarantine
 from actors.runtime import Runtime
 from engine.errors import SettingsError
-from engine.settings import Settings
+from engine.settings import Settings, masked_url
 
 # What `hookline worker` consumes; `hookline supervisor` consumes the other two, alone.
 WORKER_QUEUES = (fan_out.QUEUE_NAME, deliver.QUEUE_NAME, verify.QUEUE_NAME)
@@ -132,15 +131,6 @@ def broker_refusal(exc: BaseException) -> str | None:
                 " user access to it (rabbitmqctl set_permissions), or fix its name in the URL"
             )
     return None
-
-
-def masked_url(url: str) -> str:
-    """`url` with its password, if any, replaced by `***`: safe to print and log."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc[-1]}"))
 
 
 def _bind(fn: Callable[..., None], runtime: Runtime | None) -> Callable[..., None]:

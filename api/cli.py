@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from api import cli_tenants
+from api import cli_checks, cli_tenants
 from engine import __version__, logs
-from engine.db.connect import UNAVAILABLE_ERRORS, bind, open_database
-from engine.db.migrations import current_version, latest_version, migrate
+from engine.db.connect import bind
+from engine.db.migrations import migrate
 from engine.errors import EngineError, SettingsError
 from engine.settings import Settings
 
@@ -202,9 +202,7 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
             "HOOKLINE_BROKER_URL",
             "`hookline api` needs PostgreSQL and RabbitMQ; `hookline up` runs embedded",
         )
-    _check_secret_key(settings)
-    _check_schema(settings)
-    _check_queues(settings)
+    cli_checks.before_start(settings)
     _multiprocess_metrics(settings, "api")
     command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF)]
     os.execv(sys.executable, command)
@@ -256,9 +254,7 @@ def _run_dramatiq(
     """Replace this process with dramatiq's (`setup` builds its broker), plus a metrics fork."""
     if settings.broker_url is None:
         raise SettingsError("HOOKLINE_BROKER_URL", f"`hookline {role}` needs RabbitMQ")
-    _check_secret_key(settings)
-    _check_schema(settings)
-    _check_queues(settings)
+    cli_checks.before_start(settings)
     _multiprocess_metrics(settings, role)
     command = [
         sys.executable,
@@ -281,53 +277,13 @@ def _run_dramatiq(
     return 0  # pragma: no cover
 
 
-def _check_secret_key(settings: Settings) -> None:
-    """Fail before spawning processes that could not open endpoint secrets."""
-    from engine import secretbox
-
-    secretbox.from_settings(settings)
-
-
-def _check_schema(settings: Settings) -> None:
-    """Fail before starting when the database is not migrated to this code's schema.
-
-    A process on an older schema would fail every statement that touches what is missing,
-    and log each failure with its traceback, forever. A database that cannot be reached is
-    an outage, which each process waits out itself; one that is newer than this code is a
-    rolling upgrade in progress, and left alone.
-    """
-    from actors.registry import masked_url
-
-    database = open_database(settings)
-    try:
-        with database.connection_context():
-            have = current_version(database)
-    except UNAVAILABLE_ERRORS:
-        return
-    want = latest_version()
-    if have < want:
-        raise SettingsError(
-            "HOOKLINE_DATABASE_URL",
-            f"the database at {masked_url(settings.effective_database_url)} is at schema version"
-            f" {have} of {want}: run `hookline migrate` first",
-        )
-
-
-def _check_queues(settings: Settings) -> None:
-    """Fail before starting when RabbitMQ holds Hookline's queues of another type."""
-    from actors.registry import check_queues
-
-    check_queues(settings)
-
-
 def _scheduler(settings: Settings, args: argparse.Namespace) -> int:
     from actors import scheduler as scheduling
     from actors.metrics import serve
 
     if settings.broker_url is None:
         raise SettingsError("HOOKLINE_BROKER_URL", "`hookline scheduler` needs RabbitMQ")
-    _check_schema(settings)
-    _check_queues(settings)
+    cli_checks.before_start(settings, secret_key=False)
     scheduler = scheduling.build(settings)
     try:
         serve(settings.scheduler_metrics_bind)

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from engine import env_parsers as parse
 from engine.errors import SettingsError
@@ -392,3 +393,12 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "log_format": parse.choice("json", "console", "auto"),
     "event_loop": parse.choice("uvloop", "asyncio"),
 }
+
+
+def masked_url(url: str) -> str:
+    """`url` with its password, if any, replaced by `***`: safe to print and log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc[-1]}"))

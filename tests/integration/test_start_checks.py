@@ -21,6 +21,17 @@ from tests.services import AMQP_HOST, amqp_url_for, new_database, new_vhost
 pytestmark = [pytest.mark.integration, pytest.mark.own_queue_types]
 
 
+def start(role: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`hookline ROLE` as an operator starts it; it is expected to stop by itself."""
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", role],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_a_vhost_that_does_not_exist_fails_the_start_in_one_line() -> None:
     with new_vhost(f"-r{time.monotonic_ns() % 10**8}") as existing:  # RabbitMQ is there
         missing = f"{existing}-never-made"
@@ -31,14 +42,7 @@ def test_a_vhost_that_does_not_exist_fails_the_start_in_one_line() -> None:
         assert "refused the virtual host" in str(raised.value)
         assert "rabbitmqctl add_vhost" in str(raised.value)
 
-        env = stack_env("postgresql://postgres@127.0.0.1:1/none", url)
-        done = subprocess.run(
-            [sys.executable, "-m", "api.cli", "scheduler"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = start("scheduler", stack_env("postgresql://postgres@127.0.0.1:1/none", url))
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"hookline: HOOKLINE_BROKER_URL: RabbitMQ at amqp://guest:***@{AMQP_HOST}/"
@@ -71,14 +75,7 @@ def test_a_database_not_yet_migrated_fails_the_start_in_one_line(role: str) -> N
         new_database(f"_unmigrated_{role}") as pg_url,
         new_vhost(f"-m{time.monotonic_ns() % 10**8}") as vhost,
     ):
-        env = stack_env(pg_url, amqp_url_for(vhost))
-        done = subprocess.run(
-            [sys.executable, "-m", "api.cli", role],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = start(role, stack_env(pg_url, amqp_url_for(vhost)))
 
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [

@@ -108,7 +108,7 @@ def test_a_bad_setting_stops_the_command_with_a_message_naming_it(tmp_path: obje
 
 
 def test_a_broker_url_is_printed_with_its_password_masked() -> None:
-    from actors.registry import masked_url
+    from engine.settings import masked_url
 
     assert masked_url("amqp://u:s3cret@h:5672/v") == "amqp://u:***@h:5672/v"
     assert masked_url("amqp://h:5672/%2F") == "amqp://h:5672/%2F"
