@@ -196,7 +196,7 @@ def test_an_endpoint_open_too_long_is_warned_about_disabled_and_replayed_when_en
             return str(api.call("GET", f"/v1/endpoints/{endpoint_id}", key=key)[1]["status"])
 
         eventually(lambda: status() == "disabled", 40)
-        receiver.wait_for("/alerts", 5, timeout_s=20)
+        receiver.wait_for("/alerts", 5, timeout_s=60)  # the last waits on a loaded supervisor
         eventually(lambda: delivery_states(pg_url) == {"parked": len(sent)}, 30)
         alerts = [(d["type"], d["data"].get("warning_pct")) for d in documents(receiver, "/alerts")]
 
