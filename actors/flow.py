@@ -4,7 +4,7 @@ The engine decides (`engine.deliveries.flow`, `engine.deliveries.adaptive`); thi
 module gives it the settings, counts what it did, and publishes what it released.
 A worker releases an endpoint's waiting deliveries as soon as it recorded one of its
 attempts (an in-flight slot or a FIFO turn just freed); the scheduler's pass every
-`flow_interval_s` releases what time frees (tokens, the end of a pause). A publish
+`flow_interval_s` releases what time frees (slots, the end of a pause). A publish
 that fails leaves the released rows `queued` under a lease: the scheduler publishes
 them again once it runs out, as it does for any lost message.
 """
@@ -22,6 +22,7 @@ from actors.broker import Publisher
 from engine.deliveries import adaptive, flow, slots
 from engine.deliveries import record as deliveries
 from engine.deliveries.client import Outcome
+from engine.replays import pacing
 from engine.retry import Decision
 from engine.settings import Settings
 
@@ -90,19 +91,33 @@ class FlowRecorder:
         missed = [c for c, o in attempts if o.error_class == slots.MISSED]
         decisions = iter(deliveries.record_many(made, decide=self.decide, learn=self._learn))
         if missed:
-            given = flow.give_back(
-                [(c.delivery.id, c.endpoint.id, c.delivery.lease_until) for c in missed]
-            )
-            metrics.FLOW_SLOTS_MISSED.inc(given)
-            log.info(
-                "flow_slots_missed",
-                deliveries=given,
-                endpoint_ids=sorted({c.endpoint.id for c in missed}),
-            )
+            self._give_back(missed)
         self.after(claimed for claimed, _outcome in attempts)
         return [
             GIVEN_BACK if o.error_class == slots.MISSED else next(decisions) for _c, o in attempts
         ]
+
+    def _give_back(self, missed: Sequence[deliveries.Claim]) -> None:
+        """Those whose slot passed unsent wait for a new one: from their endpoint's flow, or
+        (an endpoint without flow control: a replay lane's slot) from their lane."""
+        for kind, claims in (
+            ("flow", [c for c in missed if c.flow is not None]),
+            ("replay", [c for c in missed if c.flow is None]),
+        ):
+            if not claims:
+                continue
+            rows = [(c.delivery.id, c.endpoint.id, c.delivery.lease_until) for c in claims]
+            if kind == "flow":
+                given = flow.give_back(rows)
+            else:
+                given = pacing.give_back(rows, self.settings.replay_rate_per_s)
+            metrics.FLOW_SLOTS_MISSED.labels(kind).inc(given)
+            log.info(
+                "slots_missed",
+                by=kind,
+                deliveries=given,
+                endpoint_ids=sorted({c.endpoint.id for c in claims}),
+            )
 
     def _learn(
         self, attempts: Sequence[tuple[deliveries.Claim, Outcome]], now: dt.datetime

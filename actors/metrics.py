@@ -70,7 +70,9 @@ FLOW_RELEASED = Counter(
 )
 FLOW_SLOTS_MISSED = Counter(
     "hookline_flow_slots_missed_total",
-    "Rate-limited deliveries a worker reached after their slot: given back unsent, for a new one.",
+    "Deliveries a worker reached after their slot: given back unsent, for a new one; by whose"
+    " slot it was (flow: the endpoint's rate, replay: its replay lane's).",
+    ["by"],
 )
 # Most endpoints `hookline_endpoint_concurrency_limit` shows (the most limited first).
 FLOW_GAUGE_ENDPOINTS = 100

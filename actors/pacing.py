@@ -22,13 +22,17 @@ log = structlog.get_logger("hookline.pacing")
 
 def pace(settings: Settings, publisher: Publisher) -> int:
     """Queue and publish what the replay lanes let go now; answer how many were published."""
-    queued = pacing.pace(lease_s=settings.queue_lease_s, batch=settings.scheduler_batch)
-    if not queued:
+    paced = pacing.pace(lease_s=settings.queue_lease_s, batch=settings.scheduler_batch)
+    if not paced:
         return 0
-    published = publisher.enqueue_many("deliver", queued)
+    published = 0
+    if paced.at_slot:  # taken with their slots, which the worker waits for
+        published += publisher.enqueue_many("deliver", paced.at_slot, released=True)
+    if paced.to_flow:  # held for their endpoint's flow control by the claim
+        published += publisher.enqueue_many("deliver", paced.to_flow)
     metrics.REPLAY_PACED.inc(published)
-    if published < len(queued):
-        log.warning("replay_pace_unpublished", unpublished=len(queued) - published)
+    if published < len(paced):
+        log.warning("replay_pace_unpublished", unpublished=len(paced) - published)
     return published
 
 

@@ -275,12 +275,11 @@ class Replay(BaseModel):
 
 
 class ReplayLane(BaseModel):
-    """One endpoint's pacing of what is replayed to it: a token bucket at `rate_per_s`."""
+    """One endpoint's pacing of what is replayed to it: slots at `rate_per_s`."""
 
     endpoint_id = CharField(primary_key=True)
     rate_per_s = FloatField()
-    tokens = FloatField(default=0.0)
-    tokens_at = DateTimeField(null=True)
+    next_slot_at = DateTimeField(null=True)  # its next free slot (`engine.deliveries.slots`)
     waiting = BooleanField(default=False)
     updated_at = DateTimeField(default=utcnow)
 

@@ -157,17 +157,13 @@ def give_back(
     gives them new slots.
     """
     now = now or utcnow()
-    ours: Any = None
-    for lease_until in {lease for _id, _endpoint, lease in missed if lease is not None}:
-        ids = [i for i, _endpoint, lease in missed if lease == lease_until]
-        one = Delivery.id.in_(ids) & (Delivery.lease_until == lease_until)
-        ours = one if ours is None else (ours | one)
+    ours = states.still_ours((i, lease) for i, _endpoint, lease in missed)
     if ours is None:
         return 0
     with locking():  # the flow rows first, as every transaction takes them
         mark_waiting({endpoint for _id, endpoint, _lease in missed}, now)
         return states.move(
-            (Delivery.status == DELIVERING) & ours,
+            ours,
             to=THROTTLED,
             from_=(DELIVERING,),
             attempts=Delivery.attempts - 1,

@@ -327,9 +327,11 @@ def build_request(
     headers.update(signing.webhook_headers(signers, event.id, timestamp, body))
     headers["content-type"] = "application/json"
     headers["user-agent"] = user_agent
-    if claimed.slot_at is None or not claimed.endpoint.rate_limit_per_s:
+    if claimed.slot_at is None:
         return Request(url=claimed.endpoint.url, headers=headers, body=body)
-    late_s = slots.late_s(claimed.endpoint.rate_limit_per_s)
+    # A replay lane's slot (an endpoint without a rate of its own): the least lateness.
+    rate = claimed.endpoint.rate_limit_per_s
+    late_s = slots.late_s(rate) if rate else slots.LATE_S
     return Request(claimed.endpoint.url, headers, body, slot_at=claimed.slot_at, slot_late_s=late_s)
 
 

@@ -30,6 +30,7 @@ vocabulary, defined in `engine.db.models` beside the column; use them from here.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 from engine.db.machine import StateMachine
@@ -157,6 +158,19 @@ def claimable(now: dt.datetime) -> Any:
     return Delivery.status.in_((PENDING, QUEUED)) | (
         (Delivery.status == DELIVERING) & (Delivery.lease_until < now)
     )
+
+
+def still_ours(claims: Iterable[tuple[str, dt.datetime | None]]) -> Any:
+    """Which of these claimed deliveries (id, the lease its claim took) are still
+    `delivering` under that lease: one whose lease ran out is another worker's now. None
+    when no claim took a lease."""
+    claims = list(claims)
+    ours: Any = None
+    for lease_until in {lease for _id, lease in claims if lease is not None}:
+        ids = [i for i, lease in claims if lease == lease_until]
+        one = Delivery.id.in_(ids) & (Delivery.lease_until == lease_until)
+        ours = one if ours is None else (ours | one)
+    return None if ours is None else (Delivery.status == DELIVERING) & ours
 
 
 MACHINE = StateMachine("delivery", Delivery.status, INITIAL, TRANSITIONS)

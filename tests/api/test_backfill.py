@@ -59,7 +59,7 @@ def test_a_backfill_sends_exactly_the_matching_events_it_never_received(
     assert (run.json["kind"], run.json["matched"], run.json["status"]) == ("backfill", 2, "running")
     assert received(endpoint_id) == {past["big"], past["big_too"]}
     assert unfanned not in received(endpoint_id)
-    queued = pacing.pace(lease_s=30, batch=500, now=utcnow())
+    queued = pacing.pace(lease_s=30, batch=500, now=utcnow()).ids
     expected = [Delivery.get(Delivery.event_id == past[n]).id for n in ("big", "big_too")]
     assert queued == expected, "in event order"
     assert (again.json["matched"], again.json["status"]) == (0, "finished")

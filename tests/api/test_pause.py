@@ -79,8 +79,8 @@ def test_resume_sends_them_in_event_order_paced_and_not_aged_by_the_wait(
 
     resumed = tenant.post(RESUME, endpoint_id=endpoint_id)
     now = utcnow()
-    first = pacing.pace(lease_s=30, batch=500, now=now)
-    rest = pacing.pace(lease_s=30, batch=500, now=now + dt.timedelta(seconds=1))
+    first = pacing.pace(lease_s=30, batch=500, now=now).ids
+    rest = pacing.pace(lease_s=30, batch=500, now=now + dt.timedelta(seconds=1)).ids
 
     assert resumed.status_code == 200
     assert resumed.json["resumed"] == 4
@@ -88,8 +88,10 @@ def test_resume_sends_them_in_event_order_paced_and_not_aged_by_the_wait(
         False,
         None,
     )
-    assert first == ids[:3], "the default 50/s holds 3 tokens at once (3.49)"
-    assert rest == ids[3:], "a second later, the next in order"
+    assert first == ids, "in event order (the oldest event first)"
+    slots_at = [Delivery.get_by_id(i).next_attempt_at for i in ids]
+    assert slots_at == sorted(slots_at), "their slots too"
+    assert rest == [], "nothing twice"
     claimed = deliveries.claim(ids[0], lease_s=30)
     assert claimed is not None
     policy = DeliveryPolicy.of([60], 7 * 86400)
@@ -106,8 +108,9 @@ def test_a_fifo_endpoints_paused_head_keeps_its_place(
     tenant.post(RESUME, endpoint_id=endpoint_id)
     now = utcnow()
 
-    queued = pacing.pace(lease_s=30, batch=500, now=now)
-    assert queued == ids[:3], "the default 50/s holds 3 tokens at once"
+    paced = pacing.pace(lease_s=30, batch=500, now=now)
+    queued = paced.ids
+    assert paced.to_flow == ids, "in event order, to its flow control"
     assert deliveries.claim_many(queued[::-1], lease_s=30) == [], "FIFO: held for its turn"
 
     assert fifo.head_of(endpoint_id).id == ids[0]
@@ -123,7 +126,7 @@ def test_paused_deliveries_of_an_endpoint_resumed_meanwhile_are_released(
 
     assert pause.adopt_orphans(50) == [endpoint_id]
     assert (status(late), Delivery.get_by_id(late).next_attempt_at) == ("scheduled", None)
-    assert pacing.pace(lease_s=30, batch=500) == [late]
+    assert pacing.pace(lease_s=30, batch=500).at_slot == [late]
 
 
 def test_deleting_a_paused_endpoint_cancels_its_paused_deliveries(

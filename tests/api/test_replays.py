@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from actors.flow import GIVEN_BACK, FlowRecorder
 from actors.middleware import DeliveryPolicy
 from engine import secretbox
 from engine.db.models import Delivery, ReplayLane, utcnow
-from engine.deliveries import fanout
+from engine.deliveries import fanout, slots
 from engine.deliveries import record as deliveries
+from engine.deliveries.client import Outcome
 from engine.replays import pacing, replays
 from engine.settings import Settings
 from tests.api.support import Api, assert_problem, attempt, outcome
@@ -51,7 +54,13 @@ def history(publish: Publish, create_endpoint: CreateEndpoint) -> tuple[str, lis
 
 def pace_all(at: dt.datetime) -> list[str]:
     """Everything the lanes let go at `at` (one pass)."""
-    return pacing.pace(lease_s=30, batch=500, now=at)
+    return pacing.pace(lease_s=30, batch=500, now=at).ids
+
+
+def slot_gaps(ids: list[str]) -> list[float]:
+    """Seconds between the slots these queued deliveries carry, in order."""
+    at = [Delivery.get_by_id(i).next_attempt_at for i in ids]
+    return [round((b - a).total_seconds(), 4) for a, b in itertools.pairwise(at)]
 
 
 def test_a_dry_run_counts_by_endpoint_and_type_and_changes_nothing(
@@ -97,17 +106,22 @@ def test_a_replay_goes_out_paced_in_event_order_and_records_itself_on_each_attem
 ) -> None:
     _, ok, failed = history
 
-    created = tenant.post(REPLAYS, {"since": SINCE, "rate_per_s": 40}).json
+    created = tenant.post(REPLAYS, {"since": SINCE, "rate_per_s": 10}).json
     now = utcnow()
     first = pace_all(now)
     later = pace_all(now + dt.timedelta(seconds=0.06))
-    rest = pace_all(now + dt.timedelta(seconds=1))
+    rest = pace_all(now + dt.timedelta(seconds=0.2))
+    done = pace_all(now + dt.timedelta(seconds=1))
 
     assert created["status"] == "running" and created["id"].startswith("rpl_")
     assert (created["matched"], created["queued"], created["finished_at"]) == (5, 0, None)
-    assert first == ok[:2], "a full bucket holds a twentieth of a second: 2 at 40/s"
-    assert later == [ok[2], failed[0]], "60 ms at 95 % of 40/s refills it: 2 more"
-    assert rest == failed[1:], "event order, nothing twice"
+    every = round(slots.spacing_s(10), 4)
+    assert first == ok, "slots within a quarter second of the first: 3 at 10/s"
+    assert Delivery.get_by_id(ok[0]).next_attempt_at == now + dt.timedelta(seconds=slots.LEAD_S)
+    assert later == [], "the next free slot is not yet within reach"
+    assert rest == failed, "event order, nothing twice"
+    assert slot_gaps(ok + failed) == [every] * 4, "one slot after another, at 95 % of 10/s"
+    assert done == []
     assert not ReplayLane.get_by_id(history[0]).waiting, "an empty lane stops waiting"
     claimed = deliveries.claim(failed[0], lease_s=30)
     assert claimed is not None
@@ -131,11 +145,69 @@ def test_a_replay_goes_out_paced_in_event_order_and_records_itself_on_each_attem
     assert [r["id"] for r in tenant.get(REPLAYS).json["data"]] == [created["id"]]
 
 
+def test_a_lane_delivery_is_taken_with_its_slot_and_one_reached_late_goes_back_to_its_lane(
+    tenant: Api, history: tuple[str, list[str], list[str]], sqlite_settings: Settings
+) -> None:
+    endpoint_id, ok, failed = history
+    tenant.post(REPLAYS, {"since": SINCE, "rate_per_s": 10})
+    now = utcnow()
+    paced = pacing.pace(lease_s=30, batch=500, now=now)
+    attempts_before = Delivery.get_by_id(ok[1]).attempts
+
+    [claimed] = deliveries.claim_many([ok[1]], lease_s=30, released=True)
+    box = secretbox.from_settings(sqlite_settings)
+    request = deliveries.build_request(claimed, user_agent="t", timestamp=1, box=box)
+    given = pacing.give_back([(ok[1], endpoint_id, claimed.delivery.lease_until)], 50)
+    back, lane = Delivery.get_by_id(ok[1]), ReplayLane.get_by_id(endpoint_id)
+    again = pace_all(now + dt.timedelta(seconds=1))
+
+    assert (paced.at_slot, paced.to_flow) == (ok, []), "no flow control: sent at their slots"
+    slot = now + dt.timedelta(seconds=slots.LEAD_S + slots.spacing_s(10))
+    assert claimed.slot_at == slot, "the claim takes it with its slot"
+    assert (request.slot_at, request.slot_late_s) == (slot, slots.LATE_S)
+    assert given == 1
+    assert (back.status, back.next_attempt_at, back.attempts) == (
+        "scheduled",
+        None,
+        attempts_before,
+    ), "waiting in its lane again, its attempt not spent"
+    assert (lane.waiting, lane.rate_per_s) == (True, 10), "at the rate it had"
+    assert again == [ok[1], *failed], "the oldest event first"
+
+
+def test_the_workers_recorder_gives_a_lane_delivery_that_missed_its_slot_back_to_its_lane(
+    tenant: Api, history: tuple[str, list[str], list[str]]
+) -> None:
+    endpoint_id, ok, _ = history
+    tenant.post(REPLAYS, {"since": SINCE, "rate_per_s": 10})
+    [late] = deliveries.claim_many(
+        pacing.pace(lease_s=30, batch=1).at_slot, lease_s=30, released=True
+    )
+    published: list[str] = []
+
+    class Publisher:
+        def enqueue_many(self, kind: str, ids: list[str], **options: Any) -> int:
+            published.extend(ids)
+            return len(ids)
+
+    recorder = FlowRecorder(Settings(), Publisher(), DeliveryPolicy.of([60], 0).decide)  # type: ignore[arg-type]
+    missed = Outcome(utcnow(), 0.0, error_class=slots.MISSED, error_detail="0.2 s late")
+
+    [decision] = recorder([(late, missed)])
+
+    assert (late.delivery.id, late.flow) == (ok[0], None), "a lane's, no flow control"
+    assert decision is GIVEN_BACK
+    row = Delivery.get_by_id(ok[0])
+    assert (row.status, row.next_attempt_at) == ("scheduled", None), "in its lane again"
+    assert ReplayLane.get_by_id(endpoint_id).waiting
+    assert published == [], "no flow release: the lane gives it a new slot"
+
+
 def test_cancel_gives_back_what_was_not_yet_queued_and_sends_what_was(
     tenant: Api, history: tuple[str, list[str], list[str]]
 ) -> None:
     _, ok, failed = history
-    created = tenant.post(REPLAYS, {"since": SINCE, "rate_per_s": 40}).json
+    created = tenant.post(REPLAYS, {"since": SINCE, "rate_per_s": 10}).json
     sent = pace_all(utcnow())
 
     result = tenant.post(CANCEL, replay_id=created["id"])
@@ -143,18 +215,18 @@ def test_cancel_gives_back_what_was_not_yet_queued_and_sends_what_was(
     assert result.status_code == 200
     assert (result.json["status"], result.json["queued"], result.json["cancelled"]) == (
         "cancelled",
-        2,
         3,
+        2,
     )
     assert result.json["finished_at"] is not None
     assert [Delivery.get_by_id(i).status for i in ok + failed] == [
         "queued",
         "queued",
-        "succeeded",
+        "queued",
         "quarantined",
         "quarantined",
     ], "what was queued goes on; the rest is back where it was"
-    assert sent == ok[:2]
+    assert sent == ok
     assert Delivery.get_by_id(failed[0]).replay_id is None
     assert pace_all(utcnow() + dt.timedelta(seconds=5)) == [], "nothing more goes out"
     assert_problem(tenant.post(CANCEL, replay_id=created["id"]), 409)
@@ -169,7 +241,9 @@ def test_two_replays_to_one_endpoint_share_its_lane_at_the_slower_rate(
     tenant.post(REPLAYS, {"since": SINCE, "statuses": ["quarantined"], "rate_per_s": 20})
 
     assert ReplayLane.get_by_id(endpoint_id).rate_per_s == 20
-    assert len(pace_all(utcnow())) == 1, "20/s holds one token at once"
+    sent = pace_all(utcnow())
+    assert slot_gaps(sent) == [round(slots.spacing_s(20), 4)] * (len(sent) - 1)
+    assert len(sent) == 5, "a quarter second of slots at 20/s: 5"
 
 
 def test_an_endpoints_own_throttle_caps_its_lane(
@@ -180,9 +254,11 @@ def test_an_endpoints_own_throttle_caps_its_lane(
     tenant.post(REPLAYS, {"since": SINCE, "rate_per_s": 1000})
     now = utcnow()
 
-    sent = pace_all(now) + pace_all(now + dt.timedelta(seconds=0.5))
+    first = pacing.pace(lease_s=30, batch=500, now=now)
+    sent = first.ids + pace_all(now + dt.timedelta(seconds=0.5))
 
     assert len(sent) == 1, "1/s: one, then none half a second later"
+    assert (first.at_slot, first.to_flow) == ([], sent), "its flow control takes it from there"
 
 
 def test_a_replay_that_matches_nothing_is_finished_at_once(

@@ -48,7 +48,7 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "hookline_alerts_total": ("counter", frozenset({"channel", "result"})),
     "hookline_throttled_deliveries": ("gauge", frozenset()),
     "hookline_flow_released_total": ("counter", frozenset({"by"})),
-    "hookline_flow_slots_missed_total": ("counter", frozenset()),
+    "hookline_flow_slots_missed_total": ("counter", frozenset({"by"})),
     "hookline_endpoint_concurrency_limit": ("gauge", frozenset({"endpoint_id"})),
 }
 # (metric, label) -> every value the code emits
