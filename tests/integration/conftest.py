@@ -79,7 +79,9 @@ class Api:
         assert status == 201, body
         return str(body["api_key"])
 
-    def wait_healthy(self, timeout_s: float = 60) -> None:
+    def wait_healthy(self, timeout_s: float = 60, processes: Processes | None = None) -> None:
+        """Wait for `/healthz` to answer 200; a failure shows the processes' state and the
+        API's log, when `processes` started them."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
@@ -88,7 +90,8 @@ class Api:
             except (urllib.error.URLError, ConnectionError, OSError):
                 pass
             time.sleep(0.2)
-        raise AssertionError(f"API at {self.base_url} not healthy within {timeout_s}s")
+        seen = "" if processes is None else "\n" + processes.report("api")
+        raise AssertionError(f"API at {self.base_url} not healthy within {timeout_s}s{seen}")
 
 
 class Processes:
@@ -134,6 +137,12 @@ class Processes:
     def stop_all(self) -> None:
         for name in list(self.children):
             self.stop(name)
+
+    def report(self, *names: str) -> str:
+        """Each process's exit status (None: running), then these processes' log tails."""
+        codes = {name: child.poll() for name, child in self.children.items()}
+        tails = "".join(f"\n-- {name}.log:\n{self.tail(name)}" for name in names)
+        return f"exit codes: {codes}{tails}"
 
     def tail(self, name: str, lines: int = 40) -> str:
         path = self.logs / f"{name}.log"
@@ -215,7 +224,7 @@ def running_stack(
         processes.start(role)
     api = Api(f"http://127.0.0.1:{port}")
     try:
-        api.wait_healthy()
+        api.wait_healthy(processes=processes)
         yield api, processes
     finally:
         processes.stop_all()

@@ -50,7 +50,7 @@ def isolated_stack(
         api = Api(f"http://127.0.0.1:{port}")
         try:
             if "api" in roles:
-                api.wait_healthy()
+                api.wait_healthy(processes=processes)
             yield api, processes, pg_url, vhost
         finally:
             processes.stop_all()
