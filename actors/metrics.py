@@ -36,7 +36,13 @@ from engine.settings import Settings
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-ATTEMPTS = Counter("hookline_attempts_total", "Delivery attempts, by result.", ["result"])
+# `result`: `success`, or the attempt's `error_class` as the API and the logs name it;
+# `status_class`: the answer's (`2xx` ... `5xx`), `none` when there was no answer.
+ATTEMPTS = Counter(
+    "hookline_attempts_total",
+    "Delivery attempts, by result (success or the error class) and the answer's status class.",
+    ["result", "status_class"],
+)
 ATTEMPT_DURATION = Histogram(
     "hookline_attempt_duration_seconds", "Time of one attempt, connect to answer.", buckets=_SECONDS
 )
@@ -79,7 +85,7 @@ FLOW_GAUGE_ENDPOINTS = 100
 TEST_ATTEMPTS = Counter(
     "hookline_test_attempts_total",
     "Attempts of test events (POST /v1/endpoints/{id}/test), by result; in no other metric.",
-    ["result"],
+    ["result", "status_class"],
 )
 OUTCOMES_DROPPED = Counter(
     "hookline_outcomes_dropped_total",
@@ -168,13 +174,17 @@ def register_scheduler_figures() -> SchedulerFigures:
 _OUTCOMES = {"succeed": "succeeded", "retry": "retried", "quarantine": "quarantined"}
 
 
-def attempt_result(outcome: Outcome) -> str:
-    """The bounded `result` label of one attempt."""
+def attempt_labels(outcome: Outcome) -> tuple[str, str]:
+    """The bounded `result` and `status_class` labels of one attempt.
+
+    `result` uses the words of the attempt's `error_class` in the API and the logs
+    (`http_status`, `timeout`, ...), so one failure is named the same everywhere.
+    """
+    code = outcome.status_code
+    status_class = f"{min(max(code // 100, 1), 5)}xx" if code is not None else "none"
     if outcome.success:
-        return "success"
-    if outcome.status_code is not None:
-        return f"http_{min(outcome.status_code // 100, 5)}xx"
-    return outcome.error_class or "connection"
+        return "success", status_class
+    return outcome.error_class or "connection", status_class
 
 
 # The labelled series of the per-attempt counters, looked up once: `labels()` takes a lock
@@ -185,7 +195,7 @@ _deliveries_by_outcome = functools.lru_cache(maxsize=8)(DELIVERIES.labels)
 
 def observe_attempt(outcome: Outcome, decision: Decision, lag_s: float | None) -> None:
     """Count one recorded attempt and what it decided."""
-    _attempts_by_result(attempt_result(outcome)).inc()
+    _attempts_by_result(*attempt_labels(outcome)).inc()
     ATTEMPT_DURATION.observe(outcome.duration_ms / 1000.0)
     _deliveries_by_outcome(_OUTCOMES.get(decision.action, "quarantined")).inc()
     if lag_s is not None:
@@ -194,7 +204,7 @@ def observe_attempt(outcome: Outcome, decision: Decision, lag_s: float | None) -
 
 def observe_test_attempt(outcome: Outcome) -> None:
     """Count one recorded attempt of a test event, apart from real traffic."""
-    TEST_ATTEMPTS.labels(attempt_result(outcome)).inc()
+    TEST_ATTEMPTS.labels(*attempt_labels(outcome)).inc()
 
 
 def exposition() -> bytes:

@@ -52,7 +52,8 @@ def test_every_process_exposes_its_metrics_after_a_delivery(
     assert samples(api_text, "hookline_http_request_duration_seconds_bucket")
 
     worker_text = scrape_until(
-        processes.env["HOOKLINE_WORKER_METRICS_BIND"], 'hookline_attempts_total{result="success"}'
+        processes.env["HOOKLINE_WORKER_METRICS_BIND"],
+        'hookline_attempts_total{result="success",status_class="2xx"}',
     )
     for name in (
         "hookline_attempt_duration_seconds_bucket",

@@ -30,12 +30,21 @@ PROMETHEUS_CONFIG = OPS / "prometheus" / "prometheus.yml"
 DEFINITIONS = OPS / "rabbitmq" / "definitions.json"
 CONSUMER_TIMEOUT = OPS / "rabbitmq" / "consumer-timeout.json"
 
+# The API's words for why an attempt failed (`GET /v1/deliveries/{id}/attempts`).
+ERROR_CLASSES = frozenset(
+    c
+    for c in json.loads((OPS.parent / "schemas" / "attempt.schema.json").read_text())["properties"][
+        "error_class"
+    ]["enum"]
+    if c is not None
+)
+
 # name -> (type, labels)
 CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "hookline_http_requests_total": ("counter", frozenset({"method", "route", "status"})),
     "hookline_http_request_duration_seconds": ("histogram", frozenset({"method", "route"})),
     "hookline_events_ingested_total": ("counter", frozenset({"result"})),
-    "hookline_attempts_total": ("counter", frozenset({"result"})),
+    "hookline_attempts_total": ("counter", frozenset({"result", "status_class"})),
     "hookline_attempt_duration_seconds": ("histogram", frozenset()),
     "hookline_deliveries_total": ("counter", frozenset({"outcome"})),
     "hookline_delivery_lag_seconds": ("histogram", frozenset()),
@@ -54,19 +63,10 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
 # (metric, label) -> every value the code emits
 VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("hookline_events_ingested_total", "result"): frozenset({"created", "duplicate"}),
-    ("hookline_attempts_total", "result"): frozenset(
-        {
-            "success",
-            "http_3xx",
-            "http_4xx",
-            "http_5xx",
-            "timeout",
-            "connection",
-            "dns",
-            "tls",
-            "refused_address",
-            "invalid_url",
-        }
+    # One vocabulary: an attempt's failure is named as the API's `error_class` names it.
+    ("hookline_attempts_total", "result"): frozenset({"success"}) | ERROR_CLASSES,
+    ("hookline_attempts_total", "status_class"): frozenset(
+        {"1xx", "2xx", "3xx", "4xx", "5xx", "none"}
     ),
     ("hookline_deliveries_total", "outcome"): frozenset(
         {"succeeded", "retried", "quarantined", "cancelled"}
@@ -252,7 +252,8 @@ def test_the_contract_check_catches_mistakes() -> None:
     assert problems_in('hookline_attempts_total{endpoint_id="ep_1"}') != []
     assert problems_in("sum by (tenant_id) (rate(hookline_attempts_total[5m]))") != []
     assert problems_in('up{job="worker"}') != []
-    assert problems_in('sum(rate(hookline_attempts_total{result=~"success|http_3xx"}[5m]))') == []
+    assert problems_in('sum(rate(hookline_attempts_total{result=~"success|dns"}[5m]))') == []
+    assert problems_in('hookline_attempts_total{result="http_5xx"}') != []  # the API's words
     assert problems_in('hookline_http_requests_total{status=~"5.."}') == []
 
 

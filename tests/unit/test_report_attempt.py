@@ -34,8 +34,10 @@ def claimed(*, test: bool) -> Claim:
     return Claim(delivery, Endpoint(id="ep_1"), event)
 
 
-def sample(name: str, result: str) -> float:
-    return REGISTRY.get_sample_value(name, {"result": result}) or 0.0
+def sample(name: str, labels: tuple[str, str]) -> float:
+    result, status_class = labels
+    found = REGISTRY.get_sample_value(name, {"result": result, "status_class": status_class})
+    return found or 0.0
 
 
 @pytest.mark.parametrize("status", [200, 500])
@@ -44,7 +46,7 @@ def test_a_test_attempt_reaches_neither_the_breaker_nor_the_metrics_of_real_traf
 ) -> None:
     reporter = Reporter()
     outcome = Outcome(started_at=NOW, duration_ms=3.0, status_code=status)
-    result = metrics.attempt_result(outcome)
+    result = metrics.attempt_labels(outcome)
     real = sample("hookline_attempts_total", result)
     test = sample("hookline_test_attempts_total", result)
 
@@ -57,10 +59,28 @@ def test_a_test_attempt_reaches_neither_the_breaker_nor_the_metrics_of_real_traf
 
 def test_a_real_attempt_reaches_the_breaker_and_the_metrics() -> None:
     reporter = Reporter()
-    outcome = Outcome(started_at=NOW, duration_ms=3.0, status_code=503)
-    before = sample("hookline_attempts_total", "http_5xx")
+    outcome = Outcome(started_at=NOW, duration_ms=3.0, status_code=503, error_class="http_status")
+    before = sample("hookline_attempts_total", ("http_status", "5xx"))
 
     report_attempt(reporter, claimed(test=False), outcome, Decision("retry", 5.0))  # type: ignore[arg-type]
 
     assert [(r.endpoint_id, r.success) for r in reporter.reported] == [("ep_1", False)]
-    assert sample("hookline_attempts_total", "http_5xx") == before + 1
+    assert sample("hookline_attempts_total", ("http_status", "5xx")) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("status", "error_class", "labels"),
+    [
+        (200, None, ("success", "2xx")),
+        (503, "http_status", ("http_status", "5xx")),
+        (302, "http_status", ("http_status", "3xx")),
+        (None, "timeout", ("timeout", "none")),
+        (None, None, ("connection", "none")),
+    ],
+)
+def test_an_attempts_labels_name_its_failure_as_the_api_and_the_logs_do(
+    status: int | None, error_class: str | None, labels: tuple[str, str]
+) -> None:
+    outcome = Outcome(NOW, 3.0, status_code=status, error_class=error_class)
+
+    assert metrics.attempt_labels(outcome) == labels
