@@ -91,7 +91,7 @@ def create_app(
     rate_limit = RateLimit(limiter or Limiter(settings), clock, offload=offload)
     middleware: list[Any] = [
         Metrics(),
-        RequestContext(),
+        RequestContext(settings.access_log),
         Auth(settings, credentials=credentials, offload=offload),
         rate_limit,
         Audit(offload),  # every change, recorded after it committed (`api.audit`)

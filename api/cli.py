@@ -15,12 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from api import cli_checks, cli_tenants
 from engine import __version__, logs
 from engine.db.connect import bind
 from engine.db.migrations import migrate
 from engine.errors import EngineError, SettingsError
 from engine.settings import Settings
+
+log = structlog.get_logger("hookline.start")
 
 GUNICORN_CONF = Path(__file__).resolve().parents[1] / "ops" / "gunicorn.conf.py"
 
@@ -202,7 +206,7 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
             "HOOKLINE_BROKER_URL",
             "`hookline api` needs PostgreSQL and RabbitMQ; `hookline up` runs embedded",
         )
-    cli_checks.before_start(settings)
+    cli_checks.before_start(settings, "api")
     _multiprocess_metrics(settings, "api")
     command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF)]
     os.execv(sys.executable, command)
@@ -254,7 +258,7 @@ def _run_dramatiq(
     """Replace this process with dramatiq's (`setup` builds its broker), plus a metrics fork."""
     if settings.broker_url is None:
         raise SettingsError("HOOKLINE_BROKER_URL", f"`hookline {role}` needs RabbitMQ")
-    cli_checks.before_start(settings)
+    cli_checks.before_start(settings, role)
     _multiprocess_metrics(settings, role)
     command = [
         sys.executable,
@@ -283,7 +287,7 @@ def _scheduler(settings: Settings, args: argparse.Namespace) -> int:
 
     if settings.broker_url is None:
         raise SettingsError("HOOKLINE_BROKER_URL", "`hookline scheduler` needs RabbitMQ")
-    cli_checks.before_start(settings, secret_key=False)
+    cli_checks.before_start(settings, "scheduler", secret_key=False)
     scheduler = scheduling.build(settings)
     try:
         serve(settings.scheduler_metrics_bind)
@@ -341,6 +345,7 @@ def _wait(child: subprocess.Popen[Any]) -> int:
 def _up_embedded(settings: Settings) -> int:
     from api import embedded
 
+    log.info("hookline_starting", **cli_checks.starting_line(settings, "up"))
     hookline = embedded.start(settings)
     database = (settings.database_url and "PostgreSQL") or settings.effective_database_url
     print(

@@ -31,10 +31,17 @@ log = structlog.get_logger("hookline.api")
 T = TypeVar("T")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _MAX_TOKEN_CHARS = 8192
+# Paths the access log writes at debug level only.
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class RequestContext(OnLoop):
-    """Binds a request id to the logs and answers it in `X-Request-Id`."""
+    """Binds a request id to the logs and answers it in `X-Request-Id`; with `access_log`,
+    logs one `request` line per request once it is answered (its tenant's id bound by
+    `Auth`, never the credential)."""
+
+    def __init__(self, access_log: bool = True) -> None:
+        self.access_log = access_log
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         offered = req.get_header("X-Request-Id")
@@ -50,15 +57,17 @@ class RequestContext(OnLoop):
         request_id = getattr(req.context, "request_id", None)
         if request_id:
             resp.set_header("X-Request-Id", request_id)
-        started = getattr(req.context, "started", None)
-        elapsed_ms = (time.perf_counter() - started) * 1000 if started else None
-        log.debug(
-            "request_handled",
-            method=req.method,
-            path=req.path,
-            status=resp.status_code,
-            duration_ms=elapsed_ms,
-        )
+        if self.access_log:
+            started = getattr(req.context, "started", None)
+            elapsed_ms = (time.perf_counter() - started) * 1000 if started else None
+            quiet = req.path in _PROBES  # a load balancer's probes, every few seconds
+            (log.debug if quiet else log.info)(
+                "request",
+                method=req.method,
+                path=req.path,
+                status=resp.status_code,
+                duration_ms=None if elapsed_ms is None else round(elapsed_ms, 3),
+            )
         structlog.contextvars.clear_contextvars()
 
 

@@ -10,12 +10,15 @@ answers a problem+json 503 past `MAX_IN_FLIGHT` requests in flight.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
+from gunicorn import glogging
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
 from api.errors import problem_body
+from engine import logs
 from engine.settings import Settings
 from engine.shortcuts.loop import loop_name
 
@@ -105,6 +108,21 @@ def server_protocol() -> type[HttpToolsProtocol]:
     return BoundedHead
 
 
+class JsonLogger(glogging.Logger):
+    """`logger_class` in `ops/gunicorn.conf.py`: gunicorn's own lines (the master's, the
+    workers' boots and exits) go through the root logger `engine.logs` configures, so the
+    API's every line is one JSON object like the other processes' (gunicorn writes plain
+    text through handlers of its own)."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        settings = Settings.from_env()
+        logs.configure(settings.log_level, settings.log_format)
+        for own in (self.error_log, self.access_log):
+            own.handlers[:] = []
+            own.propagate = True
+
+
 class Worker(UvicornWorker):
     """`worker_class = "api.server.Worker"` in `ops/gunicorn.conf.py`.
 
@@ -125,3 +143,9 @@ class Worker(UvicornWorker):
         # uvicorn_worker reads `self.CONFIG_KWARGS` in `__init__`: this worker's own copy.
         setattr(self, "CONFIG_KWARGS", {**type(self).CONFIG_KWARGS, "loop": loop})  # noqa: B010
         super().__init__(*args, **kwargs)
+        # uvicorn_worker gave uvicorn's loggers gunicorn's handlers, which `JsonLogger` emptied:
+        # they go through the root logger's JSON instead.
+        for name in ("uvicorn.error", "uvicorn.access"):
+            uvicorn_log = logging.getLogger(name)
+            uvicorn_log.handlers = []
+            uvicorn_log.propagate = True

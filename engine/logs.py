@@ -23,6 +23,24 @@ _SHARED: list[Any] = [
 _QUIET = {"pika": logging.WARNING, "dramatiq": logging.INFO, "aiohttp.access": logging.WARNING}
 
 
+class PikaLossesAreWarnings(logging.Filter):
+    """pika's errors, written as warnings: each is a lost connection that Hookline mends.
+
+    A worker thread's publishing connection that sat idle past two heartbeats is closed by
+    RabbitMQ; pika says so at error level when the connection is next used or closed, four
+    lines per connection (48 in one worker's stop after a quiet hour). dramatiq reconnects
+    and publishes again, consumers restart, and what was not published is published again
+    once its lease runs out, so none of it needs a person: alerting on `level: error` must
+    not fire on every deploy. A real outage still shows at error level in Hookline's own
+    lines and dramatiq's (`Consumer encountered a connection error`), and in the metrics.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.name.startswith("pika"):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure(level: str = "info", fmt: str = "auto") -> None:
     """Route structlog and stdlib logging to stderr in one format."""
     json_lines = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -53,6 +71,7 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    handler.addFilter(PikaLossesAreWarnings())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -209,6 +209,9 @@ class Settings:
     log_level: str = "info"
     # Log format: json, console, or auto (console on a terminal).
     log_format: str = "auto"
+    # One `request` line per API request at info level: method, path, status, duration,
+    # request and tenant ids (never the credential); false = none.
+    access_log: bool = True
     # The event loop that serves the API and sends attempts: uvloop, or asyncio (the stdlib's).
     event_loop: str = "uvloop"
 
@@ -391,6 +394,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "supervisor_metrics_bind": parse.bind,
     "log_level": parse.choice("debug", "info", "warning", "error"),
     "log_format": parse.choice("json", "console", "auto"),
+    "access_log": parse.boolean,
     "event_loop": parse.choice("uvloop", "asyncio"),
 }
 

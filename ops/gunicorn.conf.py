@@ -24,8 +24,11 @@ keepalive = 5
 # The workers' heartbeat file: on tmpfs, its updates never wait on a disk.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 control_socket_disable = True
+# The API's access log is Hookline's own JSON `request` line (`api.middleware`,
+# HOOKLINE_ACCESS_LOG); gunicorn's lines are JSON too (`api.server.JsonLogger`).
 accesslog = None
 errorlog = "-"
+logger_class = "api.server.JsonLogger"
 loglevel = _settings.log_level
 proc_name = "hookline-api"
 

@@ -109,5 +109,5 @@ def test_the_request_logs_name_the_tenant_whether_its_key_was_looked_up_or_remem
         for _ in range(2):  # looked up, then remembered
             assert client.get("/v1/endpoints").status_code == 200
 
-    handled = [line for line in captured if line["event"] == "request_handled"]
+    handled = [line for line in captured if line["event"] == "request"]
     assert [line.get("tenant_id") for line in handled] == [tenant.id, tenant.id]

@@ -4,6 +4,7 @@ either is left to the processes to wait out."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -32,6 +33,12 @@ def start(role: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+def said(done: subprocess.CompletedProcess[str]) -> tuple[dict[str, object], list[str]]:
+    """A stopped process's start-up line (its first, JSON: not a terminal), and the rest."""
+    first, *rest = done.stderr.strip().splitlines()
+    return json.loads(first), rest
+
+
 def test_a_vhost_that_does_not_exist_fails_the_start_in_one_line() -> None:
     with new_vhost(f"-r{time.monotonic_ns() % 10**8}") as existing:  # RabbitMQ is there
         missing = f"{existing}-never-made"
@@ -43,8 +50,14 @@ def test_a_vhost_that_does_not_exist_fails_the_start_in_one_line() -> None:
         assert "rabbitmqctl add_vhost" in str(raised.value)
 
         done = start("scheduler", stack_env("postgresql://postgres@127.0.0.1:1/none", url))
+    starting, rest = said(done)
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [
+    assert (starting["event"], starting["role"], starting["broker"]) == (
+        "hookline_starting",
+        "scheduler",
+        f"amqp://guest:***@{AMQP_HOST}/{quote(missing, safe='')}",
+    ), "where it runs, the password masked"
+    assert rest == [
         f"hookline: HOOKLINE_BROKER_URL: RabbitMQ at amqp://guest:***@{AMQP_HOST}/"
         f"{quote(missing, safe='')} refused the virtual host: create it (rabbitmqctl add_vhost)"
         " and give the user access to it (rabbitmqctl set_permissions), or fix its name in"
@@ -77,8 +90,14 @@ def test_a_database_not_yet_migrated_fails_the_start_in_one_line(role: str) -> N
     ):
         done = start(role, stack_env(pg_url, amqp_url_for(vhost)))
 
+    starting, rest = said(done)
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [
+    assert (starting["role"], starting["database"], starting["queue_type"]) == (
+        role,
+        pg_url,
+        "classic",
+    )
+    assert rest == [
         f"hookline: HOOKLINE_DATABASE_URL: the database at {pg_url} is at schema version 0 of"
         f" {latest_version()}: run `hookline migrate` first"
     ], done.stderr
