@@ -157,6 +157,8 @@ def _fairness_and_flow(ctx: Context, found: dict[str, Any]) -> None:
                 "throttled_median_per_s",
                 "unthrottled_deliveries_per_s",
                 "reference_unthrottled_deliveries_per_s",
+                "unthrottled_per_endpoint_per_s",
+                "reference_per_endpoint_per_s",
                 "unthrottled_ratio",
             ),
         ),

@@ -9,13 +9,17 @@ import sys
 import time
 from typing import Any
 
+from engine.db import models
 from ops.bench import shapes
 from ops.bench.context import Context, CpuMeter, RssSampler, wait_until
 from ops.bench.processes import ROOT
 from ops.bench.services import purge_queues
 
 ROLES = ("api", "worker", "scheduler", "supervisor")  # Hookline's processes, all running
-OPEN_STATES = "('pending', 'queued', 'delivering', 'scheduled')"
+# Every state a delivery is still at work in (`engine.db.models.OPEN_STATES`): a run that
+# ends cancels them all. Once without `throttled`, a throttled endpoint's rest went on at its
+# rate into the next run, to the same receiver path, and counted twice the rate there.
+OPEN_STATES = "(" + ", ".join(f"'{state}'" for state in models.OPEN_STATES) + ")"
 # A typical transform: a Slack-style incoming-webhook body made from the bench's payload.
 SLACK_TRANSFORM = {
     "jmespath": "{text: join('', ['Event ', type, ' #', to_string(data.n), ' for ', endpoint.id]),"
