@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import structlog
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -30,9 +31,12 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from actors.signals import absorb_repeated_stops
+from engine import logs
 from engine.deliveries.client import Outcome
 from engine.retry import Decision
 from engine.settings import Settings
+
+log = structlog.get_logger("hookline.metrics")
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -246,20 +250,26 @@ def serve(bind: str) -> ThreadingHTTPServer:
 
 def serve_worker_metrics() -> int:
     """A dramatiq fork (`--fork actors.metrics:serve_worker_metrics`) serving every worker."""
-    return _serve_forked(Settings.from_env().worker_metrics_bind)
+    settings = Settings.from_env()
+    return _serve_forked(settings, settings.worker_metrics_bind, "HOOKLINE_WORKER_METRICS_BIND")
 
 
 def serve_supervisor_metrics() -> int:
     """A dramatiq fork serving the metrics of `hookline supervisor` (alerts sent)."""
-    return _serve_forked(Settings.from_env().supervisor_metrics_bind)
+    settings = Settings.from_env()
+    return _serve_forked(
+        settings, settings.supervisor_metrics_bind, "HOOKLINE_SUPERVISOR_METRICS_BIND"
+    )
 
 
-def _serve_forked(bind: str) -> int:
+def _serve_forked(settings: Settings, bind: str, setting: str) -> int:
+    # Its lines are JSON like its siblings' (a repeated stop signal is logged here too).
+    logs.configure(settings.log_level, settings.log_format)
     absorb_repeated_stops()  # dramatiq's fork handlers are installed by now
     try:
         _server(bind).serve_forever()
     except OSError as exc:
-        print(f"hookline: worker metrics cannot listen on {bind}: {exc}", flush=True)
+        log.error("metrics_cannot_listen", setting=setting, bind=bind, error=str(exc))
         return 1
     except KeyboardInterrupt:
         pass

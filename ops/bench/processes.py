@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -18,11 +19,29 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Ports handed to listeners: below Linux's ephemeral range (32768-60999), where no outgoing
+# connection takes one between its choice here and the listener's bind. A port from
+# `bind(0)` is from that range, and a scheduler under CI's load once found its metrics port
+# taken by then ("Address already in use") and never started.
+_LISTEN_PORTS = range(20000, 32768)
+_handed: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port of 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port of 127.0.0.1 that nothing listens on now, not handed out before by this
+    process."""
+    for _ in range(500):
+        port = random.choice(_LISTEN_PORTS)
+        if port in _handed:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed.add(port)
+        return port
+    raise RuntimeError("no free port on 127.0.0.1 below the ephemeral range")
 
 
 def group_rss_kib(pgid: int) -> list[int]:

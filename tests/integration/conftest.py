@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,17 +20,12 @@ import pytest
 
 from engine.db.connect import bind
 from engine.db.migrations import migrate
+from ops.bench.processes import free_port
 from tests.factories import ADMIN_TOKEN, SECRET_KEY, make_settings
 from tests.receiver import Receiver
 from tests.services import new_database, queue_type
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Api:

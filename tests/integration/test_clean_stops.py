@@ -88,7 +88,8 @@ def test_a_sigterm_to_the_workers_process_group_drains_the_attempts_in_flight(
 def test_a_sigterm_to_the_schedulers_process_group_stops_it_cleanly(tmp_path: Path) -> None:
     with isolated_stack(tmp_path, roles=("scheduler",)) as (_, processes, _, _):
         scheduler = processes.children["scheduler"]
-        eventually(lambda: processes.tail("scheduler", 100).strip(), 30)  # it has booted
+        # Booted: its start-up line comes before its checks, "scheduler_started" after them.
+        eventually(lambda: "scheduler_started" in processes.tail("scheduler", 100), 30)
 
         started = time.monotonic()
         os.killpg(scheduler.pid, signal.SIGTERM)
