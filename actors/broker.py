@@ -128,7 +128,6 @@ class Publisher:
 
         Raises:
             LookupError: the broker has no `Quarantine` middleware.
-            actors.queues.QueueMismatchError: RabbitMQ holds that queue of another type.
         """
         if not isinstance(self.broker, RabbitmqBroker):
             return len(documents)
@@ -140,7 +139,9 @@ class Publisher:
         try:
             channel = self.broker.channel
             if not self._quarantine_declared:
-                quarantine.declare(channel, self.settings)
+                if not quarantine.declare(channel, self.settings):
+                    del self.broker.channel  # RabbitMQ closed it: the queue has other arguments
+                    channel = self.broker.channel
                 self._quarantine_declared = True
             for body in documents:
                 channel.basic_publish(
@@ -150,10 +151,6 @@ class Publisher:
         except pika.exceptions.AMQPError:
             del self.broker.connection  # the next call opens a fresh connection
             self._quarantine_declared = False
-        except queues.QueueMismatchError:
-            del self.broker.connection
-            self._quarantine_declared = False
-            raise
         return count
 
     def ping(self) -> None:

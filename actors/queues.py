@@ -54,6 +54,7 @@ class QueueMismatchError(SettingsError):
             " new vhost, then start again (README: Queue types).",
         )
         self.queue_name = queue_name
+        self.reply = reply
 
 
 def arguments(settings: Settings, *, limited: bool) -> dict[str, Any]:

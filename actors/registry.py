@@ -107,7 +107,8 @@ def check_queues(settings: Settings) -> None:
     try:
         for queue_name in (*WORKER_QUEUES, *SUPERVISOR_QUEUES):
             broker.declare_queue(queue_name, ensure=True)
-        Quarantine().declare(broker.channel, settings)
+        if not Quarantine().declare(broker.channel, settings):
+            del broker.channel  # RabbitMQ closed it; the queue is there, with other arguments
     except (ConnectionClosed, pika.exceptions.AMQPError) as exc:
         refusal = broker_refusal(exc)
         if refusal is not None:

@@ -3,19 +3,25 @@ of their own each, dropped afterwards. Never reconfigures the services."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import shutil
 import subprocess
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 import pytest
 
 PG_ADMIN_DSN = os.environ.get("HOOKLINE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_HOST = os.environ.get("HOOKLINE_TEST_AMQP_HOST", "127.0.0.1:5672")
+# RabbitMQ's management HTTP API (`rabbitmq-plugins enable rabbitmq_management`; .ci/run does).
+AMQP_MANAGEMENT = os.environ.get("HOOKLINE_TEST_AMQP_MANAGEMENT", "http://127.0.0.1:15672")
 RUN_ID = uuid.uuid4().hex[:10]
 
 
@@ -86,3 +92,19 @@ def new_vhost(suffix: str = "") -> Iterator[str]:
 
 def amqp_url_for(vhost: str, host: str = AMQP_HOST) -> str:
     return f"amqp://guest:guest@{host}/{quote(vhost, safe='')}"
+
+
+def management_queues(vhost: str) -> dict[str, dict[str, Any]]:
+    """The vhost's queues as the management UI shows them, read through its HTTP API as
+    guest: name, consumers, messages (refreshed every few seconds), arguments."""
+    token = base64.b64encode(b"guest:guest").decode()
+    request = urllib.request.Request(
+        f"{AMQP_MANAGEMENT}/api/queues/{quote(vhost, safe='')}",
+        headers={"Authorization": f"Basic {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            rows = json.load(response)
+    except (urllib.error.URLError, OSError) as exc:
+        unavailable("RabbitMQ's management API", f"{AMQP_MANAGEMENT}: {exc}")
+    return {row["name"]: row for row in rows}

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import dramatiq
+import structlog
 from dramatiq.middleware import Middleware
 
 from actors import queues
@@ -26,6 +27,16 @@ from engine.retry import Decision
 from engine.settings import Settings
 
 QUARANTINE_QUEUE = "hookline.quarantine"
+# The quarantine queue's own bound: nothing consumes the copies, and a receiver failing for
+# days must not fill RabbitMQ's disk (its alarm blocks every publisher, the API's included).
+# Past it, the oldest copies go; the delivery rows keep every one.
+QUARANTINE_BOUND: dict[str, Any] = {
+    "x-max-length": 1_000_000,
+    "x-max-length-bytes": 2 * 1024**3,
+    "x-overflow": "drop-head",
+}
+
+log = structlog.get_logger("hookline.broker")
 
 _Part = TypeVar("_Part", bound=Middleware)
 
@@ -70,14 +81,28 @@ class Quarantine(Middleware):
     def __init__(self, queue_name: str = QUARANTINE_QUEUE) -> None:
         self.queue_name = queue_name
 
-    def declare(self, channel: Any, settings: Settings) -> None:
+    def declare(self, channel: Any, settings: Settings) -> bool:
         """Declare the queue on an AMQP channel: durable, of the configured type, without
-        dead-lettering.
+        dead-lettering, bounded (`QUARANTINE_BOUND`), in whatever vhost Hookline is given.
 
-        Raises:
-            actors.queues.QueueMismatchError: it exists with another type or arguments.
+        Answers False when it exists with other arguments: one an older Hookline declared
+        without its bound, or of the other type. RabbitMQ then closed the channel, and the
+        caller goes on with a new one: the queue is there, and the copies still go to it,
+        bounded by a policy if the operator set one (`ops/rabbitmq/definitions.json`); a
+        warning says how to have Hookline's own bound.
         """
-        queues.declare(channel, self.queue_name, settings)
+        try:
+            queues.declare(channel, self.queue_name, settings, **QUARANTINE_BOUND)
+        except queues.QueueMismatchError as exc:
+            log.warning(
+                "quarantine_queue_not_bounded_by_hookline",
+                queue=self.queue_name,
+                refused=exc.reply,
+                fix="its messages are copies: delete the queue and Hookline declares it"
+                " bounded, or keep the guard policy of ops/rabbitmq/definitions.json",
+            )
+            return False
+        return True
 
     def __repr__(self) -> str:
         return f"Quarantine(queue_name={self.queue_name!r})"

@@ -10,7 +10,9 @@ from typing import Any
 
 import pika
 import pytest
+import structlog
 
+from actors.middleware import Quarantine
 from actors.queues import QueueMismatchError
 from actors.registry import SUPERVISOR_QUEUES, WORKER_QUEUES, check_queues, publisher
 from tests.factories import make_settings
@@ -65,6 +67,8 @@ def test_every_queue_hookline_declares_is_of_the_configured_type(
     processed = set(WORKER_QUEUES + SUPERVISOR_QUEUES)  # neither .DQ, .XQ nor the quarantine
     assert limits == (processed if queue_type == "quorum" else set())
     assert all("7" in args for name, (_, args) in queues.items() if name in limits)
+    bound = queues[QUARANTINE][1]
+    assert "x-max-length" in bound and "drop-head" in bound, "bounded by Hookline, any vhost"
 
 
 def test_a_message_that_keeps_killing_its_consumer_is_dead_lettered_at_the_delivery_limit(
@@ -118,3 +122,30 @@ def test_classic_queues_declared_as_quorum_fail_once_saying_how_to_switch(vhost:
     assert "HOOKLINE_QUEUE_TYPE: RabbitMQ refused to declare queue" in done.stderr
     assert "inequivalent arg 'x-queue-type'" in done.stderr
     assert declared(vhost)[WORKER_QUEUES[0]][0] == "classic"  # left as it was
+
+
+def test_a_quarantine_an_older_hookline_declared_unbounded_is_kept_and_still_receives(
+    vhost: str,
+) -> None:
+    url = amqp_url_for(vhost)
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    connection.channel().queue_declare(QUARANTINE, durable=True)  # no arguments, as before
+    connection.close()
+    settings = make_settings(HOOKLINE_BROKER_URL=url)
+
+    with structlog.testing.capture_logs() as logged:
+        check_queues(settings)  # no stop: the queue is there, with other arguments
+        sending = publisher(settings, middleware=[Quarantine()])  # as the scheduler's
+        published = sending.publish_quarantine([b'{"delivery_id": "dlv_1"}'])
+        sending.broker.close()
+
+    assert published == 1
+    assert declared(vhost)[QUARANTINE] == ("classic", "[]"), "left as it was"
+    warned = [e for e in logged if e["event"] == "quarantine_queue_not_bounded_by_hookline"]
+    assert warned and "delete the queue" in warned[0]["fix"]
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        method, _properties, body = connection.channel().basic_get(QUARANTINE, auto_ack=True)
+    finally:
+        connection.close()
+    assert method is not None and b"dlv_1" in body

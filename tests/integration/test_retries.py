@@ -6,17 +6,20 @@ import datetime as dt
 import itertools
 import json
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pika
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from actors.middleware import QUARANTINE_QUEUE as QUARANTINE
 from actors.middleware import Quarantine
+from actors.registry import SUPERVISOR_QUEUES, WORKER_QUEUES
 from tests.factories import eventually, make_settings
 from tests.integration.conftest import Api
 from tests.integration.test_delivery import create_endpoint, wait_for_status
 from tests.receiver import Receiver
-from tests.services import queue_type
+from tests.services import management_queues, queue_type
 
 pytestmark = pytest.mark.integration
 
@@ -99,6 +102,37 @@ def test_a_receiver_that_always_fails_ends_in_quarantine_visible_in_api_and_queu
     assert copies[0]["reason"] == "exhausted"
     assert copies[0]["endpoint_id"] == endpoint["id"]
     assert copies[0]["last_status_code"] == 500
+
+
+def test_the_management_ui_shows_the_queues_their_consumers_and_the_quarantines_depth(
+    stack: tuple[Api, Any], receiver: Receiver, amqp_url: str
+) -> None:
+    """What an operator sees in RabbitMQ's management UI, read through its HTTP API."""
+    api, _ = stack
+    vhost = unquote(urlsplit(amqp_url).path[1:])
+    management_queues(vhost)  # reachable, or skipped (failed under CI) before any work
+    key = api.tenant()
+    receiver.script("/seen", default=500)
+    create_endpoint(api, key, receiver.url("/seen"), retry_schedule=[1])
+    wait_for_status(api, key, send(api, key), {"quarantined"}, 1, timeout_s=30)
+
+    def once_counted() -> dict[str, Any] | None:
+        """The queues once the copy is counted: figures refresh every 5 s."""
+        queues = management_queues(vhost)
+        return queues if queues.get(QUARANTINE, {}).get("messages", 0) >= 1 else None
+
+    queues = eventually(once_counted, timeout_s=30, interval_s=1.0)
+
+    expected = {QUARANTINE}
+    for name in (*WORKER_QUEUES, *SUPERVISOR_QUEUES):
+        expected |= {name, f"{name}.DQ", f"{name}.XQ"}
+    assert set(queues) == expected
+    work = {name: queues[name]["consumers"] for name in WORKER_QUEUES}
+    assert all(count >= 1 for count in work.values()), f"the worker consumes each: {work}"
+    assert queues[QUARANTINE]["consumers"] == 0, "copies for the operators' eyes"
+    assert {q["durable"] for q in queues.values()} == {True}
+    kinds = {q["arguments"].get("x-queue-type", "classic") for q in queues.values()}
+    assert kinds == {queue_type()}
 
 
 def test_a_quarantined_delivery_is_retried_on_request_and_recovered_by_window(

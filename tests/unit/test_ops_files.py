@@ -19,6 +19,7 @@ from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
 
 from actors.broker import Publisher
 from actors.middleware import QUARANTINE_QUEUE, Quarantine
+from actors.middleware.policy import QUARANTINE_BOUND
 from actors.registry import declare_actors
 from engine.settings import Settings
 
@@ -382,7 +383,7 @@ def test_the_definitions_declare_what_hookline_declares(definitions: dict[str, A
             want["arguments"], sort_keys=True
         )
     assert queues["hookline.deliver.XQ"]["arguments"] == {"x-message-ttl": DEAD_MESSAGE_TTL}
-    assert queues[QUARANTINE_QUEUE]["arguments"] == {}
+    assert queues[QUARANTINE_QUEUE]["arguments"] == QUARANTINE_BOUND, "bounded by Hookline"
 
 
 def test_the_definitions_hold_no_credentials(definitions: dict[str, Any]) -> None:
