@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from api import cli_checks, cli_tenants
+from api import cli_checks, cli_listen, cli_tenants
 from engine import __version__, logs
 from engine.db.connect import bind
 from engine.db.migrations import migrate
@@ -108,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
         help="fold outcomes into circuit breakers and send alerts (run two or more, for failover)",
     ).set_defaults(handler=_supervisor)
     commands.add_parser("up", help="run everything on this host").set_defaults(handler=_up)
+    cli_listen.add_command(commands)
     return parser
 
 
