@@ -49,13 +49,17 @@ LOOKAHEAD_S = 0.25
 MISSED = "slot_missed"
 
 
-def spacing_s(rate_per_s: float) -> float:
-    """Seconds between two slots of an endpoint at this rate."""
-    return 1.0 / (rate_per_s * SHARE)
+def spacing_s(rate_per_s: float, share: float = SHARE) -> float:
+    """Seconds between two slots at this rate, the slots taking `share` of it."""
+    return 1.0 / (rate_per_s * share)
 
 
 def assign(
-    next_slot_at: dt.datetime | None, rate_per_s: float, now: dt.datetime, most: int
+    next_slot_at: dt.datetime | None,
+    rate_per_s: float,
+    now: dt.datetime,
+    most: int,
+    share: float = SHARE,
 ) -> list[dt.datetime]:
     """Up to `most` slots a release at `now` may give, in order.
 
@@ -67,7 +71,7 @@ def assign(
     first = now + dt.timedelta(seconds=LEAD_S)
     if next_slot_at is not None and next_slot_at > first:
         first = next_slot_at
-    every = spacing_s(rate_per_s)
+    every = spacing_s(rate_per_s, share)
     horizon = (now - first).total_seconds() + LEAD_S + LOOKAHEAD_S
     if horizon < 0 or most <= 0:
         return []

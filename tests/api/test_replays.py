@@ -115,12 +115,12 @@ def test_a_replay_goes_out_paced_in_event_order_and_records_itself_on_each_attem
 
     assert created["status"] == "running" and created["id"].startswith("rpl_")
     assert (created["matched"], created["queued"], created["finished_at"]) == (5, 0, None)
-    every = round(slots.spacing_s(10), 4)
+    every = round(slots.spacing_s(10, pacing.LANE_SHARE), 4)
     assert first == ok, "slots within a quarter second of the first: 3 at 10/s"
     assert Delivery.get_by_id(ok[0]).next_attempt_at == now + dt.timedelta(seconds=slots.LEAD_S)
     assert later == [], "the next free slot is not yet within reach"
     assert rest == failed, "event order, nothing twice"
-    assert slot_gaps(ok + failed) == [every] * 4, "one slot after another, at 95 % of 10/s"
+    assert slot_gaps(ok + failed) == [every] * 4, "one slot after another, at 90 % of 10/s"
     assert done == []
     assert not ReplayLane.get_by_id(history[0]).waiting, "an empty lane stops waiting"
     claimed = deliveries.claim(failed[0], lease_s=30)
@@ -162,7 +162,7 @@ def test_a_lane_delivery_is_taken_with_its_slot_and_one_reached_late_goes_back_t
     again = pace_all(now + dt.timedelta(seconds=1))
 
     assert (paced.at_slot, paced.to_flow) == (ok, []), "no flow control: sent at their slots"
-    slot = now + dt.timedelta(seconds=slots.LEAD_S + slots.spacing_s(10))
+    slot = now + dt.timedelta(seconds=slots.LEAD_S + slots.spacing_s(10, pacing.LANE_SHARE))
     assert claimed.slot_at == slot, "the claim takes it with its slot"
     assert (request.slot_at, request.slot_late_s) == (slot, slots.LATE_S)
     assert given == 1
@@ -242,7 +242,7 @@ def test_two_replays_to_one_endpoint_share_its_lane_at_the_slower_rate(
 
     assert ReplayLane.get_by_id(endpoint_id).rate_per_s == 20
     sent = pace_all(utcnow())
-    assert slot_gaps(sent) == [round(slots.spacing_s(20), 4)] * (len(sent) - 1)
+    assert slot_gaps(sent) == [round(slots.spacing_s(20, pacing.LANE_SHARE), 4)] * (len(sent) - 1)
     assert len(sent) == 5, "a quarter second of slots at 20/s: 5"
 
 
