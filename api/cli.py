@@ -335,6 +335,20 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     return max(_wait(child) for child in children)
 
 
+def _this_command() -> str:
+    """How to run `hookline` again as this process was run: under tox the script is not on
+    the PATH, so its path (relative to here when inside); `python -m api.cli` when so run."""
+    script = Path(sys.argv[0])
+    if script.name != "hookline":
+        return f"{Path(sys.executable).name} -m api.cli"
+    if shutil.which("hookline") == str(script.resolve()):
+        return "hookline"
+    try:
+        return str(script.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
 def _wait(child: subprocess.Popen[Any]) -> int:
     try:
         return abs(child.wait(timeout=60))
@@ -352,7 +366,7 @@ def _up_embedded(settings: Settings) -> int:
     print(
         f"Hookline {__version__} running embedded: database {database}, in-process broker, "
         f"API, workers, scheduler and supervisor in this process.\n"
-        f"API: {hookline.url}   (create a tenant: hookline tenants create NAME)\n"
+        f"API: {hookline.url}   (create a tenant: {_this_command()} tenants create NAME)\n"
         "Set HOOKLINE_DATABASE_URL and HOOKLINE_BROKER_URL for PostgreSQL and RabbitMQ. "
         "Ctrl-C stops.",
         file=sys.stderr,

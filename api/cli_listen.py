@@ -127,6 +127,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         listener.close()
         _say(f"hookline listen: {exc}")
         return 2 if 400 <= exc.status < 500 else 1
+    except OSError as exc:  # the address to listen on is taken, or not this machine's
+        listener.close()
+        _say(f"hookline listen: cannot listen there: {exc}")
+        return 1
     _say(
         f"listening on {listener.url} for endpoint {listener.endpoint_id}"
         + (f", forwarding to {args.forward_to}" if args.forward_to else "")

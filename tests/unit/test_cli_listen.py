@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import time
 from typing import Any
 
@@ -101,3 +102,33 @@ def test_without_a_key_it_says_which_variable(
 
     assert code == 1
     assert "HOOKLINE_API_KEY" in capsys.readouterr().err
+
+
+def test_a_port_already_taken_is_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HOOKLINE_API_KEY", "hk_test")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        code = cli.main(["listen", "--port", str(port)])
+
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "cannot listen there" in err and "Traceback" not in err
+
+
+def test_the_up_banner_names_hookline_as_this_process_was_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Under tox the script is not on the PATH: the banner names its path from here."""
+    script = tmp_path / ".tox" / "up" / "bin" / "hookline"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", [str(script)])
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert cli._this_command() == ".tox/up/bin/hookline"
+
+    monkeypatch.setattr("sys.argv", ["/somewhere/api/cli.py"])
+    assert cli._this_command().endswith(" -m api.cli")
