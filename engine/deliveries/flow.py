@@ -98,6 +98,13 @@ def limits(endpoint: Endpoint, flow: EndpointFlow | None, now: dt.datetime) -> L
     )
 
 
+def joined(row: Any) -> EndpointFlow | None:
+    """The endpoint's flow row a query outer-joined as `flow_row` (a claim's, a replay
+    lane's); None when the endpoint has none (the join's row is then all NULL)."""
+    found = getattr(row, "flow_row", None)
+    return found if found is not None and found.endpoint_id is not None else None
+
+
 def controlled(endpoint: Endpoint, flow: EndpointFlow | None, now: dt.datetime) -> bool:
     """True when the endpoint's deliveries wait for `release` (`limits(...).any`, cheaper:
     every fan-out and claim asks it of every delivery)."""

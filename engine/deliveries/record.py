@@ -108,9 +108,9 @@ def claim_many(
     if not admitted:
         return []
     flows = {
-        d.id: _flow(d) or EndpointFlow(endpoint_id=d.endpoint_id)
+        d.id: flow.joined(d) or EndpointFlow(endpoint_id=d.endpoint_id)
         for d in admitted.values()
-        if flow.controlled(d.endpoint_row, _flow(d), now)
+        if flow.controlled(d.endpoint_row, flow.joined(d), now)
     }
     if flows and not released:  # their flow decides when: they wait for its release
         held = list(flows)
@@ -214,12 +214,6 @@ def _claim_rows(delivery_ids: Sequence[str], claimable: Any, max_lost: int | Non
     if max_lost is not None:
         rows = rows.where((Delivery.status != DELIVERING) | (lost.lost_attempts() < max_lost))
     return rows
-
-
-def _flow(delivery: Any) -> EndpointFlow | None:
-    """The delivery's endpoint's flow row from the claim's outer join; None if it has none."""
-    row = getattr(delivery, "flow_row", None)
-    return row if row is not None and row.endpoint_id is not None else None
 
 
 def _take(

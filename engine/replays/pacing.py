@@ -7,9 +7,9 @@ scheduler calls `pace` every `flow_interval_s`: each waiting lane gives its olde
 deliveries (event order) *slots* at 90 % of its rate (`LANE_SHARE`; the rate is the
 slowest of the replays waiting in it, capped by the endpoint's own `rate_limit_per_s`),
 as flow control gives a rate-limited endpoint's (`engine.deliveries.slots`), moves
-them to `queued` with their slot as `next_attempt_at` and answers them for publishing. One lane per
-endpoint, whatever the number of replays, so two replays to one receiver never add
-up to a flood.
+them to `queued` with their slot as `next_attempt_at` and answers them for publishing.
+One lane per endpoint, whatever the number of replays, so two replays to one receiver
+never add up to a flood.
 
 The worker that claims one waits until its slot and sends only within `slots.LATE_S`
 after it; one it reaches later goes back to its lane unsent (`give_back`), its
@@ -141,9 +141,7 @@ def _sent_at_slot(lane: Any, now: dt.datetime) -> bool:
     """True when the lane's deliveries are sent at their slots: their endpoint is neither
     deleted nor under flow control."""
     endpoint = lane.endpoint_row
-    own = getattr(lane, "flow_row", None)  # the outer join's: None or all NULL
-    own = own if own is not None and own.endpoint_id is not None else None
-    return endpoint.deleted_at is None and not flow.controlled(endpoint, own, now)
+    return endpoint.deleted_at is None and not flow.controlled(endpoint, flow.joined(lane), now)
 
 
 def lane_rate(lane: ReplayLane, endpoint: Endpoint) -> float:
