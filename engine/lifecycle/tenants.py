@@ -16,6 +16,7 @@ from typing import Any
 
 from peewee import JOIN
 
+from engine.db.connect import is_postgres
 from engine.db.models import Endpoint, EndpointFlow, Tenant, db, utcnow
 from engine.db.pages import Page, paginate
 from engine.deliveries import flow
@@ -118,19 +119,33 @@ def hold_stragglers(now: dt.datetime | None = None) -> int:
     The scheduler's safety net: an endpoint created by a request authenticated just
     before its tenant's suspension committed. Reads only the tenants that are not
     active (a partial index), so it costs one probe when all are.
+
+    The tenants read are locked (shared) until the endpoints are held: a resume that
+    commits between the read and the hold would otherwise leave an active tenant's
+    endpoint held, its deliveries waiting for ever. A resume under way makes this wait
+    for its commit, and then finds the tenant active.
     """
-    waiting = [row.id for row in Tenant.select(Tenant.id).where(Tenant.status != states.ACTIVE)]
-    if not waiting:
-        return 0
-    loose = (
-        Endpoint.select(Endpoint.id)
-        .join(EndpointFlow, on=(EndpointFlow.endpoint_id == Endpoint.id), join_type=JOIN.LEFT_OUTER)
-        .where(
-            Endpoint.tenant_id.in_(waiting)
-            & (EndpointFlow.endpoint_id.is_null() | ~EndpointFlow.held)
+    with flow.locking():
+        tenants = Tenant.select(Tenant.id).where(Tenant.status != states.ACTIVE)
+        if is_postgres(db.obj):
+            # peewee takes any lock clause as a string; its stubs know only True.
+            tenants = tenants.order_by(Tenant.id).for_update("FOR SHARE")  # type: ignore[arg-type]
+        waiting = [row.id for row in tenants]
+        if not waiting:
+            return 0
+        loose = (
+            Endpoint.select(Endpoint.id)
+            .join(
+                EndpointFlow,
+                on=(EndpointFlow.endpoint_id == Endpoint.id),
+                join_type=JOIN.LEFT_OUTER,
+            )
+            .where(
+                Endpoint.tenant_id.in_(waiting)
+                & (EndpointFlow.endpoint_id.is_null() | ~EndpointFlow.held)
+            )
         )
-    )
-    return flow.set_held([row.id for row in loose], True, now)
+        return flow.set_held([row.id for row in loose], True, now)
 
 
 def _iso(value: dt.datetime) -> str:
