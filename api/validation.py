@@ -24,6 +24,10 @@ from api.errors import Problem
 # A \u0000 escape that is not itself an escaped backslash followed by "u0000".
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 JSON_TYPES = ("application/json",)
+# Deepest a body's field may nest (`{}` is one level), unless the caller says otherwise:
+# an event's payload takes `max_payload_depth`. A deeper one parses, and would be stored,
+# but every answer that holds it could not be written (Python's recursion limit).
+MAX_DEPTH = 64
 
 
 @functools.lru_cache(maxsize=1)
@@ -167,20 +171,32 @@ def _under(at: str, field: str) -> str:
     return at if field == "(body)" else f"{at}.{field}"
 
 
-def read_json(req: falcon.Request, schema: str, max_bytes: int, raw: bytes | None = None) -> Any:
-    """Parse and validate a JSON body of at most `max_bytes`.
+def read_json(
+    req: falcon.Request,
+    schema: str,
+    max_bytes: int,
+    raw: bytes | None = None,
+    *,
+    max_depth: int = MAX_DEPTH,
+) -> Any:
+    """Parse and validate a JSON body of at most `max_bytes`, no field of it nesting
+    deeper than `max_depth`.
 
     The body is `raw`, or else what was read on the event loop before a
     blocking responder ran (`req.context.body`, `api.offload.Offloaded`).
 
     Raises:
-        Problem: 415 wrong content type, 413 too large, 400 malformed, 422 invalid.
+        Problem: 415 wrong content type, 413 too large, 400 malformed, 422 invalid
+            or nested too deep.
     """
     document = parse_json(req, max_bytes, raw)
     try:
-        _storable(document)
+        text = _storable(document)
     except (ValueError, RecursionError, UnicodeError) as exc:
         raise _malformed(exc) from None
+    deep = too_deep(document, text, max_depth)
+    if deep is not None:
+        raise _invalid([deep])
     check(schema, document)
     return document
 
@@ -216,7 +232,11 @@ def parse_json(req: falcon.Request, max_bytes: int, raw: bytes | None = None) ->
         )
     try:
         return json.loads(raw, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError, UnicodeError) as exc:
+    except RecursionError:
+        # Valid JSON, perhaps, but deeper than any body may nest (`MAX_DEPTH`).
+        message = "nests deeper than any body may (64 levels of objects and arrays)"
+        raise _invalid([{"field": "(body)", "message": message}]) from None
+    except (ValueError, UnicodeError) as exc:
         raise _malformed(exc) from None
 
 
@@ -230,24 +250,67 @@ def _malformed(exc: Exception) -> Problem:
     )
 
 
-def item_problem(name: str, document: Any, at: str) -> Problem | None:
+def item_problem(
+    name: str, document: Any, at: str, *, max_depth: int = MAX_DEPTH
+) -> Problem | None:
     """The 422 for one item of a body (`at`, e.g. `events.3`); None when it may be stored.
 
     What `read_json` refuses of a whole body, of one item: what cannot be
-    stored, then what the schema `name` does not hold.
+    stored, a field nested too deep, then what the schema `name` does not hold.
     """
     try:
-        _storable(document)
+        text = _storable(document)
     except (ValueError, RecursionError, UnicodeError) as exc:
         return _invalid([{"field": at, "message": str(exc)}])
+    deep = too_deep(document, text, max_depth)
+    if deep is not None:
+        return _invalid([{"field": _under(at, deep["field"]), "message": deep["message"]}])
     return _problem_of(name, document, at)
 
 
-def _storable(document: Any) -> None:
+def too_deep(document: Any, text: str, max_depth: int) -> dict[str, str] | None:
+    """The failure (`{field, message}`) of the first field of `document` that nests deeper
+    than `max_depth` levels, or None; `text` is the document as JSON.
+
+    Counting the brackets in `text` settles nearly every body at C speed: a document with
+    no more of them than `max_depth` cannot nest deeper. Only the others are walked.
+    """
+    if text.count("{") + text.count("[") <= max_depth:
+        return None
+    fields = document.items() if isinstance(document, dict) else [("(body)", document)]
+    for name, value in fields:
+        if _deeper_than(value, max_depth):
+            return {
+                "field": str(name),
+                "message": f"nests deeper than {max_depth} levels of objects and arrays",
+            }
+    return None
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether `value` nests more than `limit` levels (`{}` and `[]` are one), walked without
+    recursion and given up as soon as it does."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Iterable[Any] = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _storable(document: Any) -> str:
     """Refuse what parses but cannot be stored and sent back as JSON text.
 
     Numbers beyond a double (`1e400` reads as infinity), unpaired surrogates
-    (`"\\ud800"`) and NUL characters, which PostgreSQL text cannot hold.
+    (`"\\ud800"`) and NUL characters, which PostgreSQL text cannot hold. Answers the
+    document as JSON text.
 
     Raises:
         ValueError: naming what is wrong.
@@ -258,6 +321,7 @@ def _storable(document: Any) -> None:
     # every offset (ops/bench/NOTES.md#nul-escape-substring-test).
     if "\\u0000" in text and _NUL_ESCAPE.search(text):
         raise ValueError("NUL characters (\\u0000) cannot be stored")
+    return text
 
 
 def read_optional_json(req: falcon.Request, schema: str, max_bytes: int) -> Any:

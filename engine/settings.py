@@ -39,6 +39,8 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     # Largest `POST /v1/events/batch` body accepted, in bytes (up to 500 events).
     max_batch_bytes: int = 5 * 1024 * 1024
+    # Deepest an event's payload may nest, in levels of objects and arrays; deeper is 422.
+    max_payload_depth: int = 64
     # Gunicorn worker processes for `hookline api`.
     api_workers: int = 2
     # Threads per API worker process for blocking work (the database, JWT keys); requests
@@ -311,6 +313,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "data_dir": parse.text,
     "max_body_bytes": parse.integer(1024, 64 * 1024 * 1024),
     "max_batch_bytes": parse.integer(1024, 256 * 1024 * 1024),
+    "max_payload_depth": parse.integer(1, 500),
     "api_workers": parse.integer(1, 256),
     "api_threads": parse.integer(1, 1024),
     "worker_processes": parse.integer(1, 256),

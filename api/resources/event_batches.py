@@ -70,7 +70,9 @@ class EventBatches:
         await self.spend(req, self, len(items) - 1)
         tenant_id = principal(req).tenant_id
         catalog = await catalog_snapshot(self.catalog, self.offload, tenant_id)
-        results, valid, versions, refused = _judge(items, catalog)
+        results, valid, versions, refused = _judge(
+            items, catalog, self.settings.max_payload_depth
+        )
         await self._repeats(tenant_id, refused, results)
         if valid:
             answers = await self.offload.run(
@@ -139,7 +141,7 @@ def _envelope() -> tuple[jsonschema.Draft202012Validator, int]:
 
 
 def _judge(
-    items: list[Any], catalog: Snapshot
+    items: list[Any], catalog: Snapshot, max_depth: int
 ) -> tuple[list[Any], list[tuple[int, BatchItem]], list[int | None], dict[str, int]]:
     """The results of the invalid items (None for the others), the valid items by index, the
     schema version each valid item passed, and the index of each keyed item the catalog refused.
@@ -150,7 +152,7 @@ def _judge(
     refused: dict[str, int] = {}
     for index, item in enumerate(items):
         at = f"{ITEMS}.{index}"
-        problem = item_problem("event_create", item, at)
+        problem = item_problem("event_create", item, at, max_depth=max_depth)
         if problem is None:
             try:
                 version = catalog.judge(item["event_type"], item["payload"])

@@ -58,7 +58,13 @@ class Events:
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         """On the loop: a new event waits for its batch's commit, never for a thread."""
         limit = self.settings.max_body_bytes
-        body = read_json(req, "event_create", limit, raw=await receive_body(req, limit) or b"")
+        body = read_json(
+            req,
+            "event_create",
+            limit,
+            raw=await receive_body(req, limit) or b"",
+            max_depth=self.settings.max_payload_depth,
+        )
         key = _idempotency_key(req, body)
         tenant_id = principal(req).tenant_id
         version, first = await self._judge(tenant_id, body, key)

@@ -135,6 +135,6 @@ def test_a_refused_body_stores_nothing(tenant: Api) -> None:
 def test_a_problem_never_leaks_internals(tenant: Api) -> None:
     result = tenant.call("POST", "/v1/events", raw=wrap("events", b"[" * DEEP + b"]" * DEEP))
 
-    problem = assert_problem(result, 400)
+    problem = assert_problem(result, 422, "(body)")
     assert "Traceback" not in result.text
     assert "/work/" not in problem["detail"]
