@@ -37,34 +37,73 @@ _TOO_LARGE = problem_body(
 )
 
 
-class BoundedHead(HttpToolsProtocol):
-    """uvicorn's httptools protocol, refusing a request whose head grows past the bound."""
+class HeadTooLarge(Exception):
+    """Raised from a parser callback: stops httptools before the request is dispatched."""
 
-    _head_bytes = 0
+
+class BoundedHead(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing a request whose head grows past the bound.
+
+    Two counts, because a head can pass the bound in two ways. One that completes within
+    the read that crosses the bound is counted by the parser's callbacks as it is parsed
+    (the request line, then each header), and refused before the request reaches the app.
+    One that never completes (a header streamed for ever) never reaches a callback: the
+    bytes received while in the head are counted after each read.
+    """
+
+    _received = 0  # bytes received since the message began, while in its head
+    _parsed = 0  # bytes of its head the parser has handed over
     _in_head = True  # from a connection's (or message's) first byte to its headers' end
+    _refused = False
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._head_bytes = 0
+        self._received = self._parsed = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)  # "name: value\r\n"
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         super().on_headers_complete()
 
+    def _count(self, size: int) -> None:
+        self._parsed += size
+        if self._parsed > MAX_HEAD_BYTES:
+            self._refused = True
+            raise HeadTooLarge  # uvicorn answers a parser's failure by `send_400_response`
+
+    def send_400_response(self, msg: str) -> None:
+        if self._refused:
+            self._refuse()
+        else:
+            super().send_400_response(msg)
+
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         super().data_received(data)
         if not self._in_head or self.transport.is_closing():
             return
-        self._head_bytes += len(data)
-        if self._head_bytes > MAX_HEAD_BYTES:
-            self.transport.write(
-                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                b"content-type: application/problem+json\r\n"
-                b"content-length: " + str(len(_TOO_LARGE)).encode() + b"\r\n"
-                b"connection: close\r\n\r\n" + _TOO_LARGE
-            )
-            self.transport.close()
+        self._received += len(data)
+        if self._received > MAX_HEAD_BYTES:
+            self._refuse()
+
+    def _refuse(self) -> None:
+        self._refused = True
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/problem+json\r\n"
+            b"content-length: " + str(len(_TOO_LARGE)).encode() + b"\r\n"
+            b"connection: close\r\n\r\n" + _TOO_LARGE
+        )
+        self.transport.close()
 
 
 _BUSY = problem_body(

@@ -20,9 +20,12 @@ from api.server import (
     server_protocol,
 )
 
+CALLS: list[str] = []  # the paths the app was called with
+
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     assert scope["type"] == "http"
+    CALLS.append(scope["path"])
     await send(
         {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
     )
@@ -31,6 +34,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @pytest.fixture
 def address() -> Iterator[tuple[str, int]]:
+    CALLS.clear()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
@@ -103,6 +107,34 @@ def test_a_head_past_the_bound_gets_a_431_problem_and_the_connection_closes(
     assert problem["type"] == "urn:hookline:problem:headers-too-large"
     assert problem["status"] == 431
     assert rest == b""  # closed
+
+
+def assert_431(answer: bytes) -> None:
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 431"), status
+    assert json.loads(body)["type"] == "urn:hookline:problem:headers-too-large"
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        head(100_000),  # one header of 100 KB
+        b"GET / HTTP/1.1\r\n"
+        + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 200) for i in range(400))
+        + b"\r\n",
+        b"GET /" + b"p" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",  # a long request line
+    ],
+    ids=["one-header", "many-headers", "request-line"],
+)
+def test_a_whole_head_past_the_bound_in_one_write_is_refused_before_the_app(
+    address: tuple[str, int], request_head: bytes
+) -> None:
+    """The head completes within the read that crosses the bound: it used to be served."""
+    with socket.create_connection(address, timeout=10) as conn:
+        conn.sendall(request_head)
+        assert_431(read_answer(conn))
+        assert conn.recv(65536) == b""  # closed
+    assert CALLS == [], "the app never saw the request"
 
 
 def test_each_request_on_a_kept_alive_connection_has_its_own_bound(
