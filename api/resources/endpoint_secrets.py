@@ -14,9 +14,13 @@ from engine.settings import Settings
 
 
 class EndpointSecrets:
-    """The secret (`on_get`) and its rotation (`on_post_rotate`)."""
+    """The secret (`on_get`) and its rotation (`on_post_rotate`).
 
-    scopes = {"GET": "endpoints:read", "POST": "endpoints:write"}
+    Reading the secret takes `endpoints:write`, as rotating it does: whoever holds it can
+    sign webhooks the receiver will believe, so a read-only key must not have it.
+    """
+
+    scopes = {"GET": "endpoints:write", "POST": "endpoints:write"}
 
     def __init__(self, settings: Settings, box: SecretBox) -> None:
         self.settings = settings

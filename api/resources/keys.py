@@ -36,5 +36,8 @@ class Keys:
         resp.media = views.page(page, views.key)
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, key_id: str) -> None:
-        keys.revoke_key(principal(req).tenant_id, key_id, credentials=self.credentials)
+        caller = principal(req)
+        keys.revoke_key(
+            caller.tenant_id, key_id, held=caller.scopes, credentials=self.credentials
+        )
         resp.status = falcon.HTTP_204

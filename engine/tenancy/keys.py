@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from engine.db.models import ApiKey, utcnow
+from engine.db.models import ApiKey, db, utcnow
 from engine.db.pages import Page, paginate
 from engine.errors import ForbiddenError, NotFoundError
 from engine.tenancy.credentials import CredentialGeneration
@@ -38,24 +38,48 @@ def list_keys(tenant_id: str, *, limit: int, cursor: str | None) -> Page:
     return paginate(query, ApiKey.id, limit=limit, cursor=cursor)
 
 
-def revoke_key(tenant_id: str, key_id: str, *, credentials: CredentialGeneration) -> None:
-    """Revoke a key, and tell `credentials`, the counter the API's caches read.
+def revoke_key(
+    tenant_id: str,
+    key_id: str,
+    *,
+    held: Iterable[str],
+    credentials: CredentialGeneration,
+) -> None:
+    """Revoke a key whose scopes the caller all holds (`held`), and tell `credentials`, the
+    counter the API's caches read.
 
     From the next request on, in every process of this host, the key
     authenticates nothing (on other hosts within `engine.tenancy.credentials`' TTL).
+    A key may revoke no key it could not have issued: a `keys:manage` key without
+    `endpoints:write` cannot take that power from the tenant's keys that have it.
 
     Raises:
         NotFoundError: the tenant has no such key, or it is revoked already.
+        ForbiddenError: the key has a scope the caller lacks (the first, by name).
     """
-    revoked = (
-        ApiKey.update(revoked_at=utcnow())
-        .where(
-            ApiKey.id == key_id,
-            ApiKey.tenant_id == tenant_id,
-            ApiKey.revoked_at.is_null(),
+    with db.atomic():
+        row = (
+            ApiKey.select(ApiKey.scopes)
+            .where(
+                ApiKey.id == key_id,
+                ApiKey.tenant_id == tenant_id,
+                ApiKey.revoked_at.is_null(),
+            )
+            .first()
         )
-        .execute()
-    )
+        if row is None:
+            raise NotFoundError("key", key_id)
+        missing = sorted(set(row.scopes) - set(held))
+        if missing:
+            raise ForbiddenError(
+                missing[0],
+                f"A credential cannot revoke a key with the scope {missing[0]}, which it lacks.",
+            )
+        revoked = (
+            ApiKey.update(revoked_at=utcnow())
+            .where(ApiKey.id == key_id, ApiKey.revoked_at.is_null())
+            .execute()
+        )
     if not revoked:
         raise NotFoundError("key", key_id)
     credentials.changed()

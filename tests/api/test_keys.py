@@ -161,3 +161,18 @@ def test_the_key_list_pages_newest_first(tenant: Api) -> None:
     listed = [key["id"] for page in pages for key in page]
     assert listed[:4] == ids[::-1]
     assert len(listed) == 5  # and the tenant's first key, oldest
+
+
+def test_a_key_may_revoke_only_keys_whose_scopes_it_holds(tenant: Api) -> None:
+    manager = tenant.as_key(issue(tenant, "keys:manage", "endpoints:read")["api_key"])
+    wider = issue(tenant, "keys:manage", "endpoints:read", "endpoints:write")
+    narrower = issue(tenant, "endpoints:read")
+
+    refused = manager.delete(KEY, key_id=wider["id"])
+
+    problem = assert_problem(refused, 403)
+    assert problem["type"] == "urn:hookline:problem:forbidden"
+    assert "endpoints:write" in problem["detail"]
+    assert tenant.as_key(wider["api_key"]).get(KEYS).status_code == 200, "still in force"
+    assert manager.delete(KEY, key_id=narrower["id"]).status_code == 204
+    assert tenant.delete(KEY, key_id=wider["id"]).status_code == 204, "a key with every scope may"

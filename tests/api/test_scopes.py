@@ -123,3 +123,18 @@ def test_the_scope_is_read_per_method() -> None:
     with pytest.raises(ForbiddenError) as caught:
         _require_scope("POST", _Declared(), principal("endpoints:read"))
     assert caught.value.scope == "endpoints:write"
+
+
+def test_reading_a_signing_secret_takes_endpoints_write(tenant: Api) -> None:
+    """A read-only key that could read the secret could sign webhooks the receiver believes."""
+    endpoint = tenant.post("/v1/endpoints", {"url": "https://example.com/hook"}).json
+    reader = key_with(tenant, ["endpoints:read"])
+    writer = key_with(tenant, ["endpoints:write"])
+    path = "/v1/endpoints/{endpoint_id}/secret"
+
+    refused = reader.get(path, endpoint_id=endpoint["id"])
+    problem = assert_problem(refused, 403)
+    assert "endpoints:write" in problem["detail"]
+    assert endpoint["secret"] not in refused.text
+    assert writer.get(path, endpoint_id=endpoint["id"]).json["secret"] == endpoint["secret"]
+    assert documented_scope("GET", "/v1/endpoints/{endpoint_id}/secret") == "endpoints:write"
