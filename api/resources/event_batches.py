@@ -70,9 +70,7 @@ class EventBatches:
         await self.spend(req, self, len(items) - 1)
         tenant_id = principal(req).tenant_id
         catalog = await catalog_snapshot(self.catalog, self.offload, tenant_id)
-        results, valid, versions, refused = _judge(
-            items, catalog, self.settings.max_payload_depth
-        )
+        results, valid, versions, refused = _judge(items, catalog, self.settings.max_payload_depth)
         await self._repeats(tenant_id, refused, results)
         if valid:
             answers = await self.offload.run(

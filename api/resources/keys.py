@@ -37,7 +37,5 @@ class Keys:
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, key_id: str) -> None:
         caller = principal(req)
-        keys.revoke_key(
-            caller.tenant_id, key_id, held=caller.scopes, credentials=self.credentials
-        )
+        keys.revoke_key(caller.tenant_id, key_id, held=caller.scopes, credentials=self.credentials)
         resp.status = falcon.HTTP_204
