@@ -20,14 +20,11 @@ from referencing.jsonschema import DRAFT202012
 
 import schemas
 from api.errors import Problem
+from api.json_depth import MAX_DEPTH, deep_path, too_deep
 
 # A \u0000 escape that is not itself an escaped backslash followed by "u0000".
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 JSON_TYPES = ("application/json",)
-# Deepest a body's field may nest (`{}` is one level), unless the caller says otherwise:
-# an event's payload takes `max_payload_depth`. A deeper one parses, and would be stored,
-# but every answer that holds it could not be written (Python's recursion limit).
-MAX_DEPTH = 64
 
 
 @functools.lru_cache(maxsize=1)
@@ -189,7 +186,7 @@ def read_json(
         Problem: 415 wrong content type, 413 too large, 400 malformed, 422 invalid
             or nested too deep.
     """
-    document = parse_json(req, max_bytes, raw)
+    document = parse_json(req, max_bytes, raw, max_depth=max_depth)
     try:
         text = _storable(document)
     except (ValueError, RecursionError, UnicodeError) as exc:
@@ -201,11 +198,22 @@ def read_json(
     return document
 
 
-def parse_json(req: falcon.Request, max_bytes: int, raw: bytes | None = None) -> Any:
+def parse_json(
+    req: falcon.Request,
+    max_bytes: int,
+    raw: bytes | None = None,
+    *,
+    max_depth: int = MAX_DEPTH,
+    field_parts: int = 1,
+) -> Any:
     """Parse a JSON body of at most `max_bytes`, as `read_json` does, and judge nothing more.
 
+    A body too deep for Python to parse is a 422 naming its field that nests past
+    `max_depth`: the first `field_parts` keys of its path (`payload`; `events.3.payload`
+    for a batch's item).
+
     Raises:
-        Problem: 415 wrong content type, 413 too large, 400 malformed.
+        Problem: 415 wrong content type, 413 too large, 400 malformed, 422 too deep.
     """
     media_type = (req.content_type or "").split(";")[0].strip().lower()
     if media_type not in JSON_TYPES:
@@ -233,9 +241,11 @@ def parse_json(req: falcon.Request, max_bytes: int, raw: bytes | None = None) ->
     try:
         return json.loads(raw, parse_constant=_refuse_constant)
     except RecursionError:
-        # Valid JSON, perhaps, but deeper than any body may nest (`MAX_DEPTH`).
-        message = "nests deeper than any body may (64 levels of objects and arrays)"
-        raise _invalid([{"field": "(body)", "message": message}]) from None
+        path = deep_path(raw, max_depth + field_parts)
+        named = path and raw.lstrip()[:1] == b"{"  # a body that is not an object has no field
+        field = ".".join(path[:field_parts]) if named else "(body)"
+        message = f"nests deeper than {max_depth} levels of objects and arrays"
+        raise _invalid([{"field": field, "message": message}]) from None
     except (ValueError, UnicodeError) as exc:
         raise _malformed(exc) from None
 
@@ -266,43 +276,6 @@ def item_problem(
     if deep is not None:
         return _invalid([{"field": _under(at, deep["field"]), "message": deep["message"]}])
     return _problem_of(name, document, at)
-
-
-def too_deep(document: Any, text: str, max_depth: int) -> dict[str, str] | None:
-    """The failure (`{field, message}`) of the first field of `document` that nests deeper
-    than `max_depth` levels, or None; `text` is the document as JSON.
-
-    Counting the brackets in `text` settles nearly every body at C speed: a document with
-    no more of them than `max_depth` cannot nest deeper. Only the others are walked.
-    """
-    if text.count("{") + text.count("[") <= max_depth:
-        return None
-    fields = document.items() if isinstance(document, dict) else [("(body)", document)]
-    for name, value in fields:
-        if _deeper_than(value, max_depth):
-            return {
-                "field": str(name),
-                "message": f"nests deeper than {max_depth} levels of objects and arrays",
-            }
-    return None
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Whether `value` nests more than `limit` levels (`{}` and `[]` are one), walked without
-    recursion and given up as soon as it does."""
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Iterable[Any] = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
 
 
 def _storable(document: Any) -> str:

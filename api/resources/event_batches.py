@@ -13,6 +13,7 @@ import jsonschema
 
 import schemas
 from api.errors import Problem, invalid_input, schema_problem
+from api.json_depth import MAX_DEPTH
 from api.metrics import EVENTS_INGESTED
 from api.offload import Offload, receive_body
 from api.resources import principal
@@ -66,7 +67,8 @@ class EventBatches:
         """Parse, spend a hit per event, judge each item, store the valid ones; 207."""
         _refuse_idempotency_header(req)
         limit = self.settings.max_batch_bytes
-        items = read_batch(req, limit, await receive_body(req, limit) or b"")
+        raw = await receive_body(req, limit) or b""
+        items = read_batch(req, limit, raw, max_depth=self.settings.max_payload_depth)
         await self.spend(req, self, len(items) - 1)
         tenant_id = principal(req).tenant_id
         catalog = await catalog_snapshot(self.catalog, self.offload, tenant_id)
@@ -102,7 +104,9 @@ class EventBatches:
             results[refused[key]] = {"status": 200, "id": event.id}
 
 
-def read_batch(req: falcon.Request, max_bytes: int, raw: bytes) -> list[Any]:
+def read_batch(
+    req: falcon.Request, max_bytes: int, raw: bytes, *, max_depth: int = MAX_DEPTH
+) -> list[Any]:
     """The batch's items, the body around them checked against its schema.
 
     The items are left to be judged one by one. The schema's `maxItems`
@@ -112,7 +116,8 @@ def read_batch(req: falcon.Request, max_bytes: int, raw: bytes) -> list[Any]:
         Problem: 415 wrong content type, 413 too large or too many items,
             400 malformed, 422 not a batch (naming the field).
     """
-    document = parse_json(req, max_bytes, raw)
+    # A batch too deep for Python to read names the item's field (`events.3.payload`).
+    document = parse_json(req, max_bytes, raw, max_depth=max_depth, field_parts=3)
     envelope, most = _envelope()
     problem = problem_from(envelope.iter_errors(document))
     if problem is not None:

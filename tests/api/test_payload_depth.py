@@ -7,11 +7,7 @@ recursion limit lets the answer be written.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from engine.db.models import Event
 from engine.settings import Settings
@@ -30,17 +26,6 @@ def nested(levels: int) -> Any:
     return value
 
 
-@pytest.fixture
-def roomy_stack() -> Iterator[None]:
-    """Room to parse what the server reads: the API parses on a shallow stack, pytest on a
-    deep one (tests/integration/test_hardening.py sends the same body to the real server)."""
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(5000)
-    yield
-    sys.setrecursionlimit(limit)
-
-
-@pytest.mark.usefixtures("roomy_stack")
 def test_a_payload_974_levels_deep_is_refused_and_the_list_still_answers(tenant: Api) -> None:
     deep = b'{"a":' * 974 + b"1" + b"}" * 974  # written out: json.dumps here would recurse
     refused = tenant.call(
@@ -71,6 +56,15 @@ def test_brackets_inside_strings_are_text_not_depth(tenant: Api) -> None:
     published = tenant.post(EVENTS, event_body(payload=payload))
 
     assert published.status_code == 202, published.text
+
+
+def test_a_batch_too_deep_for_python_to_read_is_refused_naming_the_item(tenant: Api) -> None:
+    deep = b'{"a":' * 974 + b"1" + b"}" * 974
+    items = b'[{"event_type":"order.paid","payload":{}},{"event_type":"x","payload":' + deep
+    result = tenant.call("POST", "/v1/events/batch", raw=b'{"events":' + items + b"}]}")
+
+    problem = assert_problem(result, 422, "events.1.payload")
+    assert "64 levels" in problem["detail"]
 
 
 def test_a_batch_refuses_the_deep_item_alone(tenant: Api) -> None:

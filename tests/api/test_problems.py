@@ -101,7 +101,8 @@ def test_an_odd_body_is_a_4xx_problem(
     result = send(route, raw)
 
     assert result.status_code in (400, 422), result.text[:300]
-    assert_problem(result, result.status_code, "(body)")
+    # A body too deep to parse names the field that nests too deep, if it is an object.
+    assert_problem(result, result.status_code, "a" if raw == BODIES["deep-object"] else "(body)")
 
 
 @pytest.mark.parametrize(("route", "raw"), value_cases())
@@ -135,6 +136,6 @@ def test_a_refused_body_stores_nothing(tenant: Api) -> None:
 def test_a_problem_never_leaks_internals(tenant: Api) -> None:
     result = tenant.call("POST", "/v1/events", raw=wrap("events", b"[" * DEEP + b"]" * DEEP))
 
-    problem = assert_problem(result, 422, "(body)")
+    problem = assert_problem(result, 422, "payload")
     assert "Traceback" not in result.text
     assert "/work/" not in problem["detail"]
