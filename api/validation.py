@@ -242,8 +242,10 @@ def parse_json(
         return json.loads(raw, parse_constant=_refuse_constant)
     except RecursionError:
         path = deep_path(raw, max_depth + field_parts)
-        named = path and raw.lstrip()[:1] == b"{"  # a body that is not an object has no field
-        field = ".".join(path[:field_parts]) if named else "(body)"
+        if path is None or raw.lstrip()[:1] != b"{":  # a body not an object has no field
+            field = "(body)"
+        else:
+            field = ".".join(path[:field_parts])
         message = f"nests deeper than {max_depth} levels of objects and arrays"
         raise _invalid([{"field": field, "message": message}]) from None
     except (ValueError, UnicodeError) as exc:
