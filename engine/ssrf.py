@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import yarl
 from aiohttp import AddrInfoType, SocketFactoryType
 
 from engine.errors import EngineError
@@ -181,7 +182,23 @@ def check_url(url: str, policy: AddressPolicy) -> str | None:
         return "URL has no host"
     if port == 0:
         return "port 0 is not a port to deliver to"
-    return _host_reason(host, policy)
+    if host.isascii():
+        return _host_reason(host, policy)
+    # The client connects to the host as yarl writes it (IDNA, UTS 46): `127。0。0。1` and
+    # fullwidth digits are 127.0.0.1 there, so they are judged as that, now.
+    written = client_host(url)
+    if written is None:
+        return f"host {host} is not a valid internationalised domain name"
+    reason = _host_reason(written, policy)
+    return None if reason is None else f"{reason} (the client reads host {host} as {written})"
+
+
+def client_host(url: str) -> str | None:
+    """The host the HTTP client connects to for `url` (yarl's IDNA form); None if it has none."""
+    try:
+        return yarl.URL(url).raw_host
+    except (ValueError, UnicodeError):
+        return None
 
 
 def guarded_socket_factory(policy: AddressPolicy) -> SocketFactoryType:

@@ -32,6 +32,8 @@ def strict(make_api: Callable[..., Api], sqlite_settings: Settings, tenant: Api)
         "http://[::1]/",
         "http://[::ffff:127.0.0.1]/",
         "https://0x7f000001/",
+        "http://127\u30020\u30020\u30021/",  # IDNA dots: the client connects to 127.0.0.1
+        "http://\uff11\uff12\uff17.0.0.1/",  # fullwidth digits
     ],
 )
 def test_a_loopback_spelling_is_refused_naming_url(strict: Api, url: str) -> None:

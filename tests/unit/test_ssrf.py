@@ -25,6 +25,7 @@ from engine.ssrf import (
     AddressPolicy,
     RefusedAddressError,
     check_url,
+    client_host,
     guarded_socket_factory,
     parse_host_address,
     refusal_in,
@@ -310,6 +311,31 @@ def test_acceptable_urls_pass_the_early_check(url: str) -> None:
 def test_unacceptable_urls_are_refused_before_any_dns(url: str, fragment: str) -> None:
     reason = check_url(url, DEFAULT)
     assert reason is not None and fragment in reason
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("http://127\u30020\u30020\u30021/", "127.0.0.1"),  # ideographic full stops
+        ("http://\uff11\uff12\uff17.0.0.1/", "127.0.0.1"),  # fullwidth digits
+        ("http://127\uff0e0\uff0e0\uff0e1:8080/x", "127.0.0.1"),  # fullwidth full stops
+        ("http://169\u3002254\u3002169\u3002254/", "169.254.169.254"),
+        ("http://\uff11\uff10.0.0.1/", "10.0.0.1"),
+    ],
+)
+def test_a_host_with_idna_dots_is_judged_as_the_client_will_connect(url: str, address: str) -> None:
+    """These passed the create-time check and were refused only at connect."""
+    assert client_host(url) == address, "what aiohttp's yarl connects to"
+    reason = check_url(url, DEFAULT)
+    assert reason is not None and f"address {address} is" in reason
+    assert f"as {address}" in reason
+
+
+def test_an_internationalised_name_waits_for_connect_time_as_any_name_does() -> None:
+    assert check_url("https://b\u00fccher.example/hook", DEFAULT) is None
+    assert check_url("https://b\u00fccher.example/hook", AddressPolicy(allow_private=True)) is None
+    reason = check_url("https://exa\u0000mple\u3002com/", DEFAULT)
+    assert reason is not None
 
 
 def test_the_dangerous_switch_admits_loopback_urls_but_not_odd_spellings() -> None:
