@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import falcon
 import structlog
 
+from api.auth_failures import FailedAuth
 from api.errors import Problem
 from api.offload import Offload, OnLoop
 from api.tokens import TokenError, TokenVerifier
@@ -93,33 +94,72 @@ class Auth:
         tokens: TokenVerifier | None = None,
         credentials: CredentialCache | None = None,
         offload: Offload | None = None,
+        failures: FailedAuth | None = None,
     ) -> None:
         self.settings = settings
         self.tokens = tokens or TokenVerifier(settings)
         self.credentials = credentials
         self.offload = offload
+        self.failures = failures or FailedAuth(
+            settings.auth_failures_per_min, trusted_proxies=settings.trusted_proxies
+        )
 
     async def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
     ) -> None:
-        """A remembered key is checked on the loop; one to look up, on the offload's threads."""
+        """A remembered key is checked on the loop; one to look up, on the offload's threads.
+
+        An address past its budget of failed authentications (`api.auth_failures`) is
+        refused before its credential is looked up, or the admin token compared; a key this
+        process remembers is still served.
+        """
         kind = getattr(resource, "auth", "tenant") if resource is not None else None
         if kind is None:
             return
         token = _bearer(req)
         if kind == "admin" or (kind == "tenant_or_admin" and self._is_admin(token)):
-            self._check_admin(token)
+            self._admit(req)
+            self._counted(req, self._check_admin, token)
             req.context.admin = True
             return
         principal = None
         if self.credentials is not None:
             principal = cached_principal(token, self.credentials)
         if principal is None:
-            principal = await _blocking(self.offload, self._principal, token)
+            self._admit(req)
+            try:
+                principal = await _blocking(self.offload, self._principal, token)
+            except Problem as problem:
+                self._count(req, problem)
+                raise
         req.context.principal = principal
         structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)
         _require_active(principal)
         _require_scope(req.method, resource, principal)
+
+    def _admit(self, req: falcon.Request) -> None:
+        """Raise a 429 if the request's address spent its failed authentications."""
+        retry_after = self.failures.retry_after(self.failures.address(req))
+        if retry_after is not None:
+            raise Problem(
+                429,
+                "too-many-failed-authentications",
+                "Too many failed authentications",
+                f"This address presented too many wrong credentials; retry after {retry_after} s.",
+                field="Authorization",
+                headers={"Retry-After": str(retry_after)},
+            )
+
+    def _counted(self, req: falcon.Request, check: Callable[[str], None], token: str) -> None:
+        try:
+            check(token)
+        except Problem as problem:
+            self._count(req, problem)
+            raise
+
+    def _count(self, req: falcon.Request, problem: Problem) -> None:
+        if problem.status_code == 401:
+            self.failures.failed(self.failures.address(req))
 
     def _is_admin(self, token: str) -> bool:
         return is_admin_token(token, self.settings.admin_token)

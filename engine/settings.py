@@ -124,6 +124,10 @@ class Settings:
     verify_endpoints_default: bool = False
     # Seconds an API process trusts a key it authenticated, unread; 0 = read it on every request.
     credential_cache_ttl_s: float = 1.0
+    # Failed authentications a minute one address may make per API process before 429; 0 = no limit.
+    auth_failures_per_min: int = 30
+    # Proxies (CIDRs, comma-separated) whose X-Forwarded-For names the client's address.
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     # Seconds an API process trusts its copy of a tenant's event-type catalog before re-checking.
     event_types_cache_s: float = 2.0
     # Requests per second one credential may send to POST /v1/events; 0 = no limit.
@@ -355,6 +359,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "secret_rotation_grace_s": parse.integer(0, 7 * 86400),
     "verify_endpoints_default": parse.boolean,
     "credential_cache_ttl_s": parse.number(0, 60),
+    "auth_failures_per_min": parse.integer(0, 1_000_000),
+    "trusted_proxies": parse.cidrs,
     "event_types_cache_s": parse.number(0, 60),
     "rate_limit_ingest_per_s": parse.integer(0, 1_000_000),
     "rate_limit_management_per_s": parse.integer(0, 1_000_000),

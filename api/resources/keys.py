@@ -27,6 +27,7 @@ class Keys:
         row, api_key = keys.create_key(
             caller.tenant_id, body.get("name"), body["scopes"], held=caller.scopes
         )
+        self.credentials.changed()  # its prefix may be remembered as unknown
         resp.status = falcon.HTTP_201
         resp.media = {**views.key(row), "api_key": api_key}
 

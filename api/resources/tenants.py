@@ -30,6 +30,7 @@ class Tenants:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json(req, "tenant_create", self.settings.max_body_bytes)
         tenant, api_key = create_tenant(body["name"])
+        self.credentials.changed()  # its key's prefix may be remembered as unknown
         resp.status = falcon.HTTP_201
         resp.media = views.tenant(tenant, api_key)
 

@@ -15,9 +15,13 @@ every request was a large share of the API's CPU
   every worker forked afterwards read and bump the same memory.
 - Any other change, a revocation on another host or a row edited by hand in
   the database, is seen within `ttl_s` at most: an entry is never used past it.
-- Unknown and revoked keys are never remembered, so a new key works at once
-  and a wrong one costs its query every time; the cache holds at most
-  `max_entries` keys, the oldest going first.
+- Unknown and revoked keys are never remembered as principals, so a new key works at once.
+  What is remembered of them is a key *prefix* (its first `PREFIX_CHARS` characters) that
+  no live key has, for `UNKNOWN_TTL_S`: the same wrong key, or guesses that vary its tail,
+  cost one query and then none. A key issued through Hookline empties it (`changed()`);
+  one issued on another host or by `hookline tenants create` has a random prefix, which
+  nobody presented before it existed. The cache holds at most `max_entries` keys and as
+  many prefixes, the oldest going first.
 """
 
 from __future__ import annotations
@@ -83,8 +87,13 @@ class CredentialGeneration:
             memory[:_COUNTER_BYTES] = value.to_bytes(_COUNTER_BYTES, "little")
 
 
+# How long a prefix no live key has is remembered as unknown.
+UNKNOWN_TTL_S = 30.0
+
+
 class CredentialCache:
-    """Principals by API-key digest, each used for `ttl_s` at most; thread-safe."""
+    """Principals by API-key digest, each used for `ttl_s` at most, and key prefixes that
+    no live key has; thread-safe."""
 
     def __init__(
         self,
@@ -100,16 +109,49 @@ class CredentialCache:
         self.max_entries = max_entries
         self.clock = clock
         self._entries: dict[str, tuple[float, Principal]] = {}
+        self._unknown: dict[str, float] = {}  # prefix -> until when it is known unknown
         self._seen = self.generation.read()
         self._lock = threading.Lock()
 
+    def _current(self) -> bool:
+        """Whether nothing changed since the entries were read; if something did, forget them."""
+        generation = self.generation.read()
+        if generation == self._seen:
+            return True
+        with self._lock:
+            self._entries.clear()
+            self._unknown.clear()
+            self._seen = generation
+        return False
+
+    def unknown(self, prefix: str) -> bool:
+        """Whether no live key had this prefix when last read, within `UNKNOWN_TTL_S`."""
+        if not self._current():
+            return False
+        until = self._unknown.get(prefix)
+        if until is None:
+            return False
+        if self.clock() >= until:
+            self._unknown.pop(prefix, None)
+            return False
+        return True
+
+    def put_unknown(self, prefix: str, *, generation: int) -> None:
+        """Remember that no live key had this prefix, read while the counter stood at
+        `generation`; nothing is remembered when `ttl_s` is 0 (every request reads)."""
+        if self.ttl_s <= 0:
+            return
+        self._current()  # forget what a change since the last read made stale
+        with self._lock:
+            if generation != self.generation.read() or generation != self._seen:
+                return
+            if len(self._unknown) >= self.max_entries:
+                del self._unknown[next(iter(self._unknown))]  # the oldest
+            self._unknown[prefix] = self.clock() + UNKNOWN_TTL_S
+
     def get(self, digest: str) -> Principal | None:
         """The principal cached for a key digest, or None when absent, expired or outdated."""
-        generation = self.generation.read()
-        if generation != self._seen:
-            with self._lock:
-                self._entries.clear()
-                self._seen = generation
+        if not self._current():
             return None
         entry = self._entries.get(digest)
         if entry is None:

@@ -15,6 +15,8 @@ from engine.signing import InvalidSecretError, decode_secret
 from engine.tenancy.credentials import CredentialCache, CredentialGeneration, Principal
 
 KEY_PREFIX = "hk_"
+# The characters of a key shown in listings and indexed (`api_key.prefix`).
+PREFIX_CHARS = 10
 ALL_SCOPES = (
     "events:write",
     "endpoints:read",
@@ -54,7 +56,7 @@ def new_key(tenant_id: str, scopes: Sequence[str], name: str | None) -> tuple[Ap
         tenant_id=tenant_id,
         name=name,
         key_hash=hash_key(api_key),
-        prefix=api_key[:10],
+        prefix=api_key[:PREFIX_CHARS],
         scopes=[scope for scope in ALL_SCOPES if scope in scopes],
         created_at=utcnow(),
     )
@@ -71,10 +73,13 @@ def authenticate_key(api_key: str, cache: CredentialCache | None = None) -> Prin
     if not api_key.startswith(KEY_PREFIX) or len(api_key) > 256:
         return None
     digest = hash_key(api_key)
+    prefix = api_key[:PREFIX_CHARS]
     if cache is not None:
         cached = cache.get(digest)
         if cached is not None:
             return cached
+        if cache.unknown(prefix):
+            return None
     read_at = cache.generation.read() if cache is not None else 0
     query = (
         ApiKey.select(ApiKey.id, ApiKey.tenant_id, ApiKey.scopes, Tenant.rate_limits, Tenant.status)
@@ -83,6 +88,8 @@ def authenticate_key(api_key: str, cache: CredentialCache | None = None) -> Prin
     )
     row = cast("dict[str, Any] | None", query.dicts().get_or_none())
     if row is None:
+        if cache is not None and not _live_prefix(prefix):
+            cache.put_unknown(prefix, generation=read_at)
         return None
     principal = Principal(
         row["tenant_id"],
@@ -94,6 +101,15 @@ def authenticate_key(api_key: str, cache: CredentialCache | None = None) -> Prin
     if cache is not None:
         cache.put(digest, principal, generation=read_at)
     return principal
+
+
+def _live_prefix(prefix: str) -> bool:
+    """Whether a key that is not revoked starts with `prefix` (an index probe)."""
+    return bool(
+        ApiKey.select(ApiKey.id)
+        .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_null())
+        .exists()
+    )
 
 
 def cached_principal(api_key: str, cache: CredentialCache) -> Principal | None:

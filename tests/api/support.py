@@ -220,6 +220,7 @@ class Api:
         params: Mapping[str, Any] | None = None,
         auth: str | None = _UNSET,
         check: bool = True,
+        remote_addr: str | None = None,
         **path: str,
     ) -> Result:
         """Make one request; unless `check=False`, validate the answer against the document."""
@@ -233,7 +234,12 @@ class Api:
         if raw is not None and content_type is not None:
             sent["Content-Type"] = content_type
         result = self.client.simulate_request(
-            method, template.format(**path), body=raw, headers=sent, params=params
+            method,
+            template.format(**path),
+            body=raw,
+            headers=sent,
+            params=params,
+            remote_addr=remote_addr,
         )
         assert result.status_code < 500 or result.status_code == 503, result.text[:500]
         if check:
