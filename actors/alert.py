@@ -62,7 +62,7 @@ class AlertSendError(Exception):
 def alert(rt: Runtime, alert_id: str) -> None:
     """Send one alert to every configured channel that has not received it yet."""
     with rt.database.connection_context():
-        pending = alert_records.load(alert_id)
+        pending = alert_records.load(alert_id, rt.box)
     if pending is None:
         return
     channels = alerts.channels_for(rt.settings, pending.tenant_channels)
@@ -102,7 +102,9 @@ def _send_once(
     try:
         SENDERS[name](rt, channels, message)
     except Exception as exc:  # noqa: BLE001 - one failing channel never stops the others
-        return _failed(rt, name, taken, exc, context)
+        return _failed(
+            rt, name, taken, channels.redact(f"{type(exc).__name__}: {exc}"), exc, context
+        )
     with rt.database.connection_context():
         sends.done(taken, utcnow())
     metrics.ALERTS.labels(name, "sent").inc()
@@ -111,10 +113,19 @@ def _send_once(
 
 
 def _failed(
-    rt: Runtime, name: str, taken: sends.Claim, exc: Exception, context: dict[str, object]
+    rt: Runtime,
+    name: str,
+    taken: sends.Claim,
+    error: str,
+    exc: Exception,
+    context: dict[str, object],
 ) -> bool:
-    """Log and count a failed send; give the claim back unless the channel may have it."""
-    error = f"{type(exc).__name__}: {exc}"[:300]
+    """Log and count a failed send; give the claim back unless the channel may have it.
+
+    `error` describes it with the channels' secrets redacted: an HTTP client's error may
+    quote the Slack URL it failed to reach.
+    """
+    error = error[:300]
     unsure = not isinstance(exc, AlertSendError) or exc.unsure
     # Counted as failed either way: a channel that only times out still trips the
     # HooklineAlertChannelFailing rule (ops/prometheus/alerts.yml).

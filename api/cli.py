@@ -91,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     secret_commands = secrets.add_subparsers(dest="secrets_command")
     rotate_key = secret_commands.add_parser(
         "rotate-key",
-        help="re-encrypt every endpoint secret with HOOKLINE_SECRET_KEY "
+        help="re-encrypt every endpoint secret, custom header and tenant alert-channel "
+        "secret with HOOKLINE_SECRET_KEY "
         "(older keys in HOOKLINE_SECRET_KEY_PREVIOUS); safe to repeat",
     )
     rotate_key.add_argument("--batch", type=int, default=500, help="rows per transaction")
@@ -188,6 +189,7 @@ def _cancel_replay(settings: Settings, args: argparse.Namespace) -> int:
 def _rotate_key(settings: Settings, args: argparse.Namespace) -> int:
     from engine import secretbox
     from engine.endpoints import secrets as endpoint_secrets
+    from engine.tenancy import tenants
 
     if not 1 <= args.batch <= 10_000:
         print("hookline: --batch is 1 to 10000", file=sys.stderr)
@@ -197,7 +199,12 @@ def _rotate_key(settings: Settings, args: argparse.Namespace) -> int:
     migrate(database)
     with database.connection_context():
         report = endpoint_secrets.reseal_all(box, batch=args.batch)
-    print(json.dumps({"key_id": box.key_id, **dataclasses.asdict(report)}))
+        channels = tenants.reseal_alert_channels(box, batch=args.batch)
+    print(
+        json.dumps(
+            {"key_id": box.key_id, **dataclasses.asdict(report), **dataclasses.asdict(channels)}
+        )
+    )
     return 0
 
 

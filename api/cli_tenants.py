@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from api import views
+from engine import secretbox
 from engine.db.connect import bind
 from engine.db.migrations import migrate
 from engine.db.models import TENANT_STATES
@@ -45,6 +46,7 @@ def add_commands(commands: Any) -> None:
 
 
 def _list(settings: Settings, args: argparse.Namespace) -> int:
+    box = secretbox.from_settings(settings)
     database = bind(settings)
     migrate(database)
     with database.connection_context():
@@ -52,7 +54,7 @@ def _list(settings: Settings, args: argparse.Namespace) -> int:
         while True:
             page = lifecycle.list_tenants(limit=200, cursor=cursor, status=args.status)
             for row in page.items:
-                print(json.dumps(views.tenant_detail(row), ensure_ascii=False))
+                print(json.dumps(views.tenant_detail(row, box), ensure_ascii=False))
             if (cursor := page.next_cursor) is None:
                 return 0
 
@@ -67,6 +69,7 @@ def _change(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run(settings: Settings, action: Any) -> int:
+    box = secretbox.from_settings(settings)
     database = bind(settings)
     migrate(database)
     with database.connection_context():
@@ -75,5 +78,5 @@ def _run(settings: Settings, action: Any) -> int:
         except (NotFoundError, ConflictError) as exc:
             print(f"hookline: {exc}", file=sys.stderr)
             return 2
-    print(json.dumps(views.tenant_detail(tenant), ensure_ascii=False))
+    print(json.dumps(views.tenant_detail(tenant, box), ensure_ascii=False))
     return 0

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from typing import Any
 
+from engine import sealed_fields
 from engine.breakers.store import HealthView
 from engine.db.models import (
     ApiKey,
@@ -22,6 +23,7 @@ from engine.deliveries.flow_view import FlowView
 from engine.endpoints.secrets import SecretView
 from engine.replays.matching import Counts
 from engine.replays.replays import Progress
+from engine.secretbox import SecretBox
 
 
 def timestamp(value: dt.datetime | None) -> str | None:
@@ -40,12 +42,16 @@ def tenant(row: Tenant, api_key: str) -> dict[str, Any]:
     }
 
 
-def tenant_detail(row: Tenant) -> dict[str, Any]:
+def tenant_detail(row: Tenant, box: SecretBox) -> dict[str, Any]:
+    """A tenant for the admin; its alert channels' secrets as "***" and fingerprints."""
+    channels = sealed_fields.open_channels(row.alert_channels, box, row.id)
+    shown, fingerprints = sealed_fields.masked(channels, box, sealed_fields.ALERT_SECRETS)
     return {
         "id": row.id,
         "name": row.name,
         "rate_limits": row.rate_limits,
-        "alert_channels": row.alert_channels,
+        "alert_channels": shown,
+        "alert_channel_fingerprints": fingerprints,
         "strict_event_types": bool(row.strict_event_types),
         "retention_days": row.retention_days,
         "status": row.status,
@@ -83,13 +89,18 @@ def key(row: ApiKey) -> dict[str, Any]:
     }
 
 
-def endpoint(row: Endpoint) -> dict[str, Any]:
+def endpoint(row: Endpoint, box: SecretBox) -> dict[str, Any]:
+    """An endpoint; its custom headers' values as "***" and fingerprints, never in plaintext."""
+    headers, fingerprints = sealed_fields.masked(
+        sealed_fields.open_headers(row.headers, box, row.id), box
+    )
     return {
         "id": row.id,
         "url": row.url,
         "description": row.description,
         "event_types": list(row.event_types or []),
-        "headers": dict(row.headers or {}),
+        "headers": headers,
+        "header_fingerprints": fingerprints,
         "metadata": dict(row.metadata or {}),
         "retry_schedule": row.retry_schedule,
         "breaker": row.breaker,

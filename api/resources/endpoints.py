@@ -57,22 +57,26 @@ class Endpoints:
         if row.status == ENDPOINT_UNVERIFIED:
             publish_quietly(self.enqueue, "verify_endpoint", row.id)
         resp.status = falcon.HTTP_201
-        resp.media = {**views.endpoint(row), "secret": secret}
+        resp.media = {**views.endpoint(row, self.box), "secret": secret}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit, cursor = paging(req)
         page = endpoints.list_endpoints(principal(req).tenant_id, limit=limit, cursor=cursor)
-        resp.media = views.page(page, views.endpoint)
+        resp.media = views.page(page, lambda row: views.endpoint(row, self.box))
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
-        resp.media = views.endpoint(endpoints.get_endpoint(principal(req).tenant_id, endpoint_id))
+        resp.media = views.endpoint(
+            endpoints.get_endpoint(principal(req).tenant_id, endpoint_id), self.box
+        )
 
     def on_patch_item(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
         body = read_json(req, "endpoint_update", self.settings.max_body_bytes)
-        row = endpoints.update_endpoint(principal(req).tenant_id, endpoint_id, body, self.policy)
+        row = endpoints.update_endpoint(
+            principal(req).tenant_id, endpoint_id, body, self.policy, self.box
+        )
         if "url" in body and row.status == ENDPOINT_UNVERIFIED:
             publish_quietly(self.enqueue, "verify_endpoint", row.id)
-        resp.media = views.endpoint(row)
+        resp.media = views.endpoint(row, self.box)
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
         endpoints.delete_endpoint(principal(req).tenant_id, endpoint_id)
@@ -106,13 +110,13 @@ class Endpoints:
         resp.media = views.replay(replays.progress(replay))
 
     def on_post_pause(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
-        resp.media = views.endpoint(pause.pause(principal(req).tenant_id, endpoint_id))
+        resp.media = views.endpoint(pause.pause(principal(req).tenant_id, endpoint_id), self.box)
 
     def on_post_resume(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
         row, resumed = pause.resume(
             principal(req).tenant_id, endpoint_id, rate_per_s=self.settings.replay_rate_per_s
         )
-        resp.media = {"endpoint": views.endpoint(row), "resumed": resumed}
+        resp.media = {"endpoint": views.endpoint(row, self.box), "resumed": resumed}
 
     def on_get_health(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
         row = endpoints.get_endpoint(principal(req).tenant_id, endpoint_id)
@@ -124,13 +128,13 @@ class Endpoints:
         row, replayed = parking.enable(
             principal(req).tenant_id, endpoint_id, replay=bool(body.get("replay"))
         )
-        resp.media = {"endpoint": views.endpoint(row), "replayed": replayed}
+        resp.media = {"endpoint": views.endpoint(row, self.box), "replayed": replayed}
 
     def on_post_verify(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
         row = endpoints.get_endpoint(principal(req).tenant_id, endpoint_id)
         _publish_or_503(self.enqueue, "verify_endpoint", row.id)
         resp.status = falcon.HTTP_202
-        resp.media = views.endpoint(row)
+        resp.media = views.endpoint(row, self.box)
 
     def on_post_test(self, req: falcon.Request, resp: falcon.Response, endpoint_id: str) -> None:
         body = read_optional_json(req, "endpoint_test", self.settings.max_body_bytes)

@@ -10,6 +10,7 @@ from api.validation import choice_param, read_json
 from engine.db.models import TENANT_STATES
 from engine.events.catalog_cache import CatalogCache
 from engine.lifecycle import tenants as lifecycle
+from engine.secretbox import SecretBox
 from engine.settings import Settings
 from engine.tenancy.credentials import CredentialGeneration
 from engine.tenancy.tenants import create_tenant, update_tenant
@@ -21,9 +22,14 @@ class Tenants:
     auth = "admin"
 
     def __init__(
-        self, settings: Settings, credentials: CredentialGeneration, catalogs: CatalogCache
+        self,
+        settings: Settings,
+        credentials: CredentialGeneration,
+        catalogs: CatalogCache,
+        box: SecretBox,
     ) -> None:
         self.settings = settings
+        self.box = box  # seals the alert channels' secrets; fingerprints them in answers
         self.credentials = credentials  # told of each change: principals carry the tenant
         self.catalogs = catalogs  # forgets the tenant: its strict mode may have changed
 
@@ -38,24 +44,26 @@ class Tenants:
         limit, cursor = paging(req)
         status = choice_param(req, "status", TENANT_STATES)
         page = lifecycle.list_tenants(limit=limit, cursor=cursor, status=status)
-        resp.media = views.page(page, views.tenant_detail)
+        resp.media = views.page(page, lambda row: views.tenant_detail(row, self.box))
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
-        resp.media = views.tenant_detail(lifecycle.get_tenant(tenant_id))
+        resp.media = views.tenant_detail(lifecycle.get_tenant(tenant_id), self.box)
 
     def on_patch_item(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
         body = read_json(req, "tenant_update", self.settings.max_body_bytes)
-        tenant = update_tenant(tenant_id, body, credentials=self.credentials)
+        tenant = update_tenant(tenant_id, body, credentials=self.credentials, box=self.box)
         self.catalogs.forget(tenant_id)
-        resp.media = views.tenant_detail(tenant)
+        resp.media = views.tenant_detail(tenant, self.box)
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
         tenant = lifecycle.delete(tenant_id, credentials=self.credentials)
         resp.status = falcon.HTTP_202
-        resp.media = views.tenant_detail(tenant)
+        resp.media = views.tenant_detail(tenant, self.box)
 
     def on_post_suspend(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
-        resp.media = views.tenant_detail(lifecycle.suspend(tenant_id, credentials=self.credentials))
+        tenant = lifecycle.suspend(tenant_id, credentials=self.credentials)
+        resp.media = views.tenant_detail(tenant, self.box)
 
     def on_post_resume(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
-        resp.media = views.tenant_detail(lifecycle.resume(tenant_id, credentials=self.credentials))
+        tenant = lifecycle.resume(tenant_id, credentials=self.credentials)
+        resp.media = views.tenant_detail(tenant, self.box)

@@ -15,6 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import urlsplit
+
+from yarl import URL
 
 from engine import signing
 from engine.settings import Settings
@@ -26,6 +29,7 @@ QUARANTINED = "delivery.quarantined"
 KINDS = (FAILING, DISABLED, RECOVERED, QUARANTINED)
 CHANNELS = ("slack", "email", "pagerduty", "webhook")
 PAGED_KINDS = (FAILING, DISABLED, RECOVERED)
+REDACTED = "***"
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,8 @@ class Smtp:
 class Channels:
     """Where one tenant's alerts go."""
 
-    slack_webhook_url: str | None = None
+    # Secrets (a Slack webhook URL is one): never in a repr, redacted from errors (`redact`).
+    slack_webhook_url: str | None = field(default=None, repr=False)
     pagerduty_routing_key: str | None = field(default=None, repr=False)
     pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
     email_to: tuple[str, ...] = ()
@@ -75,6 +80,29 @@ class Channels:
             "webhook": bool(self.webhook_url and self.webhook_secret),
         }
         return [name for name in CHANNELS if ready[name]]
+
+    def redact(self, text: str) -> str:
+        """`text` without this tenant's secrets: an HTTP client's error may quote the URL
+        it failed to reach. The URLs keep their scheme and host, to tell where it failed."""
+        hidden = [self.pagerduty_routing_key, self.webhook_secret]
+        for url in (self.slack_webhook_url, self.webhook_url):
+            hidden += _url_tails(url)
+        for value in sorted((v for v in hidden if v), key=len, reverse=True):
+            text = text.replace(value, REDACTED)
+        return text
+
+
+def _url_tails(url: str | None) -> list[str]:
+    """What follows a URL's host, as written and as yarl (aiohttp) writes it again."""
+    if not url:
+        return []
+    parsed = urlsplit(url)
+    tail = url[len(f"{parsed.scheme}://{parsed.netloc}") :]
+    try:
+        again = URL(url).raw_path_qs
+    except ValueError:
+        again = ""
+    return [t for t in (url, tail, again) if t not in ("", "/")]
 
 
 def channels_for(settings: Settings, overrides: Mapping[str, Any] | None) -> Channels:

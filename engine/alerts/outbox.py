@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.db.connect import is_postgres
 from engine.db.models import AlertRecord, Tenant, db, utcnow
 from engine.ids import new_id
+from engine.sealed_fields import open_channels
+from engine.secretbox import SecretBox
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,8 @@ class Pending:
     kind: str
     facts: Mapping[str, Any]
     sent: frozenset[str]
-    tenant_channels: Mapping[str, Any] | None
+    # Opened: its secrets in plaintext, so never in a repr.
+    tenant_channels: Mapping[str, Any] | None = field(repr=False)
 
 
 def emit(
@@ -94,13 +97,18 @@ def publish_pending(publish: Callable[[list[str]], int], batch: int) -> tuple[in
     return confirmed, len(ids)
 
 
-def load(alert_id: str) -> Pending | None:
-    """An alert with what its sender needs, or None if there is no such alert."""
+def load(alert_id: str, box: SecretBox) -> Pending | None:
+    """An alert with what its sender needs (the tenant's channels opened), or None if
+    there is no such alert.
+
+    Raises:
+        CryptoError: the tenant's alert channels do not open with the configured keys.
+    """
     row = AlertRecord.get_or_none(AlertRecord.id == alert_id)
     if row is None:
         return None
     tenant = Tenant.get_or_none(Tenant.id == row.tenant_id)
-    channels = tenant.alert_channels if tenant is not None else None
+    channels = open_channels(tenant.alert_channels, box, tenant.id) if tenant else None
     return Pending(row.id, row.kind, dict(row.facts), frozenset(row.sent or ()), channels)
 
 

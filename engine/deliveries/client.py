@@ -40,8 +40,9 @@ class Request:
     """What to send to one endpoint."""
 
     url: str
-    headers: Mapping[str, str]
-    body: bytes
+    # The endpoint's custom headers in plaintext, and the signature: never in a repr.
+    headers: Mapping[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
     # When its endpoint's rate lets it start (`engine.deliveries.slots`); None: at once.
     slot_at: dt.datetime | None = None
     # How late after `slot_at` it may still start (`slots.late_s`).

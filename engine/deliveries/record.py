@@ -45,6 +45,7 @@ from engine.endpoints import states as endpoint_states
 from engine.endpoints import transforms
 from engine.ids import new_id
 from engine.retry import Decision
+from engine.sealed_fields import open_headers
 from engine.secretbox import SecretBox
 
 
@@ -309,14 +310,14 @@ def build_request(
     `webhook-id` is the event's id either way.
 
     Raises:
-        CryptoError: the endpoint's secret does not decrypt with the configured keys.
+        CryptoError: the endpoint's secret or headers do not decrypt with the configured keys.
     """
     event = claimed.event
     if claimed.body is not None:
         body = claimed.body
     elif body is None:
         body = envelope(event)
-    headers = dict(claimed.endpoint.headers or {})
+    headers = open_headers(claimed.endpoint.headers, box, claimed.endpoint.id)
     signers = endpoint_secrets.signing_secrets(claimed.endpoint, box)
     headers.update(signing.webhook_headers(signers, event.id, timestamp, body))
     headers["content-type"] = "application/json"

@@ -15,6 +15,7 @@ from engine.endpoints import secrets as endpoint_secrets
 from engine.endpoints.filters import is_valid_pattern
 from engine.errors import InvalidInputError, NotFoundError
 from engine.ids import new_id
+from engine.sealed_fields import keep_masked, open_headers, seal_headers
 from engine.secretbox import SecretBox
 from engine.ssrf import ALLOW_HINT, REFUSED_ADDRESS_PREFIX, AddressPolicy, check_url
 
@@ -92,17 +93,20 @@ def create_endpoint(
 ) -> tuple[Endpoint, str]:
     """Register an endpoint; answer it with its signing secret in plaintext.
 
-    The secret is the caller's `secret`, or a fresh one; it is stored sealed.
+    The secret is the caller's `secret`, or a fresh one; it is stored sealed, and so are
+    the custom `headers` (`engine.sealed_fields`).
     With `verify` (or `verify_default`, the operator's policy, which a
     `verify: false` does not lift) the endpoint starts `unverified` and
     receives nothing until it answers a verification challenge.
 
     Raises:
-        InvalidInputError: a field is refused.
+        InvalidInputError: a field is refused; a header written `"***"` (there is no
+            current value to keep).
     """
     validate_fields(fields, policy)
     now = utcnow()
     endpoint_id = new_id("ep")
+    headers = keep_masked(fields.get("headers") or {}, None, "headers")
     sealed, plaintext = endpoint_secrets.issue(endpoint_id, box, fields.get("secret"))
     verify = bool(fields.get("verify")) or verify_default
     row = Endpoint.create(
@@ -111,7 +115,7 @@ def create_endpoint(
         url=fields["url"],
         description=fields.get("description"),
         event_types=sorted(set(fields.get("event_types") or [])),
-        headers=dict(fields.get("headers") or {}),
+        headers=seal_headers(headers, box, endpoint_id),
         metadata=dict(fields.get("metadata") or {}),
         retry_schedule=fields.get("retry_schedule"),
         breaker=fields.get("breaker"),
@@ -153,16 +157,22 @@ def list_endpoints(tenant_id: str, *, limit: int, cursor: str | None) -> Page:
 
 
 def update_endpoint(
-    tenant_id: str, endpoint_id: str, fields: Mapping[str, Any], policy: AddressPolicy
+    tenant_id: str,
+    endpoint_id: str,
+    fields: Mapping[str, Any],
+    policy: AddressPolicy,
+    box: SecretBox,
 ) -> Endpoint:
     """Change some fields of an endpoint.
 
     A new URL for a verified or unverified endpoint makes it `unverified`
-    until the new URL answers a challenge.
+    until the new URL answers a challenge. New `headers` replace the old ones as a
+    whole, sealed; a header written `"***"` keeps its current value.
 
     Raises:
         NotFoundError: no such endpoint for this tenant.
-        InvalidInputError: a field is refused.
+        InvalidInputError: a field is refused; a header written `"***"` that it lacks.
+        CryptoError: its current headers do not open with the configured keys.
     """
     validate_fields(fields, policy)
     now = utcnow()
@@ -174,7 +184,9 @@ def update_endpoint(
                 value = fields[name]
                 if name == "event_types":
                     value = sorted(set(value or []))
-                elif name in ("headers", "metadata"):
+                elif name == "headers":
+                    value = _sealed_headers(endpoint, value or {}, box)
+                elif name == "metadata":
                     value = dict(value or {})
                 column = _COLUMNS.get(name, name)
                 setattr(endpoint, column, value)
@@ -183,6 +195,12 @@ def update_endpoint(
         # Never the status: only `states` moves it, conditionally.
         endpoint.save(only=[getattr(Endpoint, name) for name in (*changed, "updated_at")])
     return endpoint
+
+
+def _sealed_headers(endpoint: Endpoint, written: Mapping[str, str], box: SecretBox) -> dict:
+    """The column for headers written over the endpoint's: each `"***"` keeps its value."""
+    current = open_headers(endpoint.headers, box, endpoint.id)
+    return seal_headers(keep_masked(written, current, "headers"), box, endpoint.id)
 
 
 def _require_reverification(

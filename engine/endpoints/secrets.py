@@ -5,7 +5,8 @@ before it; until `previous_secret_expires_at` both sign every request, so a
 receiver holding either verifies it. Rotating again during a grace period
 replaces the previous secret: only the two most recent ever sign.
 Both columns are sealed by `engine.secretbox`; plaintext leaves this module
-only to sign a request or to answer the API.
+only to sign a request or to answer the API. `reseal_all` also seals the endpoint's
+custom headers (`engine.sealed_fields`) under the current key.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from engine import signing
 from engine.db.models import Endpoint, db, utcnow
 from engine.errors import ConflictError, InvalidInputError
+from engine.sealed_fields import CURRENT, LEGACY, open_headers, seal_headers, seal_state
 from engine.secretbox import SecretBox, is_sealed
 
 MAX_GRACE_PERIOD_S = 7 * 24 * 3600
@@ -33,7 +35,11 @@ class SecretView:
 
 @dataclass(frozen=True)
 class ResealReport:
-    """What `reseal_all` did: rows seen, values resealed, legacy plaintext found."""
+    """What `reseal_all` did: rows seen, values resealed, legacy plaintext found.
+
+    `resealed`, `already_current` and `legacy_plaintext` count signing secrets; the
+    `headers_` counts, the rows whose custom headers were sealed anew.
+    """
 
     endpoints: int = 0
     resealed: int = 0
@@ -41,6 +47,8 @@ class ResealReport:
     legacy_plaintext: int = 0
     expired_cleared: int = 0
     changed_meanwhile: int = 0
+    headers_resealed: int = 0
+    headers_legacy_plaintext: int = 0
 
 
 def issue(endpoint_id: str, box: SecretBox, supplied: str | None = None) -> tuple[str, str]:
@@ -130,7 +138,8 @@ def rotate(
 
 
 def reseal_all(box: SecretBox, *, batch: int = 500, now: dt.datetime | None = None) -> ResealReport:
-    """Seal every endpoint's secrets under the current key, in batches; safe to repeat.
+    """Seal every endpoint's secrets and custom headers under the current key, in batches;
+    safe to repeat.
 
     Legacy plaintext is sealed too, expired previous secrets are dropped.
     A row changed meanwhile (a rotation seals under the current key anyway) is left alone.
@@ -147,6 +156,8 @@ def reseal_all(box: SecretBox, *, batch: int = 500, now: dt.datetime | None = No
             "legacy_plaintext",
             "expired_cleared",
             "changed_meanwhile",
+            "headers_resealed",
+            "headers_legacy_plaintext",
         ),
         0,
     )
@@ -168,6 +179,8 @@ def _batches(size: int) -> Iterator[list[Endpoint]]:
                 Endpoint.secret,
                 Endpoint.previous_secret,
                 Endpoint.previous_secret_expires_at,
+                Endpoint.headers,
+                Endpoint.updated_at,
             )
             .where(Endpoint.id > after)
             .order_by(Endpoint.id)
@@ -182,6 +195,7 @@ def _batches(size: int) -> Iterator[list[Endpoint]]:
 def _reseal_row(row: Endpoint, box: SecretBox, now: dt.datetime) -> dict[str, int]:
     counts = {"resealed": 0, "already_current": 0, "legacy_plaintext": 0, "expired_cleared": 0}
     changes: dict[object, object] = {}
+    counts.update(_reseal_headers(row, box, changes))
     expired = row.previous_secret_expires_at is None or row.previous_secret_expires_at <= now
     if row.previous_secret is not None and expired:
         changes[Endpoint.previous_secret] = None
@@ -200,19 +214,39 @@ def _reseal_row(row: Endpoint, box: SecretBox, now: dt.datetime) -> dict[str, in
         changes[column] = box.seal(box.open(value, row.id), row.id)
         counts["resealed"] += 1
     if changes:
-        # Compare-and-swap: a rotation that ran meanwhile sealed under the current key anyway.
+        # Compare-and-swap: a rotation or a change of headers that ran meanwhile sealed
+        # under the current key anyway.
         written = (
             Endpoint.update(changes)
             .where(
                 (Endpoint.id == row.id)
                 & (Endpoint.secret == row.secret)
                 & _same(Endpoint.previous_secret, row.previous_secret)
+                & _headers_unchanged(row, changes)
             )
             .execute()
         )
         if not written:
             return {"changed_meanwhile": 1}
     return counts
+
+
+def _reseal_headers(row: Endpoint, box: SecretBox, changes: dict[object, object]) -> dict[str, int]:
+    """Seal the row's headers anew into `changes` unless they are current; count it."""
+    state = seal_state(row.headers, box)
+    if state == CURRENT:
+        return {"headers_resealed": 0, "headers_legacy_plaintext": 0}
+    changes[Endpoint.headers] = seal_headers(open_headers(row.headers, box, row.id), box, row.id)
+    return {"headers_resealed": 1, "headers_legacy_plaintext": int(state == LEGACY)}
+
+
+def _headers_unchanged(row: Endpoint, changes: dict[object, object]) -> object:
+    """The compare-and-swap's guard for new headers: the row's `updated_at`, which every
+    change of its headers moves; the headers themselves would put their plaintext in the
+    SQL that peewee logs at debug level."""
+    if Endpoint.headers not in changes:
+        return Endpoint.id == row.id
+    return Endpoint.updated_at == row.updated_at
 
 
 def _same(column: object, value: str | None) -> object:

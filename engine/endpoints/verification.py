@@ -26,6 +26,7 @@ from engine.endpoints import secrets as endpoint_secrets
 from engine.endpoints import states
 from engine.errors import CryptoError
 from engine.ids import new_id
+from engine.sealed_fields import open_headers
 from engine.secretbox import SecretBox
 
 EVENT_TYPE = "webhook.verification"
@@ -67,7 +68,7 @@ def build_challenge(
     challenge = challenge or secrets.token_urlsafe(CHALLENGE_BYTES)
     body = challenge_body(challenge, now)
     signers = endpoint_secrets.signing_secrets(endpoint, box, now=now)
-    headers = dict(endpoint.headers or {})
+    headers = open_headers(endpoint.headers, box, endpoint.id)
     headers.update(signing.webhook_headers(signers, new_id("vrf"), timestamp, body))
     headers["content-type"] = "application/json"
     headers["user-agent"] = user_agent

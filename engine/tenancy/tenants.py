@@ -6,11 +6,23 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
+from engine.db.connect import is_postgres
 from engine.db.models import ApiKey, Tenant, db, utcnow
 from engine.errors import InvalidInputError, NotFoundError
 from engine.ids import new_id
+from engine.sealed_fields import (
+    ALERT_SECRETS,
+    CURRENT,
+    LEGACY,
+    keep_masked,
+    open_channels,
+    seal_channels,
+    seal_state,
+)
+from engine.secretbox import SecretBox
 from engine.signing import InvalidSecretError, decode_secret
 from engine.tenancy.credentials import CredentialCache, CredentialGeneration, Principal
 
@@ -125,32 +137,89 @@ def find_tenant(tenant_id: str) -> Tenant | None:
 
 
 def update_tenant(
-    tenant_id: str, fields: Mapping[str, Any], *, credentials: CredentialGeneration
+    tenant_id: str, fields: Mapping[str, Any], *, credentials: CredentialGeneration, box: SecretBox
 ) -> Tenant:
     """Rename a tenant, replace its rate-limit or alert-channel overrides (None: the settings),
     switch its strict event types on or off, or set its retention in days (None: the setting).
 
-    `credentials` is told of the change: cached principals carry the tenant's rate limits.
+    The alert channels' secrets are stored sealed (`engine.sealed_fields`); one written
+    `"***"` keeps its current value. `credentials` is told of the change: cached
+    principals carry the tenant's rate limits.
 
     Raises:
         NotFoundError: no such tenant.
-        InvalidInputError: the alert webhook secret is not a usable `whsec_` secret.
+        InvalidInputError: the alert webhook secret is not a usable `whsec_` secret, or a
+            secret written `"***"` has no current value.
+        CryptoError: the current alert channels do not open with the configured keys.
     """
     tenant = find_tenant(tenant_id)
     if tenant is None:
         raise NotFoundError("tenant", tenant_id)
-    secret = (fields.get("alert_channels") or {}).get("webhook_secret")
+    changes = dict(fields)
+    if changes.get("alert_channels") is not None:
+        changes["alert_channels"] = _sealed_channels(tenant, changes["alert_channels"], box)
+    for name in ("name", "rate_limits", "alert_channels", "strict_event_types", "retention_days"):
+        if name in changes:
+            setattr(tenant, name, changes[name])
+    tenant.save()
+    credentials.changed()
+    return tenant
+
+
+def _sealed_channels(tenant: Tenant, written: Mapping[str, Any], box: SecretBox) -> dict | None:
+    """The column for alert channels written over the tenant's: each `"***"` keeps its value."""
+    current = open_channels(tenant.alert_channels, box, tenant.id)
+    channels = keep_masked(written, current, "alert_channels")
+    secret = channels.get("webhook_secret")
     if secret is not None:
         try:
             decode_secret(secret)
         except InvalidSecretError as exc:
             raise InvalidInputError("alert_channels.webhook_secret", str(exc)) from None
-    for name in ("name", "rate_limits", "alert_channels", "strict_event_types", "retention_days"):
-        if name in fields:
-            setattr(tenant, name, fields[name])
-    tenant.save()
-    credentials.changed()
-    return tenant
+    return seal_channels(channels, box, tenant.id)
+
+
+@dataclass(frozen=True)
+class ChannelsResealReport:
+    """What `reseal_alert_channels` did: tenants seen, channels sealed anew, and legacy
+    plaintext found among them."""
+
+    tenants: int = 0
+    alert_channels_resealed: int = 0
+    alert_channels_legacy_plaintext: int = 0
+
+
+def reseal_alert_channels(box: SecretBox, *, batch: int = 500) -> ChannelsResealReport:
+    """Seal every tenant's alert-channel secrets under the current key, in batches; safe
+    to repeat. Legacy plaintext is sealed too.
+
+    Each batch's rows are locked while they are sealed (on PostgreSQL): a compare-and-swap
+    on the column would put its plaintext in the SQL that peewee logs at debug level.
+
+    Raises:
+        CryptoError: a stored value does not decrypt with the configured keys.
+    """
+    seen, resealed, legacy, after = 0, 0, 0, ""
+    while True:
+        with db.atomic():
+            query = (
+                Tenant.select(Tenant.id, Tenant.alert_channels)
+                .where(Tenant.id > after)
+                .order_by(Tenant.id)
+                .limit(batch)
+            )
+            rows = list(query.for_update() if is_postgres(db.obj) else query)
+            for row in rows:
+                state = seal_state(row.alert_channels, box, ALERT_SECRETS)
+                if state == CURRENT:
+                    continue
+                opened = open_channels(row.alert_channels, box, row.id)
+                sealed = seal_channels(opened, box, row.id)
+                Tenant.update(alert_channels=sealed).where(Tenant.id == row.id).execute()
+                resealed, legacy = resealed + 1, legacy + (state == LEGACY)
+        if not rows:
+            return ChannelsResealReport(seen, resealed, legacy)
+        seen, after = seen + len(rows), rows[-1].id
 
 
 def is_admin_token(presented: str, configured: str | None) -> bool:

@@ -183,7 +183,12 @@ def test_the_admin_sets_a_tenants_alert_channels(admin: Api, tenant: Api) -> Non
     )
 
     assert result.status_code == 200
-    assert result.json["alert_channels"] == channels
+    secret_fields = ("slack_webhook_url", "pagerduty_routing_key", "webhook_secret")
+    assert result.json["alert_channels"] == {
+        **channels,
+        **dict.fromkeys(secret_fields, "***"),
+    }, "the secrets are sealed, never answered"
+    assert set(result.json["alert_channel_fingerprints"]) == set(secret_fields)
     cleared = admin.patch("/v1/tenants/{tenant_id}", {"alert_channels": None}, tenant_id=tenant_id)
     assert cleared.json["alert_channels"] is None
 

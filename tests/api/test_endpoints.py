@@ -36,7 +36,8 @@ def test_creating_an_endpoint_answers_it_with_a_signing_secret(tenant: Api) -> N
     assert created["secret"].startswith("whsec_")
     assert created["url"] == body["url"]
     assert created["event_types"] == ["invoice.paid", "order.*"]
-    assert created["headers"] == {"X-Team": "billing"}
+    assert created["headers"] == {"X-Team": "***"}, "stored sealed, never answered"
+    assert created["header_fingerprints"]["X-Team"].startswith("hmac-sha256:")
     assert created["metadata"] == {"owner": "ops"}
     assert created["retry_schedule"] == [5, 60]
     assert created["status"] == "active"
@@ -144,7 +145,7 @@ def test_patch_changes_only_the_fields_sent(tenant: Api, create_endpoint: Create
     changed = result.json
     assert changed["url"] == "https://new.example.com/in"
     assert changed["event_types"] == ["invoice.*"]
-    assert changed["headers"] == {"X-A": "1"}
+    assert changed["headers"] == {"X-A": "***"}
     assert changed["description"] == "old"
     assert changed["metadata"] == {"a": 1}
     assert changed["updated_at"] >= created["updated_at"]

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from engine import secretbox
-from engine.db.models import Endpoint
+from engine import sealed_fields, secretbox
+from engine.db.models import Endpoint, Tenant
 from engine.settings import Settings
 from tests.api.support import Api, assert_problem
 from tests.factories import SECRET_KEY, endpoint_body
@@ -220,10 +220,16 @@ def test_rotate_key_reseals_every_secret_under_the_new_key_and_is_idempotent(
     make_api: Callable[..., Api],
     sqlite_settings: Settings,
 ) -> None:
-    first, second = create_endpoint(), create_endpoint()
+    first, second = create_endpoint(), create_endpoint(headers={"X-Token": "sealed-2"})
     tenant.post(ROTATE, {"grace_period_s": 600}, endpoint_id=second["id"])
     rotated = tenant.get(SECRET, endpoint_id=second["id"]).json
-    Endpoint.update(secret=first["secret"]).where(Endpoint.id == first["id"]).execute()
+    legacy = {"X-Token": "legacy-1"}  # from before headers were sealed
+    Endpoint.update(secret=first["secret"], headers=legacy).where(
+        Endpoint.id == first["id"]
+    ).execute()
+    channels = {"pagerduty_routing_key": "pd-legacy", "email_to": ["ops@example.com"]}
+    tenant_id = Endpoint.get_by_id(first["id"]).tenant_id
+    Tenant.update(alert_channels=channels).where(Tenant.id == tenant_id).execute()
     new_key = secretbox.generate_key()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")},
@@ -249,6 +255,19 @@ def test_rotate_key_reseals_every_secret_under_the_new_key_and_is_idempotent(
     assert report["key_id"] == secretbox.key_id(secretbox.parse_key(new_key))
     assert (report["endpoints"], report["resealed"], report["legacy_plaintext"]) == (2, 3, 1)
     assert (again["resealed"], again["already_current"]) == (0, 3)
+    assert (report["headers_resealed"], report["headers_legacy_plaintext"]) == (2, 1)
+    assert (report["tenants"], report["alert_channels_resealed"]) == (1, 1)
+    assert report["alert_channels_legacy_plaintext"] == 1
+    assert (again["headers_resealed"], again["alert_channels_resealed"]) == (0, 0)
+    new_only = secretbox.SecretBox(secretbox.parse_key(new_key))
+    rows = {row.id: row for row in Endpoint.select()}
+    assert sealed_fields.open_headers(rows[first["id"]].headers, new_only, first["id"]) == legacy
+    assert sealed_fields.open_headers(rows[second["id"]].headers, new_only, second["id"]) == {
+        "X-Token": "sealed-2"
+    }
+    stored = Tenant.get_by_id(tenant_id).alert_channels
+    assert "pd-legacy" not in json.dumps(stored)
+    assert sealed_fields.open_channels(stored, new_only, tenant_id) == channels
     only_new = make_api(sqlite_settings.with_overrides(secret_key=new_key)).as_key(tenant.key)
     assert only_new.get(SECRET, endpoint_id=first["id"]).json == {"secret": first["secret"]}
     assert only_new.get(SECRET, endpoint_id=second["id"]).json == rotated

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import io
+import json
+import logging
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import structlog
+from standardwebhooks.webhooks import Webhook
 
 from actors import alert as alert_actor
-from actors.runtime import Runtime
+from actors.runtime import Runtime, client_options
+from engine import logs
 from engine.alerts import outbox as alert_records
 from engine.alerts import sends
 from engine.db.models import AlertRecord, AlertSend, Endpoint, utcnow
-from engine.deliveries.client import Outcome
+from engine.deliveries import record
+from engine.deliveries.client import DeliveryClient, Outcome, Request, open_session
+from engine.endpoints.crud import update_endpoint
+from engine.ssrf import AddressPolicy
+from engine.tenancy.credentials import CredentialGeneration as Generation
+from engine.tenancy.tenants import update_tenant
 from tests.factories import make_endpoint, make_settings
 
 ALERT_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+POLICY = AddressPolicy(allow_private=True)
 
 
 @pytest.fixture
@@ -184,3 +197,137 @@ def test_a_post_may_have_reached_the_channel_only_once_a_connection_was_made(
         error_detail=detail,
     )
     assert alert_actor._maybe_taken(outcome) is maybe_taken
+
+
+SLACK = "http://127.0.0.1:9/services/T0/B0/slacksecret77"
+ROUTING_KEY = "pdkey-3c9e1a"
+TENANT_SECRET = "whsec_dGVuYW50LXdlYmhvb2stc2VjcmV0LTMyYnl0ZXM="
+HEADER_TOKEN = "Bearer tok-5f2a9c1e7b"
+TENANT_CHANNELS = {
+    "slack_webhook_url": SLACK,
+    "pagerduty_routing_key": ROUTING_KEY,
+    "webhook_url": "http://127.0.0.1:9/alerts/hooktoken42",
+    "webhook_secret": TENANT_SECRET,
+}
+
+
+def with_tenant_channels(rt: Runtime, endpoint: Endpoint) -> None:
+    update_tenant(
+        endpoint.tenant_id,
+        {"alert_channels": TENANT_CHANNELS},
+        credentials=Generation(),
+        box=rt.box,
+    )
+
+
+class FakeClient:
+    """The runtime's HTTP client: records each request and answers with `answer(request)`."""
+
+    def __init__(self, answer: Callable[[Request], Outcome]) -> None:
+        self.sent: list[Request] = []
+        self.answer = answer
+
+    async def send(self, request: Request) -> Outcome:
+        self.sent.append(request)
+        return self.answer(request)
+
+
+def on_this_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The actor's event loop, stood in for by one `asyncio.run` per request."""
+    monkeypatch.setattr(
+        alert_actor, "async_to_sync", lambda fn: lambda *args: asyncio.run(fn(*args))
+    )
+
+
+def test_alerts_go_out_with_the_tenants_real_slack_url_pagerduty_key_and_webhook_secret(
+    sqlite_db: Any,
+    tmp_path: Any,
+    alert_id: str,
+    endpoint: Endpoint,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rt = supervisor(sqlite_db, tmp_path)
+    with_tenant_channels(rt, endpoint)
+    client = FakeClient(
+        lambda request: Outcome(started_at=utcnow(), duration_ms=1.0, status_code=200)
+    )
+    rt.client = client  # type: ignore[assignment]
+    on_this_thread(monkeypatch)
+
+    alert_actor.alert(rt, alert_id)
+
+    by_url = {request.url: request for request in client.sent}
+    assert SLACK in by_url
+    pagerduty = by_url[rt.settings.alert_pagerduty_url]
+    assert json.loads(pagerduty.body)["routing_key"] == ROUTING_KEY
+    webhook = by_url[TENANT_CHANNELS["webhook_url"]]
+    Webhook(TENANT_SECRET).verify(webhook.body, dict(webhook.headers))
+
+
+def test_no_log_line_at_any_level_carries_an_alert_secret_or_a_custom_header(
+    sqlite_db: Any,
+    tmp_path: Any,
+    alert_id: str,
+    endpoint: Endpoint,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rt = supervisor(sqlite_db, tmp_path)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    logs.configure("debug", "json")
+    written = io.StringIO()
+    root.handlers[0].setStream(written)  # type: ignore[attr-defined]
+    try:
+        with_tenant_channels(rt, endpoint)  # peewee logs its SQL at debug
+        # Each channel fails as aiohttp fails for a URL it cannot take: quoting it, and the
+        # request's repr besides.
+        rt.client = FakeClient(  # type: ignore[assignment]
+            lambda request: Outcome(
+                started_at=utcnow(),
+                duration_ms=1.0,
+                error_class="invalid_url",
+                error_detail=f"InvalidUrlClientError: {request.url} {request!r}",
+            )
+        )
+        on_this_thread(monkeypatch)
+        for _ in range(2):  # the first try, and Dramatiq's retry
+            with pytest.raises(alert_actor.AlertSendError):
+                alert_actor.alert(rt, alert_id)
+        deliver_with_custom_headers(rt, endpoint)
+    finally:
+        root.handlers[:], root.level = handlers, level
+
+    text = written.getvalue()
+    assert "alert_failed" in text, "the failures were logged"
+    assert '"level": "debug"' in text, "debug lines were captured"
+    for secret in (SLACK, "slacksecret77", ROUTING_KEY, TENANT_SECRET, "tok-5f2a9c1e7b"):
+        assert secret not in text
+    # The webhook URL is stored and answered in the clear, but its path may hold a token
+    # of the receiver's: a failure names its host only.
+    failures = [line for line in text.splitlines() if '"alert_failed"' in line]
+    assert failures and not any("hooktoken42" in line for line in failures)
+
+
+def deliver_with_custom_headers(rt: Runtime, endpoint: Endpoint) -> None:
+    """One attempt, with a custom header, to a port nothing listens on, and its recording."""
+    update_endpoint(
+        endpoint.tenant_id,
+        endpoint.id,
+        {"headers": {"Authorization": HEADER_TOKEN}},
+        POLICY,
+        rt.box,
+    )
+    row = Endpoint.get_by_id(endpoint.id)
+    row.url, row.secret = "http://127.0.0.1:9/hook", ALERT_SECRET  # made with another box
+    claimed = record.Claim(SimpleNamespace(id="dlv_1"), row, SimpleNamespace(id="evt_1"))  # type: ignore[arg-type]
+    request = record.build_request(claimed, user_agent="t", timestamp=1, box=rt.box, body=b"{}")
+    assert request.headers["Authorization"] == HEADER_TOKEN, "the real value is sent"
+
+    async def send() -> Outcome:
+        session = open_session(client_options(rt.settings))
+        async with session:
+            return await DeliveryClient(session, client_options(rt.settings)).send(request)
+
+    outcome = asyncio.run(send())
+    assert not outcome.success
+    structlog.get_logger("hookline.test").debug("sent", request=repr(request), outcome=outcome)

@@ -181,7 +181,13 @@ def test_an_endpoint_update_never_writes_back_the_status_it_read(
     stale = claimed.endpoint  # read while active; disabled meanwhile by another process
     Endpoint.update(status=endpoint_states.DISABLED).where(Endpoint.id == stale.id).execute()
     monkeypatch.setattr(crud, "get_endpoint", lambda tenant_id, endpoint_id: stale)
-    crud.update_endpoint(stale.tenant_id, stale.id, {"description": "new"}, AddressPolicy())
+    crud.update_endpoint(
+        stale.tenant_id,
+        stale.id,
+        {"description": "new"},
+        AddressPolicy(),
+        SecretBox(os.urandom(32)),
+    )
     row = Endpoint.get_by_id(stale.id)
     assert (row.status, row.description) == (endpoint_states.DISABLED, "new")
 

@@ -209,7 +209,13 @@ def test_an_answer_for_a_url_the_endpoint_left_is_dropped(
     row, _ = unverified
     challenge = verification.start(row.id, box, user_agent="x", timestamp=1)
     assert challenge is not None
-    endpoints.update_endpoint(row.tenant_id, row.id, {"url": "https://example.org/moved"}, POLICY)
+    endpoints.update_endpoint(
+        row.tenant_id,
+        row.id,
+        {"url": "https://example.org/moved"},
+        POLICY,
+        SecretBox(os.urandom(32)),
+    )
 
     verification.finish(challenge, answer(200, challenge.challenge))
 
@@ -261,9 +267,11 @@ def test_moving_a_verified_endpoint_makes_it_unverified_again(
     verification.finish(challenge, answer(200, challenge.challenge))
 
     moved = endpoints.update_endpoint(
-        row.tenant_id, row.id, {"url": "https://example.org/new"}, POLICY
+        row.tenant_id, row.id, {"url": "https://example.org/new"}, POLICY, SecretBox(os.urandom(32))
     )
-    same = endpoints.update_endpoint(row.tenant_id, row.id, {"description": "x"}, POLICY)
+    same = endpoints.update_endpoint(
+        row.tenant_id, row.id, {"description": "x"}, POLICY, SecretBox(os.urandom(32))
+    )
 
     assert moved.status == "unverified" and moved.verified_at is None
     assert same.status == "unverified"
@@ -275,7 +283,9 @@ def test_moving_an_endpoint_that_never_asked_for_verification_keeps_it_active(
     tenant = create_tenant("acme")[0]
     row, _ = endpoints.create_endpoint(tenant.id, {"url": "https://example.com/a"}, POLICY, box)
 
-    moved = endpoints.update_endpoint(tenant.id, row.id, {"url": "https://example.com/b"}, POLICY)
+    moved = endpoints.update_endpoint(
+        tenant.id, row.id, {"url": "https://example.com/b"}, POLICY, SecretBox(os.urandom(32))
+    )
 
     assert moved.status == "active"
 
