@@ -7,8 +7,11 @@ from typing import Any
 
 import pytest
 
+from engine import secretbox
 from engine.db.models import Delivery, Endpoint, EventFanOut
 from engine.deliveries import fanout
+from engine.sealed_fields import open_headers
+from engine.settings import Settings
 from tests.api.conftest import new_tenant
 from tests.api.support import Api
 from tests.factories import endpoint_body, event_body
@@ -108,8 +111,9 @@ def test_an_empty_list_does_nothing(publish: Publish) -> None:
 
 
 def test_an_endpoint_is_the_model_peewee_builds_and_is_built_again_once_it_changes(
-    tenant: Api, create_endpoint: CreateEndpoint, publish: Publish
+    tenant: Api, create_endpoint: CreateEndpoint, publish: Publish, sqlite_settings: Settings
 ) -> None:
+    box = secretbox.from_settings(sqlite_settings)
     endpoint_id = create_endpoint(
         headers={"x-team": "billing"},
         metadata={"owner": "ops", "tier": 2},
@@ -122,7 +126,8 @@ def test_an_endpoint_is_the_model_peewee_builds_and_is_built_again_once_it_chang
     again = fanout.fan_out_and_claim(publish()["id"], claim=10, memo=memo).claimed[0].endpoint
 
     assert first.__data__ == Endpoint.get_by_id(endpoint_id).__data__
-    assert first.headers == {"x-team": "billing"} and first.retry_schedule == [1, 5, 30]
+    assert open_headers(first.headers, box, endpoint_id) == {"x-team": "billing"}
+    assert first.retry_schedule == [1, 5, 30]
     assert again is first  # the same row: the model is not built twice
     changed = tenant.patch(
         "/v1/endpoints/{endpoint_id}",
@@ -133,7 +138,7 @@ def test_an_endpoint_is_the_model_peewee_builds_and_is_built_again_once_it_chang
     after = fanout.fan_out_and_claim(publish()["id"], claim=10, memo=memo).claimed[0].endpoint
     assert after is not first
     assert after.url == "https://other.example.com/in"
-    assert after.headers == {"x-team": "payments"}
+    assert open_headers(after.headers, box, endpoint_id) == {"x-team": "payments"}
     assert after.__data__ == Endpoint.get_by_id(endpoint_id).__data__
 
 
