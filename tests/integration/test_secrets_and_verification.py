@@ -262,7 +262,10 @@ def test_a_verification_request_is_refused_by_the_same_guard(
     try:
         created = create_endpoint(api, key, receiver.url("/verify-me"), verify=True)
 
-        error = eventually(lambda: endpoint(api, key, created["id"])["verification_error"])
+        # The workers were just started: a starved CI box took more than 20 s to run them.
+        error = eventually(
+            lambda: endpoint(api, key, created["id"])["verification_error"], timeout_s=60
+        )
 
         assert "refused to connect" in error or "loopback" in error
         assert endpoint(api, key, created["id"])["status"] == "unverified"
