@@ -137,9 +137,16 @@ def _fan_out_run(ctx: Context, throttled: int) -> dict[str, Any]:
     if limited:
         time.sleep(SETTLE_S)  # the throttled ones go on at their pace meanwhile
         ticks = ctx.receiver("/_stats")["ticks"]
-        busiest, typical, series = [], [], []
+        busiest: list[int] = []
+        typical: list[float] = []
+        series: list[list[int]] = []
         for n in range(throttled):
             seconds = {int(s): c for s, c in ticks.get(f"{label}-rl-{n}", {}).items()}
+            if not seconds:  # nothing arrived yet (a starved box): nothing to count, not a crash
+                busiest.append(0)
+                typical.append(0)
+                series.append([])
+                continue
             inner = [c for s, c in seconds.items() if min(seconds) < s < max(seconds)]
             busiest.append(max(inner or [0]))
             typical.append(statistics.median(inner) if inner else 0)
