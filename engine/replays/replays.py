@@ -54,8 +54,13 @@ class Progress:
 
     @property
     def queued(self) -> int:
-        """How many its lanes let go (sent, being sent, or retrying)."""
-        return max(0, self.replay.matched - self.waiting - self.replay.cancelled)
+        """How many its lanes let go (sent, being sent, or retrying).
+
+        Once it stopped running, whatever still waits in a lane was queued when it was
+        cancelled and given back later, its slot missed: it is sent, so it counts.
+        """
+        waiting = self.waiting if self.replay.status == replay_states.RUNNING else 0
+        return max(0, self.replay.matched - waiting - self.replay.cancelled)
 
 
 def new_replay(selection: Selection, kind: str, rate_per_s: int, now: dt.datetime) -> Replay:

@@ -232,6 +232,32 @@ def test_cancel_gives_back_what_was_not_yet_queued_and_sends_what_was(
     assert_problem(tenant.post(CANCEL, replay_id=created["id"]), 409)
 
 
+def test_a_delivery_queued_before_the_cancel_and_given_back_after_it_is_sent_and_counted(
+    tenant: Api, history: tuple[str, list[str], list[str]]
+) -> None:
+    endpoint_id, ok, failed = history
+    created = tenant.post(REPLAYS, {"since": SINCE, "rate_per_s": 10}).json
+    [late] = deliveries.claim_many(
+        pacing.pace(lease_s=30, batch=1).at_slot, lease_s=30, released=True
+    )
+    cancelled = tenant.post(CANCEL, replay_id=created["id"]).json
+
+    # Its worker reached it after its slot: back in its lane, though the replay stopped.
+    given = pacing.give_back([(late.delivery.id, endpoint_id, late.delivery.lease_until)], 10)
+    followed = tenant.get(REPLAY, replay_id=created["id"]).json
+
+    assert given == 1
+    assert (cancelled["queued"], cancelled["cancelled"]) == (1, 4)
+    assert (followed["status"], followed["queued"]) == ("cancelled", 1), "still counted as sent"
+    assert pace_all(utcnow() + dt.timedelta(seconds=5)) == [ok[0]], "what was queued is sent"
+    assert [Delivery.get_by_id(i).status for i in ok[1:] + failed] == [
+        "succeeded",
+        "succeeded",
+        "quarantined",
+        "quarantined",
+    ]
+
+
 def test_two_replays_to_one_endpoint_share_its_lane_at_the_slower_rate(
     tenant: Api, history: tuple[str, list[str], list[str]]
 ) -> None:

