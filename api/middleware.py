@@ -14,8 +14,7 @@ import structlog
 from api.auth_failures import FailedAuth
 from api.errors import Problem
 from api.offload import Offload, OnLoop
-from api.tokens import TokenError, TokenVerifier
-from engine.errors import ForbiddenError
+from api.tokens import ProviderUnavailable, TokenError, TokenVerifier
 from engine.settings import Settings
 from engine.tenancy import ratelimit
 from engine.tenancy.credentials import CredentialCache, Principal
@@ -185,6 +184,15 @@ class Auth:
             raise _unauthorized("The bearer token is too long.")
         try:
             claims = self.tokens.verify(token)
+        except ProviderUnavailable as exc:  # not the caller's fault: not a failed attempt
+            raise Problem(
+                503,
+                "identity-provider-unavailable",
+                "Identity provider unavailable",
+                f"{exc} Retry shortly.",
+                field="Authorization",
+                headers={"Retry-After": "30"},
+            ) from None
         except TokenError as exc:
             raise _unauthorized(str(exc)) from None
         tenant = find_tenant(claims.tenant_id)
@@ -225,7 +233,7 @@ def _require_scope(method: str, resource: Any, principal: Principal) -> None:
     """Raise unless the principal holds the scope the resource declares for this method.
 
     Raises:
-        ForbiddenError: the scope is missing.
+        Problem: 403 `forbidden`, the scope is missing (`error="insufficient_scope"`).
         RuntimeError: the resource serves the method but declares no scope (a bug).
     """
     needed = getattr(resource, "scopes", {}).get(method)
@@ -235,7 +243,18 @@ def _require_scope(method: str, resource: Any, principal: Principal) -> None:
             raise RuntimeError(f"{type(resource).__name__} declares no scope for {method}")
         return  # nothing serves this method: Falcon answers 405
     if needed not in principal.scopes:
-        raise ForbiddenError(needed, f"This credential lacks the scope {needed}.")
+        # RFC 6750 §3.1: a bearer credential short of a scope says which in the challenge.
+        raise Problem(
+            403,
+            "forbidden",
+            "Forbidden",
+            f"This credential lacks the scope {needed}.",
+            headers={
+                "WWW-Authenticate": (
+                    f'Bearer realm="hookline", error="insufficient_scope", scope="{needed}"'
+                )
+            },
+        )
 
 
 class RateLimit:

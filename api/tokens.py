@@ -6,6 +6,11 @@ nothing else, RS256 with RSA public keys, ES256 with P-256 public keys. So
 `alg: none` and algorithm confusion (an HS256 token whose secret is the RSA
 public key) are refused. `exp` is required; `nbf`, `iss` and `aud` are
 checked; the tenant and scopes come from the configured claims.
+
+Tokens of an OAuth2/OIDC identity provider (`HOOKLINE_OAUTH2_*`) are checked by
+`ProviderTokens` against the provider's published keys (`api.jwks`), RS256 or ES256
+only: those whose `iss` is the provider's go there (every asymmetric token, when only
+a JWKS URL names the provider and no local public key is configured).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from api.jwks import KeysUnavailable, ProviderKeys
 from engine.errors import SettingsError
 from engine.settings import Settings
 from engine.tenancy.tenants import ALL_SCOPES
@@ -29,6 +35,10 @@ _KEY_TYPES: dict[str, type] = {"RS256": rsa.RSAPublicKey, "ES256": ec.EllipticCu
 
 class TokenError(Exception):
     """A token is refused; the message is safe to show the caller."""
+
+
+class ProviderUnavailable(TokenError):
+    """The identity provider's keys cannot be had: the token is neither good nor bad yet."""
 
 
 @dataclass(frozen=True)
@@ -52,17 +62,19 @@ class PublicKey:
 class TokenVerifier:
     """Verifies JWTs against the keys the settings configure."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, provider: ProviderTokens | None = None) -> None:
         self.settings = settings
         self.public_keys = _load_public_keys(settings)
         self.algorithms = settings.jwt_algorithms or _inferred_algorithms(
             settings, self.public_keys
         )
+        configured = settings.oauth2_issuer or settings.oauth2_jwks_url
+        self.provider = provider or (ProviderTokens(settings) if configured else None)
 
     @property
     def enabled(self) -> bool:
-        """True when some algorithm has a key to check it with."""
-        return bool(self.algorithms)
+        """True when some algorithm has a key to check it with, or a provider is set."""
+        return bool(self.algorithms) or self.provider is not None
 
     def verify(self, token: str) -> Claims:
         """The claims of a valid token.
@@ -75,6 +87,8 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise TokenError("The bearer token is not a JWT.") from None
         algorithm = header.get("alg")
+        if self.provider is not None and self.provider.takes(token, algorithm, self.public_keys):
+            return self.provider.verify(token, algorithm, header.get("kid"))
         if algorithm not in self.algorithms:
             raise TokenError(f"Tokens signed with {str(algorithm)[:16]!r} are not accepted.")
         return self._claims(self._decode(token, algorithm, header.get("kid")))
@@ -124,6 +138,97 @@ class TokenVerifier:
         # Rate limits count per credential: one per tenant and subject, whichever token it is.
         digest = hashlib.sha256(f"{tenant_id}\0{subject}".encode()).hexdigest()[:26]
         return Claims(tenant_id, scopes, "jwt_" + digest, subject[:255] or None)
+
+
+class ProviderTokens:
+    """Verifies the tokens of the configured OAuth2/OIDC identity provider.
+
+    `iss` (when an issuer is set), `aud`, `exp` and `nbf` are checked, with
+    `HOOKLINE_JWT_LEEWAY_S` of clock skew; the tenant and scopes come from the
+    `HOOKLINE_OAUTH2_*_CLAIM` claims, each scope mapped to Hookline's by its prefix.
+    """
+
+    ALGORITHMS = ("RS256", "ES256")
+
+    def __init__(self, settings: Settings, keys: ProviderKeys | None = None) -> None:
+        self.settings = settings
+        self.issuer = settings.oauth2_issuer
+        self.keys = keys or ProviderKeys(issuer=self.issuer, jwks_url=settings.oauth2_jwks_url)
+
+    def takes(self, token: str, algorithm: Any, local_keys: list[PublicKey]) -> bool:
+        """True when this token is the provider's to check (see the module)."""
+        if algorithm == "HS256":
+            return False
+        if self.issuer is None:
+            return not local_keys
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return False
+        return isinstance(unverified, dict) and unverified.get("iss") == self.issuer
+
+    def verify(self, token: str, algorithm: Any, kid: Any) -> Claims:
+        """The claims of a valid provider token.
+
+        Raises:
+            TokenError: refused, or the provider's keys cannot be had.
+        """
+        if algorithm not in self.ALGORITHMS:
+            raise TokenError(f"Tokens signed with {str(algorithm)[:16]!r} are not accepted.")
+        try:
+            candidates = self.keys.keys_for(kid if isinstance(kid, str) else None)
+        except KeysUnavailable as exc:
+            raise ProviderUnavailable(str(exc)) from None
+        fitting: list[Any] = [
+            k.key
+            for k in candidates
+            if isinstance(k.key, _KEY_TYPES[algorithm]) and _curve_fits(k.key, algorithm)
+        ]
+        if not fitting:
+            raise TokenError("The token's key is not one of the identity provider's.")
+        failure: jwt.PyJWTError = jwt.InvalidSignatureError()
+        for key in fitting:
+            try:
+                payload = jwt.decode(
+                    token,
+                    key,
+                    algorithms=[algorithm],
+                    issuer=self.issuer,
+                    audience=self.settings.oauth2_audience,
+                    leeway=self.settings.jwt_leeway_s,
+                    options={"require": ["exp", "aud"] + (["iss"] if self.issuer else [])},
+                )
+            except jwt.InvalidSignatureError as exc:
+                failure = exc
+                continue
+            except jwt.PyJWTError as exc:
+                raise TokenError(_explain(exc)) from None
+            return self._claims(payload)
+        raise TokenError(_explain(failure))
+
+    def _claims(self, payload: dict[str, Any]) -> Claims:
+        claim = self.settings.oauth2_tenant_claim
+        tenant_id = payload.get(claim)
+        if not isinstance(tenant_id, str) or not tenant_id:
+            raise TokenError(f"The token has no {claim!r} claim.")
+        scopes = provider_scopes(
+            payload, self.settings.oauth2_scope_claim, self.settings.oauth2_scope_prefix
+        )
+        subject = str(payload.get("sub", ""))
+        issuer = str(payload.get("iss", ""))
+        digest = hashlib.sha256(f"{issuer}\0{tenant_id}\0{subject}".encode()).hexdigest()[:26]
+        return Claims(tenant_id, scopes, "oidc_" + digest, subject[:255] or None)
+
+
+def provider_scopes(payload: dict[str, Any], claim: str, prefix: str) -> frozenset[str]:
+    """Hookline's scopes among a token's: `claim` (or `scp`, for `scope`) as a space-separated
+    string or a list, each stripped of `prefix`; unknown scopes are ignored."""
+    raw = payload.get(claim)
+    if raw is None and claim == "scope":
+        raw = payload.get("scp")
+    granted = raw.split() if isinstance(raw, str) else raw if isinstance(raw, list) else ()
+    named = (s[len(prefix) :] for s in granted if isinstance(s, str) and s.startswith(prefix))
+    return frozenset(scope for scope in named if scope in ALL_SCOPES)
 
 
 def _explain(exc: jwt.PyJWTError) -> str:

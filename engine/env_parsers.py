@@ -72,6 +72,24 @@ def url(*schemes: str) -> Callable[[str, str], str]:
     return parse
 
 
+def trusted_url(name: str, raw: str) -> str:
+    """An https URL, or http to a loopback host: where keys that grant access come from."""
+    url("http", "https")(name, raw)
+    parts = urlsplit(raw)
+    if parts.scheme == "http" and not _loopback(parts.hostname or ""):
+        raise SettingsError(name, f"must be https (http only to a loopback host), got {raw!r}")
+    return raw
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def bind(name: str, raw: str) -> str:
     host, sep, port = raw.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:

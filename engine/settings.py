@@ -159,8 +159,25 @@ class Settings:
     jwt_tenant_claim: str = "tenant"
     # JWT claim holding the scopes (a space-separated string or a list).
     jwt_scope_claim: str = "scope"
-    # Seconds of clock skew tolerated on a JWT's `exp` and `nbf`.
+    # Seconds of clock skew tolerated on a JWT's `exp` and `nbf` (local keys and OAuth2 alike).
     jwt_leeway_s: int = 30
+    # OAuth2/OIDC identity provider whose tokens are accepted: its keys by OIDC discovery at
+    # `<issuer>/.well-known/openid-configuration`; its tokens must carry this `iss`. https, or
+    # http to a loopback host; unset = no provider (unless a JWKS URL is set).
+    oauth2_issuer: str | None = None
+    # The provider's JWKS URL, when it has no discovery document (or to skip it); unset = found
+    # by discovery. Keys are cached; an unknown `kid` refetches at most once per 30 s.
+    oauth2_jwks_url: str | None = None
+    # The `aud` the provider's tokens must carry; required with an issuer or a JWKS URL.
+    oauth2_audience: str | None = None
+    # Claim of the provider's tokens holding the tenant id.
+    oauth2_tenant_claim: str = "tenant_id"
+    # Claim holding the scopes: a space-separated string (`scope`) or a list (`scp`); with
+    # `scope`, a token without it is read from `scp`.
+    oauth2_scope_claim: str = "scope"
+    # Prefix of the provider's scopes that name Hookline's: with `hookline:`, the scope
+    # `hookline:events:write` grants `events:write`; others are ignored. Empty = none.
+    oauth2_scope_prefix: str = ""
     # Seconds of outcomes the breaker judges an endpoint on (10-second buckets).
     breaker_window_s: int = 300
     # Attempts the window must hold before its failure rate can open the breaker.
@@ -289,6 +306,12 @@ class Settings:
                 PREFIX + "JWT_ALGORITHMS",
                 "RS256 and ES256 need HOOKLINE_JWT_PUBLIC_KEY_FILE or HOOKLINE_JWT_JWKS_FILE",
             )
+        oauth2 = self.oauth2_issuer or self.oauth2_jwks_url
+        if oauth2 and not self.oauth2_audience:
+            raise SettingsError(PREFIX + "OAUTH2_AUDIENCE", "is required with an OAuth2 provider")
+        if self.oauth2_jwks_url and not self.oauth2_issuer and public:
+            # Which keys check a token is decided by its `iss`: name the provider's.
+            raise SettingsError(PREFIX + "OAUTH2_ISSUER", "is required beside local public keys")
         # Shorter HMAC keys can be brute-forced; pyjwt warns below 32 bytes too.
         if self.jwt_hs256_secret is not None and len(self.jwt_hs256_secret.encode()) < 32:
             raise SettingsError(PREFIX + "JWT_HS256_SECRET", "must be at least 32 bytes")
@@ -376,6 +399,12 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "jwt_tenant_claim": parse.claim,
     "jwt_scope_claim": parse.claim,
     "jwt_leeway_s": parse.integer(0, 3600),
+    "oauth2_issuer": parse.trusted_url,
+    "oauth2_jwks_url": parse.trusted_url,
+    "oauth2_audience": parse.text,
+    "oauth2_tenant_claim": parse.claim,
+    "oauth2_scope_claim": parse.claim,
+    "oauth2_scope_prefix": parse.claim,
     "breaker_window_s": parse.integer(10, 86400),
     "breaker_min_attempts": parse.integer(1, 1_000_000),
     "breaker_failure_pct": parse.number(1, 100),

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 import schemas
+from api.errors import Problem
 from api.middleware import _require_scope
 from engine.db.models import ApiKey
-from engine.errors import ForbiddenError
 from engine.tenancy.credentials import Principal
 from engine.tenancy.tenants import ALL_SCOPES
 from tests.api.support import Api, assert_problem
@@ -120,9 +120,12 @@ def test_a_method_nobody_serves_needs_no_scope_so_falcon_can_answer_405() -> Non
 
 def test_the_scope_is_read_per_method() -> None:
     _require_scope("GET", _Declared(), principal("endpoints:read"))
-    with pytest.raises(ForbiddenError) as caught:
+    with pytest.raises(Problem) as caught:
         _require_scope("POST", _Declared(), principal("endpoints:read"))
-    assert caught.value.scope == "endpoints:write"
+    assert (caught.value.status_code, caught.value.slug) == (403, "forbidden")
+    assert caught.value.headers["WWW-Authenticate"] == (
+        'Bearer realm="hookline", error="insufficient_scope", scope="endpoints:write"'
+    ), "RFC 6750 §3.1: the challenge names the scope"
 
 
 def test_reading_a_signing_secret_takes_endpoints_write(tenant: Api) -> None:
@@ -134,6 +137,7 @@ def test_reading_a_signing_secret_takes_endpoints_write(tenant: Api) -> None:
 
     refused = reader.get(path, endpoint_id=endpoint["id"])
     problem = assert_problem(refused, 403)
+    assert 'error="insufficient_scope"' in refused.headers["WWW-Authenticate"]
     assert "endpoints:write" in problem["detail"]
     assert endpoint["secret"] not in refused.text
     assert writer.get(path, endpoint_id=endpoint["id"]).json["secret"] == endpoint["secret"]
