@@ -26,6 +26,8 @@ from api.resources.event_types import EventTypes
 from api.resources.events import Enqueue, EnqueueMany, Events
 from api.resources.health import Health, Readiness
 from api.resources.keys import Keys
+from api.resources.oauth import Jwks, OAuthServer
+from api.resources.oauth_clients import OAuthClients
 from api.resources.openapi import OpenApi
 from api.resources.quarantine import Quarantine
 from api.resources.replays import Replays
@@ -33,6 +35,7 @@ from api.resources.tenants import Tenants
 from api.resources.transforms import Transforms
 from api.server import ConcurrencyLimit
 from api.server import Worker as ServerWorker
+from api.tokens import TokenVerifier
 from engine.events.catalog_cache import CatalogCache
 from engine.events.ingest import EventStore
 from engine.secretbox import SecretBox
@@ -89,10 +92,11 @@ def create_app(
     """
     offload = Offload(database, settings.api_threads)
     rate_limit = RateLimit(limiter or Limiter(settings), clock, offload=offload)
+    tokens = TokenVerifier(settings)  # shared with the token endpoint: one key cache
     middleware: list[Any] = [
         Metrics(),
         RequestContext(settings.access_log),
-        Auth(settings, credentials=credentials, offload=offload),
+        Auth(settings, tokens, credentials=credentials, offload=offload),
         rate_limit,
         Audit(offload),  # every change, recorded after it committed (`api.audit`)
     ]
@@ -128,6 +132,14 @@ def create_app(
     keys = Keys(settings, changes)
     route("/v1/keys", keys)
     route("/v1/keys/{key_id}", keys, suffix="item")
+    clients = OAuthClients(settings)
+    route("/v1/oauth-clients", clients)
+    route("/v1/oauth-clients/{client_id}", clients, suffix="item")
+    oauth_server = OAuthServer(settings, box, tokens)
+    route("/oauth/token", oauth_server, suffix="token")
+    route("/oauth/introspect", oauth_server, suffix="introspect")
+    route("/oauth/revoke", oauth_server, suffix="revoke")
+    route("/.well-known/jwks.json", Jwks())
     endpoints = Endpoints(settings, policy, box, enqueue)
     route("/v1/endpoints", endpoints)
     route("/v1/endpoints/{endpoint_id}", endpoints, suffix="item")

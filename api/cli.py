@@ -189,7 +189,7 @@ def _cancel_replay(settings: Settings, args: argparse.Namespace) -> int:
 def _rotate_key(settings: Settings, args: argparse.Namespace) -> int:
     from engine import secretbox
     from engine.endpoints import secrets as endpoint_secrets
-    from engine.tenancy import tenants
+    from engine.tenancy import oauth, tenants
 
     if not 1 <= args.batch <= 10_000:
         print("hookline: --batch is 1 to 10000", file=sys.stderr)
@@ -200,11 +200,9 @@ def _rotate_key(settings: Settings, args: argparse.Namespace) -> int:
     with database.connection_context():
         report = endpoint_secrets.reseal_all(box, batch=args.batch)
         channels = tenants.reseal_alert_channels(box, batch=args.batch)
-    print(
-        json.dumps(
-            {"key_id": box.key_id, **dataclasses.asdict(report), **dataclasses.asdict(channels)}
-        )
-    )
+        signing = oauth.reseal_keys(box)
+    found = {**dataclasses.asdict(report), **dataclasses.asdict(channels)}
+    print(json.dumps({"key_id": box.key_id, **found, "oauth_keys_resealed": signing}))
     return 0
 
 

@@ -175,7 +175,7 @@ class Auth:
             raise _unauthorized("The admin token is missing or wrong.")
 
     def _principal(self, token: str) -> Principal:
-        if token.startswith(KEY_PREFIX) or not self.tokens.enabled:
+        if token.startswith(KEY_PREFIX) or not self.tokens.accepts(token):
             principal = authenticate_key(token, self.credentials)
             if principal is None:
                 raise _unauthorized("The API key is missing, unknown or revoked.")

@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from api.jwks import KeysUnavailable, ProviderKeys
+from api.own_tokens import OwnTokens
+from engine.alerts.messages import public_base
 from engine.errors import SettingsError
 from engine.settings import Settings
 from engine.tenancy.tenants import ALL_SCOPES
@@ -70,6 +72,12 @@ class TokenVerifier:
         )
         configured = settings.oauth2_issuer or settings.oauth2_jwks_url
         self.provider = provider or (ProviderTokens(settings) if configured else None)
+        self.own = OwnTokens(own_issuer(settings))
+
+    def accepts(self, token: str) -> bool:
+        """True when `token` is one this verifier should judge: some JWT is configured, or
+        it is shaped as one of Hookline's own access tokens."""
+        return self.enabled or (token.count(".") == 2 and self.own.takes(_unverified_iss(token)))
 
     @property
     def enabled(self) -> bool:
@@ -87,11 +95,26 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise TokenError("The bearer token is not a JWT.") from None
         algorithm = header.get("alg")
+        if self.own.takes(_unverified_iss(token)):
+            return self._own(token, header.get("kid"))
         if self.provider is not None and self.provider.takes(token, algorithm, self.public_keys):
             return self.provider.verify(token, algorithm, header.get("kid"))
         if algorithm not in self.algorithms:
             raise TokenError(f"Tokens signed with {str(algorithm)[:16]!r} are not accepted.")
         return self._claims(self._decode(token, algorithm, header.get("kid")))
+
+    def _own(self, token: str, kid: Any) -> Claims:
+        """The claims of one of Hookline's own access tokens (`api.own_tokens`)."""
+        try:
+            payload = self.own.decode(token, kid)
+        except jwt.PyJWTError as exc:
+            if str(exc) == "revoked":
+                raise TokenError("The token is revoked.") from None
+            raise TokenError(_explain(exc)) from None
+        raw = payload.get("scope")
+        scopes = frozenset(s for s in str(raw or "").split() if s in ALL_SCOPES)
+        client_id = str(payload["client_id"])
+        return Claims(str(payload["tenant_id"]), scopes, client_id, client_id)
 
     def _decode(self, token: str, algorithm: str, kid: Any) -> dict[str, Any]:
         required = ["exp"]
@@ -161,11 +184,7 @@ class ProviderTokens:
             return False
         if self.issuer is None:
             return not local_keys
-        try:
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            return False
-        return isinstance(unverified, dict) and unverified.get("iss") == self.issuer
+        return bool(_unverified_iss(token) == self.issuer)
 
     def verify(self, token: str, algorithm: Any, kid: Any) -> Claims:
         """The claims of a valid provider token.
@@ -229,6 +248,19 @@ def provider_scopes(payload: dict[str, Any], claim: str, prefix: str) -> frozens
     granted = raw.split() if isinstance(raw, str) else raw if isinstance(raw, list) else ()
     named = (s[len(prefix) :] for s in granted if isinstance(s, str) and s.startswith(prefix))
     return frozenset(scope for scope in named if scope in ALL_SCOPES)
+
+
+def own_issuer(settings: Settings) -> str:
+    """The `iss` of the access tokens this Hookline issues: its public base URL."""
+    return public_base(settings)
+
+
+def _unverified_iss(token: str) -> Any:
+    try:
+        payload = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    return payload.get("iss") if isinstance(payload, dict) else None
 
 
 def _explain(exc: jwt.PyJWTError) -> str:

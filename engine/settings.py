@@ -178,6 +178,11 @@ class Settings:
     # Prefix of the provider's scopes that name Hookline's: with `hookline:`, the scope
     # `hookline:events:write` grants `events:write`; others are ignored. Empty = none.
     oauth2_scope_prefix: str = ""
+    # Seconds an access token from Hookline's own token endpoint (`/oauth/token`) lives.
+    oauth2_token_ttl_s: int = 900
+    # Requests to `/oauth/token`, introspect and revoke per minute, per client and per source
+    # address, in each API process; 0 = no limit.
+    oauth2_token_requests_per_min: int = 60
     # Seconds of outcomes the breaker judges an endpoint on (10-second buckets).
     breaker_window_s: int = 300
     # Attempts the window must hold before its failure rate can open the breaker.
@@ -405,6 +410,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "oauth2_tenant_claim": parse.claim,
     "oauth2_scope_claim": parse.claim,
     "oauth2_scope_prefix": parse.claim,
+    "oauth2_token_ttl_s": parse.integer(60, 3600),
+    "oauth2_token_requests_per_min": parse.integer(0, 1_000_000),
     "breaker_window_s": parse.integer(10, 86400),
     "breaker_min_attempts": parse.integer(1, 1_000_000),
     "breaker_failure_pct": parse.number(1, 100),

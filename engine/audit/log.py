@@ -13,7 +13,7 @@ from engine.ids import new_id
 
 # Rows one purge statement deletes.
 PURGE_BATCH = 1000
-ACTOR_KINDS = ("api_key", "jwt", "admin")
+ACTOR_KINDS = ("api_key", "jwt", "oauth_client", "admin")
 
 
 @dataclass(frozen=True)

@@ -420,7 +420,7 @@ class AuditEntry(BaseModel):
 
     id = CharField(primary_key=True)
     tenant_id = CharField(null=True)
-    actor_kind = CharField(max_length=16)  # api_key, jwt or admin
+    actor_kind = CharField(max_length=16)  # api_key, jwt, oauth_client or admin
     actor_id = CharField(max_length=64)
     actor_subject = CharField(max_length=255, null=True)  # a JWT's `sub`
     action = CharField(max_length=255)  # "PATCH /v1/endpoints/{endpoint_id}"
@@ -432,6 +432,46 @@ class AuditEntry(BaseModel):
 
     class Meta:
         table_name = "audit_log"
+
+
+class OAuthClient(BaseModel):
+    """A machine client of Hookline's token endpoint (`engine.tenancy.oauth`)."""
+
+    id = CharField(primary_key=True)  # the client_id
+    tenant_id = CharField()
+    name = CharField(max_length=128)
+    scopes = JSONField(default=list)
+    secret_hash = CharField()
+    created_at = DateTimeField(default=utcnow)
+    deleted_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "oauth_client"
+
+
+class OAuthKey(BaseModel):
+    """A key Hookline signs its access tokens with (ES256), its private half sealed."""
+
+    kid = CharField(primary_key=True)
+    private_key = TextField()  # PEM, sealed by engine.secretbox
+    public_jwk = JSONField()
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "oauth_key"
+
+
+class OAuthRevokedToken(BaseModel):
+    """An access token revoked before it expired (RFC 7009), kept until it would have."""
+
+    jti = CharField(primary_key=True)
+    tenant_id = CharField()
+    client_id = CharField()
+    expires_at = DateTimeField()
+    revoked_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "oauth_revoked_token"
 
 
 class SchemaVersion(BaseModel):
@@ -461,5 +501,8 @@ MODELS = (
     AlertSend,
     SupervisedMessage,
     AuditEntry,
+    OAuthClient,
+    OAuthKey,
+    OAuthRevokedToken,
     SchemaVersion,
 )

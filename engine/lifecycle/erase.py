@@ -154,7 +154,7 @@ THROUGH_OTHERS = (
     "event_fan_out",
     "rate_limit",
 )
-TENANT_FREE = ("supervised_message", "schema_version")
+TENANT_FREE = ("supervised_message", "schema_version", "oauth_key")
 # Erased by the steps above, in this order, before the generic ones; the endpoints last but
 # one (the others are found through them), the keys after their rate-limit counters.
 _SPECIFIC = (Delivery, Attempt, Event, AlertRecord, ApiKey, Endpoint, Tenant)

@@ -20,6 +20,7 @@ from engine.db.models import Tenant, utcnow
 from engine.ids import floor_id
 from engine.retention import days
 from engine.retention.purge import Scope, purge_batch
+from engine.tenancy import oauth
 
 log = structlog.get_logger("hookline.retention")
 
@@ -74,6 +75,8 @@ class Retention:
             tenant_cutoffs={t: now - dt.timedelta(days=d) for t, d in overrides.items()},
             batch=self.batch,
         )
+        # Revocations of access tokens that have expired anyway guard nothing any more.
+        report.deleted_rows += oauth.sweep_revoked(now)
         return report
 
     def _drop(self, now: dt.datetime, longest: int, report: Report, deadline: float) -> None:

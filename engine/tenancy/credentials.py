@@ -51,8 +51,11 @@ class Principal:
 
     @property
     def kind(self) -> str:
-        """The kind of credential: `api_key` or `jwt`."""
-        return "jwt" if self.credential_id.startswith("jwt_") else "api_key"
+        """The kind of credential: `api_key`, `jwt` (a local key's or an identity provider's)
+        or `oauth_client` (an access token of Hookline's own token endpoint)."""
+        if self.credential_id.startswith(("jwt_", "oidc_")):
+            return "jwt"
+        return "oauth_client" if self.credential_id.startswith("oac_") else "api_key"
 
 
 class CredentialGeneration:

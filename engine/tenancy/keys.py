@@ -16,6 +16,20 @@ from engine.tenancy.credentials import CredentialGeneration
 from engine.tenancy.tenants import new_key
 
 
+def require_held(scopes: Iterable[str], held: Iterable[str], doing: str) -> None:
+    """Raise unless the caller holds every one of `scopes`: a credential never hands out,
+    or takes away, a power it lacks. `doing` completes "A credential cannot ...".
+
+    Raises:
+        ForbiddenError: the first scope the caller lacks, by name.
+    """
+    missing = sorted(set(scopes) - set(held))
+    if missing:
+        raise ForbiddenError(
+            missing[0], f"A credential cannot {doing} the scope {missing[0]}, which it lacks."
+        )
+
+
 def create_key(
     tenant_id: str, name: str | None, scopes: Sequence[str], *, held: Iterable[str]
 ) -> tuple[ApiKey, str]:
@@ -24,11 +38,7 @@ def create_key(
     Raises:
         ForbiddenError: a requested scope the caller does not hold (the first, by name).
     """
-    missing = sorted(set(scopes) - set(held))
-    if missing:
-        raise ForbiddenError(
-            missing[0], f"A credential cannot grant the scope {missing[0]}, which it lacks."
-        )
+    require_held(scopes, held, "grant")
     return new_key(tenant_id, scopes, name)
 
 
@@ -69,12 +79,7 @@ def revoke_key(
         )
         if row is None:
             raise NotFoundError("key", key_id)
-        missing = sorted(set(row.scopes) - set(held))
-        if missing:
-            raise ForbiddenError(
-                missing[0],
-                f"A credential cannot revoke a key with the scope {missing[0]}, which it lacks.",
-            )
+        require_held(row.scopes, held, "revoke a key with")
         revoked = (
             ApiKey.update(revoked_at=utcnow())
             .where(ApiKey.id == key_id, ApiKey.revoked_at.is_null())

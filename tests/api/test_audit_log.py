@@ -16,6 +16,7 @@ from engine.audit import log
 from engine.db.models import AuditEntry, Delivery, utcnow
 from engine.deliveries import fanout
 from tests.api.support import Api, assert_problem
+from tests.api.test_oauth_server import basic, form, new_client, token_for
 from tests.factories import endpoint_body, event_body
 
 AUDIT = "/v1/audit-log"
@@ -114,6 +115,14 @@ RECIPES: dict[str, Recipe] = {
     "POST /v1/endpoints/{endpoint_id}/resume": lambda w: w.tenant.post(
         "/v1/endpoints/{endpoint_id}/resume", endpoint_id=w.endpoint()
     ),
+    "POST /v1/oauth-clients": lambda w: w.tenant.post(
+        "/v1/oauth-clients", {"name": "etl", "scopes": ["events:write"]}
+    ),
+    "DELETE /v1/oauth-clients/{client_id}": lambda w: w.tenant.delete(
+        "/v1/oauth-clients/{client_id}",
+        client_id=new_client(w.tenant, ["events:write"])["client_id"],
+    ),
+    "POST /oauth/revoke": lambda w: revoke_own_token(w.tenant),
     "POST /v1/replays": lambda w: w.tenant.post(
         "/v1/replays", {"since": "2020-01-01T00:00:00Z", "statuses": ["quarantined"]}
     ),
@@ -128,6 +137,13 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+def revoke_own_token(tenant: Api) -> Result:
+    """A client revokes a token of its own: recorded with the client as the actor."""
+    client = new_client(tenant, ["events:write"])
+    token = token_for(tenant, client).json["access_token"]
+    return form(tenant, "/oauth/revoke", {"token": token}, auth=basic(client))
+
+
 def mutating_routes() -> list[str]:
     return sorted(
         f"{method.upper()} {path}"
@@ -138,7 +154,13 @@ def mutating_routes() -> list[str]:
 
 
 def test_the_unaudited_routes_are_only_ingest_and_the_preview() -> None:
-    assert UNAUDITED == {"POST /v1/events", "POST /v1/events/batch", "POST /v1/transforms/preview"}
+    assert UNAUDITED == {
+        "POST /v1/events",
+        "POST /v1/events/batch",
+        "POST /v1/transforms/preview",
+        "POST /oauth/token",
+        "POST /oauth/introspect",
+    }
     assert UNAUDITED <= set(mutating_routes())
 
 
@@ -157,7 +179,7 @@ def test_every_mutating_route_writes_an_audit_entry(admin: Api, action: str) -> 
     assert len(entries) == 1
     entry = entries[0]
     assert entry.status_code == answer.status_code
-    assert entry.actor_kind in ("api_key", "admin")
+    assert entry.actor_kind in ("api_key", "admin", "oauth_client")
     assert entry.target_id
 
 
@@ -249,7 +271,7 @@ def test_every_secret_looking_field_of_a_schema_is_marked_secret() -> None:
         for prop, sub in request_schema_properties(schemas.load(name))
         if SECRET_NAME.search(prop)
         and "x-hookline-secret" not in sub
-        and prop not in ("api_key", "previous_secret", "previous_secret_expires_at")
+        and prop not in ("api_key", "previous_secret", "previous_secret_expires_at", "token_type")
         and not name.endswith(("_created", "endpoint_secret"))
     )
     assert unmarked == []

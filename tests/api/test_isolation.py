@@ -33,6 +33,7 @@ BODIES: dict[str, Any] = {
     "EventTypeDefinitionCreate": {"name": "stranger.event"},
     "EventTypeDefinitionUpdate": {"description": "changed by a stranger"},
     "KeyCreate": {"scopes": ["endpoints:read"]},
+    "OAuthClientCreate": {"name": "stranger", "scopes": ["endpoints:read"]},
     "RecoverRequest": {"since": "2000-01-01T00:00:00Z"},
     "ReplayCreate": {"since": "2000-01-01T00:00:00Z"},
     "BackfillRequest": {"since": "2000-01-01T00:00:00Z"},
@@ -51,8 +52,12 @@ def operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
                 yield method.upper(), path, item[method]
 
 
+# The OAuth2 endpoints authenticate a client, not a tenant's bearer credential: that a client
+# sees only its own tokens is tested in tests/api/test_oauth_server.py.
 OPERATIONS = sorted(
-    (method, path) for method, path, operation in operations() if operation["security"] != []
+    (method, path)
+    for method, path, operation in operations()
+    if operation["security"] != [] and {"oauthClient": []} not in operation["security"]
 )
 
 
@@ -65,7 +70,9 @@ def owned(tenant: Api) -> dict[str, str]:
     key = tenant.post("/v1/keys", {"name": "mine", "scopes": ["endpoints:read"]}).json
     declared = tenant.post("/v1/event-types", {"name": "first.tenant.type"}).json
     replay = tenant.post("/v1/replays", {"since": "2000-01-01T00:00:00Z"}).json
+    client = tenant.post("/v1/oauth-clients", {"name": "mine", "scopes": ["endpoints:read"]}).json
     return {
+        "client_id": client["client_id"],
         "replay_id": replay["id"],
         "name": declared["name"],
         "endpoint_id": endpoint["id"],

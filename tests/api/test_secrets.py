@@ -17,6 +17,7 @@ from engine import sealed_fields, secretbox
 from engine.db.models import Endpoint, Tenant
 from engine.settings import Settings
 from tests.api.support import Api, assert_problem
+from tests.api.test_oauth_server import new_client, token_for
 from tests.factories import SECRET_KEY, endpoint_body
 
 ENDPOINTS = "/v1/endpoints"
@@ -230,6 +231,8 @@ def test_rotate_key_reseals_every_secret_under_the_new_key_and_is_idempotent(
     channels = {"pagerduty_routing_key": "pd-legacy", "email_to": ["ops@example.com"]}
     tenant_id = Endpoint.get_by_id(first["id"]).tenant_id
     Tenant.update(alert_channels=channels).where(Tenant.id == tenant_id).execute()
+    client = new_client(tenant, ["endpoints:read"])
+    assert token_for(tenant, client).status_code == 200, "a signing key, sealed"
     new_key = secretbox.generate_key()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")},
@@ -271,3 +274,6 @@ def test_rotate_key_reseals_every_secret_under_the_new_key_and_is_idempotent(
     only_new = make_api(sqlite_settings.with_overrides(secret_key=new_key)).as_key(tenant.key)
     assert only_new.get(SECRET, endpoint_id=first["id"]).json == {"secret": first["secret"]}
     assert only_new.get(SECRET, endpoint_id=second["id"]).json == rotated
+    assert (report["oauth_keys_resealed"], again["oauth_keys_resealed"]) == (1, 0)
+    token = token_for(only_new, client).json["access_token"]
+    assert only_new.as_key(token).get("/v1/endpoints").status_code == 200, "it signs still"

@@ -1,4 +1,4 @@
-"""Tokens of an OAuth2/OIDC identity provider, on the real API process (issue 19 §1).
+"""Tokens of an OAuth2/OIDC identity provider, and Hookline's own, on the real API process.
 
 The provider is the test's own: a small HTTP server on loopback that serves OIDC
 discovery and a JWKS, and rotates its signing key mid-test.
@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +26,7 @@ from tests.integration.faults import isolated_stack
 from tests.integration.test_tenant_lifecycle import new_tenant
 
 # The API never publishes here: nothing to run once per queue type.
+# Issue 19 §1 (an identity provider's tokens) and §2 (Hookline's own).
 pytestmark = [pytest.mark.integration, pytest.mark.without_rabbitmq]
 
 AUDIENCE = "hookline-api"
@@ -160,3 +164,42 @@ def test_without_any_key_from_the_provider_a_token_is_503_not_401(
     assert down[1]["type"].endswith(":identity-provider-unavailable")
     assert down[2]["retry-after"] == "30"
     assert back[0] == 200, ("the tenant from HOOKLINE_OAUTH2_TENANT_CLAIM", back[1])
+
+
+def test_hookline_issues_tokens_and_a_revocation_holds_on_every_api_process(
+    tmp_path: Path,
+) -> None:
+    """Issue 19 §2 on the real API, two worker processes: each keeps its own caches."""
+    with isolated_stack(tmp_path, roles=("api",), HOOKLINE_API_WORKERS="2") as (api, *_rest):
+        _tenant_id, key = new_tenant(api, "machines")
+        status, client = api.call(
+            "POST", "/v1/oauth-clients", {"name": "etl", "scopes": ["endpoints:read"]}, key=key
+        )
+        assert status == 201, client
+        credentials = {"client_id": client["client_id"], "client_secret": client["client_secret"]}
+
+        def post_form(path: str, **fields: str) -> tuple[int, Any]:
+            body = urllib.parse.urlencode({**credentials, **fields}).encode()
+            request = urllib.request.Request(api.base_url + path, data=body, method="POST")
+            request.add_header("Content-Type", "application/x-www-form-urlencoded")
+            try:
+                with urllib.request.urlopen(request, timeout=30) as answer:
+                    return answer.status, json.loads(answer.read())
+            except urllib.error.HTTPError as exc:
+                return exc.code, json.loads(exc.read())
+
+        status, issued = post_form("/oauth/token", grant_type="client_credentials")
+        assert status == 200, issued
+        token = issued["access_token"]
+        before = [get_endpoints(api, token)[0] for _ in range(10)]  # both processes, cached
+        jwks = api.call("GET", "/.well-known/jwks.json")[1]
+        revoked = post_form("/oauth/revoke", token=token)
+        time.sleep(2.5)  # a verdict is kept 2 s (`api.own_tokens.LIVE_TTL_S`)
+        after = [get_endpoints(api, token)[0] for _ in range(10)]
+        introspected = post_form("/oauth/introspect", token=token)
+
+    assert before == [200] * 10
+    assert jwt.get_unverified_header(token)["kid"] in [k["kid"] for k in jwks["keys"]]
+    assert revoked == (200, {})
+    assert after == [401] * 10, "refused on every process within a few seconds"
+    assert introspected == (200, {"active": False})
