@@ -20,6 +20,7 @@ from engine.db.models import (
 )
 from engine.db.pages import Page
 from engine.deliveries.flow_view import FlowView
+from engine.endpoints import receiver_auth
 from engine.endpoints.secrets import SecretView
 from engine.replays.matching import Counts
 from engine.replays.replays import Progress
@@ -90,10 +91,12 @@ def key(row: ApiKey) -> dict[str, Any]:
 
 
 def endpoint(row: Endpoint, box: SecretBox) -> dict[str, Any]:
-    """An endpoint; its custom headers' values as "***" and fingerprints, never in plaintext."""
+    """An endpoint; its custom headers' values and its receiver credentials' secrets as "***"
+    and fingerprints, never in plaintext."""
     headers, fingerprints = sealed_fields.masked(
         sealed_fields.open_headers(row.headers, box, row.id), box
     )
+    credentials = receiver_auth.masked(receiver_auth.opened(row.receiver_auth, box, row.id), box)
     return {
         "id": row.id,
         "url": row.url,
@@ -101,6 +104,7 @@ def endpoint(row: Endpoint, box: SecretBox) -> dict[str, Any]:
         "event_types": list(row.event_types or []),
         "headers": headers,
         "header_fingerprints": fingerprints,
+        **credentials,
         "metadata": dict(row.metadata or {}),
         "retry_schedule": row.retry_schedule,
         "breaker": row.breaker,

@@ -14,6 +14,8 @@
     ├── TransitionError         a status change its state machine's table does not allow (a bug)
     ├── TransformError          an endpoint's transform gives no body that can be sent
     │                           (engine.endpoints.transforms; a delivery makes it an outcome)
+    ├── ReceiverAuthError       a receiver's OAuth2 token server gave no token
+    │                           (engine.deliveries.receiver_tokens; an `auth_error` outcome)
     ├── MalformedError          a value handed to a pure function is not well-formed (a ValueError)
     │   ├── InvalidIdError          an id, its prefix or its timestamp (engine.ids)
     │   ├── InvalidScheduleError    a retry schedule (engine.retry)

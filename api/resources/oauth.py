@@ -28,8 +28,8 @@ from api.tokens import TokenVerifier
 from engine.db.models import OAuthClient
 from engine.secretbox import SecretBox
 from engine.settings import Settings
-from engine.tenancy.credentials import Principal
 from engine.tenancy import oauth
+from engine.tenancy.credentials import Principal
 
 FORM = "application/x-www-form-urlencoded"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

@@ -124,6 +124,8 @@ class Endpoint(BaseModel):
     metadata = JSONField(default=dict)
     retry_schedule = JSONField(null=True)
     secret = TextField()  # sealed by engine.secretbox; legacy rows hold plaintext
+    # `auth` and `tls` to the receiver, sealed together (engine.endpoints.receiver_auth).
+    receiver_auth = JSONField(null=True)
     previous_secret = TextField(null=True)  # signs beside `secret` until it expires
     previous_secret_expires_at = DateTimeField(null=True)
     verified_at = DateTimeField(null=True)

@@ -7,10 +7,13 @@ does; every failure comes back as an `Outcome` with an `error_class`:
     timeout           connect timeout, or no full answer within the request timeout
                       (which counts any wait for one of the host's connections)
     dns               the host name did not resolve
-    tls               the TLS handshake or certificate failed
+    tls               the TLS handshake or certificate failed; with a client certificate,
+                      also a connection cut right after the handshake (TLS 1.3 refuses
+                      a client certificate so)
     refused_address   the SSRF guard refused the address before connecting
     invalid_url       the URL cannot be requested
     connection        refused, reset, closed early, or any other transport error
+    auth_error        the receiver's OAuth2 token server gave no token (endpoint `auth`)
 
 The deliver actor adds two classes of its own, for attempts that make no request:
 `secret_unavailable`, when the endpoint's secret does not decrypt with the
@@ -26,11 +29,14 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
 from engine.deliveries import slots
 from engine.deliveries.hostgate import HostGates, host_key
+from engine.deliveries.receiver_tokens import ReceiverAuthError, ReceiverTokens, TlsContexts
+from engine.endpoints.receiver_auth import ClientTls, OAuth2Grant
 from engine.retry import parse_retry_after
 from engine.ssrf import AddressPolicy, check_url, guarded_socket_factory, refusal_in
 
@@ -47,6 +53,10 @@ class Request:
     slot_at: dt.datetime | None = None
     # How late after `slot_at` it may still start (`slots.late_s`).
     slot_late_s: float = slots.LATE_S
+    # An OAuth2 token to fetch from the receiver's server and send as a bearer token.
+    grant: OAuth2Grant | None = None
+    # A client certificate to present (mutual TLS), and the roots to trust.
+    tls: ClientTls | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,8 @@ class DeliveryClient:
         self.options = options
         # At most the per-host limit at once, in arrival order (engine.deliveries.hostgate).
         self.gates = HostGates(options.max_connections_per_host)
+        self.tokens = ReceiverTokens(session, options.policy, options.request_timeout_s)
+        self.tls = TlsContexts()
 
     async def send(self, request: Request) -> Outcome:
         """POST the request once; never raises for network or HTTP failures."""
@@ -145,19 +157,49 @@ class DeliveryClient:
                     return await self._post(request, outcome, started_at)
                 finally:
                     self.gates.release(key)
+        except ReceiverAuthError as exc:
+            return outcome(error_class="auth_error", error_detail=str(exc))
         except TimeoutError as exc:
             if str(exc):  # the connector's connect timeout, which names the host
                 return outcome(error_class="timeout", error_detail=classify(exc)[1])
             return outcome(error_class="timeout", error_detail=f"no answer within {total:g} s")
         except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome value
             error_class, detail = classify(exc)
+            if error_class == "connection" and request.tls is not None:
+                # TLS 1.3 refuses a client certificate after the handshake: the first write
+                # or read then fails without an SSL error of its own.
+                error_class = "tls"
+                detail += " (cut after the TLS handshake: the client certificate refused?)"
             return outcome(error_class=error_class, error_detail=detail)
 
     async def _post(
         self, request: Request, outcome: Callable[..., Outcome], started_at: dt.datetime
     ) -> Outcome:
+        """POST with the endpoint's credentials; an OAuth2 token refused (401) is fetched
+        anew and the request sent once more."""
+        context = self.tls.context(request.tls) if request.tls is not None else None
+        if request.grant is None:
+            return await self._post_once(request, request.headers, context, outcome, started_at)
+        token = await self.tokens.token(request.grant)
+        headers = {**request.headers, "authorization": f"Bearer {token}"}
+        answered = await self._post_once(request, headers, context, outcome, started_at)
+        if answered.status_code != 401:
+            return answered
+        token = await self.tokens.token(request.grant, fresh=True)
+        headers["authorization"] = f"Bearer {token}"
+        return await self._post_once(request, headers, context, outcome, started_at)
+
+    async def _post_once(
+        self,
+        request: Request,
+        headers: Mapping[str, str],
+        context: ssl.SSLContext | None,
+        outcome: Callable[..., Outcome],
+        started_at: dt.datetime,
+    ) -> Outcome:
+        options: dict[str, Any] = {} if context is None else {"ssl": context}
         async with self.session.post(
-            request.url, data=request.body, headers=dict(request.headers), allow_redirects=False
+            request.url, data=request.body, headers=dict(headers), allow_redirects=False, **options
         ) as response:
             body, truncated = await self._read_capped(response)
             retry_after = None

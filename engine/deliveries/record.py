@@ -40,9 +40,9 @@ from engine.deliveries.states import (
     SCHEDULED,
     SUCCEEDED,
 )
+from engine.endpoints import receiver_auth, transforms
 from engine.endpoints import secrets as endpoint_secrets
 from engine.endpoints import states as endpoint_states
-from engine.endpoints import transforms
 from engine.ids import new_id
 from engine.retry import Decision
 from engine.sealed_fields import open_headers
@@ -317,17 +317,29 @@ def build_request(
         body = claimed.body
     elif body is None:
         body = envelope(event)
-    headers = open_headers(claimed.endpoint.headers, box, claimed.endpoint.id)
-    signers = endpoint_secrets.signing_secrets(claimed.endpoint, box)
+    endpoint = claimed.endpoint
+    headers = open_headers(endpoint.headers, box, endpoint.id)
+    signers = endpoint_secrets.signing_secrets(endpoint, box)
     headers.update(signing.webhook_headers(signers, event.id, timestamp, body))
     headers["content-type"] = "application/json"
     headers["user-agent"] = user_agent
-    if claimed.slot_at is None:
-        return Request(url=claimed.endpoint.url, headers=headers, body=body)
+    proof = receiver_auth.credentials(endpoint.receiver_auth, box, endpoint.id)
+    if proof.authorization is not None:  # over any custom Authorization header
+        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        headers["authorization"] = proof.authorization
+    late_s = slots.LATE_S
+    if claimed.slot_at is not None and endpoint.rate_limit_per_s:
+        late_s = slots.late_s(endpoint.rate_limit_per_s)
     # A replay lane's slot (an endpoint without a rate of its own): the least lateness.
-    rate = claimed.endpoint.rate_limit_per_s
-    late_s = slots.late_s(rate) if rate else slots.LATE_S
-    return Request(claimed.endpoint.url, headers, body, slot_at=claimed.slot_at, slot_late_s=late_s)
+    return Request(
+        endpoint.url,
+        headers,
+        body,
+        slot_at=claimed.slot_at,
+        slot_late_s=late_s,
+        grant=proof.grant,
+        tls=proof.tls,
+    )
 
 
 # What follows an attempt, decided at the recording transaction's time: the caller's

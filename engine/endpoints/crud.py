@@ -10,7 +10,7 @@ from typing import Any
 from engine.db.models import UNORDERED, Delivery, Endpoint, db, utcnow
 from engine.db.pages import Page, paginate
 from engine.deliveries import states as delivery_states
-from engine.endpoints import payload_filter, states, transforms
+from engine.endpoints import payload_filter, receiver_auth, states, transforms
 from engine.endpoints import secrets as endpoint_secrets
 from engine.endpoints.filters import is_valid_pattern
 from engine.errors import InvalidInputError, NotFoundError
@@ -104,6 +104,8 @@ def create_endpoint(
             current value to keep).
     """
     validate_fields(fields, policy)
+    auth, tls = receiver_auth.written(fields, {})
+    receiver_auth.check(auth, tls, fields["url"], policy)
     now = utcnow()
     endpoint_id = new_id("ep")
     headers = keep_masked(fields.get("headers") or {}, None, "headers")
@@ -116,6 +118,7 @@ def create_endpoint(
         description=fields.get("description"),
         event_types=sorted(set(fields.get("event_types") or [])),
         headers=seal_headers(headers, box, endpoint_id),
+        receiver_auth=receiver_auth.seal(auth, tls, box, endpoint_id),
         metadata=dict(fields.get("metadata") or {}),
         retry_schedule=fields.get("retry_schedule"),
         breaker=fields.get("breaker"),
@@ -191,6 +194,12 @@ def update_endpoint(
                 column = _COLUMNS.get(name, name)
                 setattr(endpoint, column, value)
                 changed.append(column)
+        if {"auth", "tls", "url"} & set(fields):
+            current = receiver_auth.opened(endpoint.receiver_auth, box, endpoint.id)
+            auth, tls = receiver_auth.written(fields, current)
+            receiver_auth.check(auth, tls, endpoint.url, policy)
+            endpoint.receiver_auth = receiver_auth.seal(auth, tls, box, endpoint.id)
+            changed.append("receiver_auth")
         endpoint.updated_at = now
         # Never the status: only `states` moves it, conditionally.
         endpoint.save(only=[getattr(Endpoint, name) for name in (*changed, "updated_at")])

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from engine import signing
 from engine.db.models import Endpoint, db, utcnow
+from engine.endpoints import receiver_auth
 from engine.errors import ConflictError, InvalidInputError
 from engine.sealed_fields import CURRENT, LEGACY, open_headers, seal_headers, seal_state
 from engine.secretbox import SecretBox, is_sealed
@@ -49,6 +50,7 @@ class ResealReport:
     changed_meanwhile: int = 0
     headers_resealed: int = 0
     headers_legacy_plaintext: int = 0
+    receiver_auth_resealed: int = 0
 
 
 def issue(endpoint_id: str, box: SecretBox, supplied: str | None = None) -> tuple[str, str]:
@@ -158,6 +160,7 @@ def reseal_all(box: SecretBox, *, batch: int = 500, now: dt.datetime | None = No
             "changed_meanwhile",
             "headers_resealed",
             "headers_legacy_plaintext",
+            "receiver_auth_resealed",
         ),
         0,
     )
@@ -180,6 +183,7 @@ def _batches(size: int) -> Iterator[list[Endpoint]]:
                 Endpoint.previous_secret,
                 Endpoint.previous_secret_expires_at,
                 Endpoint.headers,
+                Endpoint.receiver_auth,
                 Endpoint.updated_at,
             )
             .where(Endpoint.id > after)
@@ -196,6 +200,10 @@ def _reseal_row(row: Endpoint, box: SecretBox, now: dt.datetime) -> dict[str, in
     counts = {"resealed": 0, "already_current": 0, "legacy_plaintext": 0, "expired_cleared": 0}
     changes: dict[object, object] = {}
     counts.update(_reseal_headers(row, box, changes))
+    if seal_state(row.receiver_auth, box) != CURRENT:
+        both = receiver_auth.opened(row.receiver_auth, box, row.id)
+        changes[Endpoint.receiver_auth] = receiver_auth.seal(both["auth"], both["tls"], box, row.id)
+        counts["receiver_auth_resealed"] = 1
     expired = row.previous_secret_expires_at is None or row.previous_secret_expires_at <= now
     if row.previous_secret is not None and expired:
         changes[Endpoint.previous_secret] = None
@@ -241,10 +249,10 @@ def _reseal_headers(row: Endpoint, box: SecretBox, changes: dict[object, object]
 
 
 def _headers_unchanged(row: Endpoint, changes: dict[object, object]) -> object:
-    """The compare-and-swap's guard for new headers: the row's `updated_at`, which every
-    change of its headers moves; the headers themselves would put their plaintext in the
-    SQL that peewee logs at debug level."""
-    if Endpoint.headers not in changes:
+    """The compare-and-swap's guard for new headers or receiver credentials: the row's
+    `updated_at`, which every change of them moves; the values themselves would put their
+    plaintext in the SQL that peewee logs at debug level."""
+    if Endpoint.headers not in changes and Endpoint.receiver_auth not in changes:
         return Endpoint.id == row.id
     return Endpoint.updated_at == row.updated_at
 

@@ -271,7 +271,8 @@ def test_every_secret_looking_field_of_a_schema_is_marked_secret() -> None:
         for prop, sub in request_schema_properties(schemas.load(name))
         if SECRET_NAME.search(prop)
         and "x-hookline-secret" not in sub
-        and prop not in ("api_key", "previous_secret", "previous_secret_expires_at", "token_type")
+        and prop not in ("api_key", "previous_secret", "previous_secret_expires_at")
+        and prop not in ("token_type", "token_url")
         and not name.endswith(("_created", "endpoint_secret"))
     )
     assert unmarked == []
