@@ -21,9 +21,10 @@ import pytest
 from engine.db import partitions
 from engine.db.connect import bind
 from engine.db.migrations import latest_version, migrate
-from engine.db.models import Delivery, Event, EventKey, Tenant, utcnow
+from engine.db.models import Delivery, Endpoint, Event, EventKey, Tenant, utcnow
 from engine.ids import new_id
 from engine.retention import LIVE, Retention, days, measure
+from engine.tenancy.tenants import create_tenant
 from tests.factories import make_endpoint, make_settings
 from tests.retention_rows import aged_event, stored
 from tests.services import new_database
@@ -219,7 +220,19 @@ def _old_rows(url: str) -> None:
     migrate(database, until=RETENTION_STEP - 1)
     endpoint = None
     with database.connection_context():
-        endpoint = make_endpoint(tenant="old")
+        # Only the columns version 14 has: today's `create_endpoint` writes later ones.
+        tenant = create_tenant("old")[0]
+        at = utcnow()
+        Endpoint.insert(
+            id=new_id("ep"),
+            tenant_id=tenant.id,
+            url="https://example.com/hook",
+            secret="whsec_" + "A" * 32,
+            status="active",
+            created_at=at,
+            updated_at=at,
+        ).execute()
+        endpoint = Endpoint.select(Endpoint.id, Endpoint.tenant_id).get()
     now_ms = int(time.time() * 1000)
     step = 40 * 86_400_000 // ROWS
     events, deliveries, attempts = io.StringIO(), io.StringIO(), io.StringIO()
