@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from api import cli_checks, cli_listen, cli_tenants
+from api import cli_checks, cli_listen, cli_remote, cli_tenants
 from engine import __version__, logs
 from engine.db.connect import bind
 from engine.db.migrations import migrate
@@ -110,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     ).set_defaults(handler=_supervisor)
     commands.add_parser("up", help="run everything on this host").set_defaults(handler=_up)
     cli_listen.add_command(commands)
+    cli_remote.add_commands(commands)
     return parser
 
 
